@@ -1,0 +1,317 @@
+/*
+ * Internal declarations shared by the library's modules. Nothing here is
+ * part of the ABI: internal functions are `pe__*` and hidden.
+ *
+ * Module map (one job per file):
+ *   pe_error.c      pe_strerror, pe_errname, pe_phase_name, message buffers
+ *   pe_version.c    pe_version
+ *   pe_mem.c        allocator wrappers
+ *   pe_buf.c        growable byte buffer
+ *   pe_fields.c     ordered multi-map of byte fields (headers, metadata)
+ *   pe_validate.c   token / header value / request-line checks
+ *   pe_engine.c     engine, options, log
+ *   pe_registry.c   policy registry (native and Python entries)
+ *   pe_plugin.c     plugin loading (dlopen)
+ *   pe_params.c     param validation against specs, pe_params_* getters
+ *   pe_builder.c    chain builder and the JSON chain format
+ *   pe_chain.c      chain object: refcount, queries, instance teardown
+ *   pe_run.c        running a phase: step order, failure modes, resume
+ *   pe_exchange.c   exchange lifecycle, request line, status, verdict, errors
+ *   pe_headers.c    pe_exchange_header_* and pe_exchange_meta_*
+ *   pe_body.c       pe_exchange_body_*
+ *   pe_txn.c        per-step snapshot/rollback of an exchange
+ */
+#ifndef PE_INTERNAL_H
+#define PE_INTERNAL_H
+
+#include <policyexec/policyexec.h>
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#define PE__ERRMSG_SIZE 256
+
+/* ---- pe_error.c ---- */
+
+/* Formats into a fixed message buffer of PE__ERRMSG_SIZE bytes (truncating). */
+void pe__errmsg_vset(char *buf, const char *fmt, va_list ap);
+void pe__errmsg_set(char *buf, const char *fmt, ...) PE_PRINTF(2, 3);
+
+/* ---- pe_mem.c ---- */
+
+void *pe__malloc(const pe_mem *mem, size_t size);
+void *pe__calloc(const pe_mem *mem, size_t nmemb, size_t size);
+void *pe__realloc(const pe_mem *mem, void *ptr, size_t size);
+void pe__free(const pe_mem *mem, void *ptr);
+/* NUL-terminated copy of len bytes. */
+char *pe__strndup(const pe_mem *mem, const char *s, size_t len);
+/* The malloc-based defaults. */
+extern const pe_mem pe__default_mem;
+
+/* ---- pe_buf.c: growable bytes, reused across requests ---- */
+
+typedef struct pe__buf {
+  char *data;
+  size_t len;
+  size_t cap;
+} pe__buf;
+
+/* Makes room for `extra` more bytes (amortised doubling). */
+int pe__buf_reserve(pe__buf *b, const pe_mem *mem, size_t extra);
+int pe__buf_set(pe__buf *b, const pe_mem *mem, const char *p, size_t n);
+int pe__buf_append(pe__buf *b, const pe_mem *mem, const char *p, size_t n);
+int pe__buf_prepend(pe__buf *b, const pe_mem *mem, const char *p, size_t n);
+void pe__buf_free(pe__buf *b, const pe_mem *mem);
+static inline pe_slice pe__buf_slice(const pe__buf *b) {
+  return pe_bytes(b->data, b->len);
+}
+
+/* ---- pe_fields.c: ordered multi-map (headers: case-insensitive names) ---- */
+
+typedef struct pe__field {
+  size_t name_off, name_len; /* into pe__fields.bytes */
+  size_t value_off, value_len;
+} pe__field;
+
+typedef struct pe__fields {
+  pe__field *items;
+  size_t count, cap;
+  pe__buf bytes;     /* append-only between compactions */
+  size_t live_bytes; /* sum of name_len + value_len over items */
+  bool ci;           /* compare names case-insensitively */
+} pe__fields;
+
+void pe__fields_init(pe__fields *f, bool case_insensitive);
+void pe__fields_clear(pe__fields *f); /* keeps memory */
+void pe__fields_free(pe__fields *f, const pe_mem *mem);
+/* Deep copy of src into dst (reusing dst's memory). */
+int pe__fields_copy(pe__fields *dst, const pe__fields *src, const pe_mem *mem);
+void pe__fields_swap(pe__fields *a, pe__fields *b);
+/* nth value of name, or -1. */
+long pe__fields_find(const pe__fields *f, pe_slice name, size_t nth);
+pe_slice pe__fields_name(const pe__fields *f, size_t i);
+pe_slice pe__fields_value(const pe__fields *f, size_t i);
+/* Limit-checked mutators: return PE_ERR_TOO_MANY_HEADERS /
+ * PE_ERR_HEADERS_TOO_LARGE when max_count / max_bytes would be exceeded. */
+int pe__fields_add(pe__fields *f, const pe_mem *mem, pe_slice name, pe_slice value,
+                   size_t max_count, size_t max_bytes);
+int pe__fields_set(pe__fields *f, const pe_mem *mem, pe_slice name, pe_slice value,
+                   size_t max_count, size_t max_bytes);
+int pe__fields_remove(pe__fields *f, pe_slice name); /* count removed */
+
+/* ---- pe_validate.c ---- */
+
+bool pe__is_token(pe_slice s);                            /* RFC 9110 token, non-empty */
+bool pe__is_field_value(pe_slice s);                      /* no CR, LF, NUL */
+bool pe__is_request_target(pe_slice s, bool allow_empty); /* visible ASCII, no space */
+
+/* ---- pe_engine.c / pe_registry.c ---- */
+
+typedef enum pe__kind { PE__KIND_NATIVE = 0, PE__KIND_PYTHON = 1 } pe__kind;
+
+typedef struct pe__policy {
+  pe__kind kind;
+  char *name;
+  char *version;
+  unsigned phases; /* PE_PHASE_BIT mask */
+  unsigned needs;  /* PE_NEEDS_* mask */
+  /* native only: */
+  pe_param_spec *specs; /* deep copy (names owned) */
+  size_t spec_count;
+  int (*create)(void **instance, pe_params *params, void *user_data);
+  void (*destroy)(void *instance, void *user_data);
+  pe_phase_fn on[PE_PHASE_COUNT];
+  void *user_data;
+  void (*free_user_data)(void *user_data);
+  void *plugin; /* the pe__plugin that registered it, or NULL */
+  struct pe__policy *next;
+} pe__policy;
+
+struct pe_engine_options {
+  pe_mem mem;
+  pe_log_fn log;
+  void *log_ud;
+  pe_log_level log_level;
+  pe_metrics_fn metrics;
+  void *metrics_ud;
+  size_t limits[5]; /* indexed by pe_limit */
+};
+
+struct pe__backend; /* out-of-process steps (Python): see pe__backend_ops */
+
+struct pe_engine {
+  atomic_int refs;
+  pe_engine_options opts; /* immutable after pe_engine_new */
+  pthread_mutex_t lock;   /* guards registry, plugins, errmsg */
+  pe__policy *policies;
+  void *plugins; /* pe_plugin.c's list of dlopen handles */
+  char errmsg[PE__ERRMSG_SIZE];
+  const struct pe__backend_ops *backend_ops; /* NULL: no Python backend */
+  struct pe__backend *backend;
+};
+
+void pe__engine_ref(pe_engine *e);
+void pe__engine_unref(pe_engine *e); /* last reference destroys */
+void pe__engine_fail(pe_engine *e, const char *fmt, ...) PE_PRINTF(2, 3);
+void pe__log(pe_engine *e, pe_log_level level, const char *fmt, ...) PE_PRINTF(3, 4);
+static inline const pe_mem *pe__engine_mem(const pe_engine *e) {
+  return &e->opts.mem;
+}
+
+/* Registry (call with e->lock held). */
+pe__policy *pe__registry_find(pe_engine *e, pe_slice name, pe_slice version);
+/* Takes ownership of p (frees it and its user_data on failure). */
+int pe__registry_add(pe_engine *e, pe__policy *p);
+void pe__policy_free(pe_engine *e, pe__policy *p);
+/* Removes (and frees) every policy registered by `plugin`. */
+void pe__registry_remove_plugin(pe_engine *e, void *plugin);
+void pe__registry_free_all(pe_engine *e);
+
+/* pe_plugin.c */
+void pe__plugins_close_all(pe_engine *e);
+
+/* ---- pe_params.c ---- */
+
+/* Validates params_json against p's specs. On failure writes "param 'x':
+ * expected string" style text to err and returns PE_ERR_PARAM / PE_ERR_JSON. */
+int pe__params_validate(const pe__policy *p, pe_slice params_json, char *err);
+/* Validates, then calls p->create. */
+int pe__params_create_instance(const pe__policy *p, pe_slice params_json, void **instance,
+                               char *err);
+
+/* ---- chains ---- */
+
+typedef struct pe__step {
+  pe__policy *policy;
+  void *instance;    /* native instance, or backend instance handle */
+  char *params_json; /* NUL-terminated compact JSON object */
+  size_t params_len;
+  pe_failure_mode mode;
+  uint32_t timeout_ms;
+  bool enabled;
+  size_t index;
+} pe__step;
+
+struct pe_chain {
+  atomic_int refs;
+  pe_engine *engine; /* holds a reference */
+  pe__step *steps;
+  size_t step_count;
+  /* Run order per phase: indices into steps, enabled steps implementing the
+   * phase, reversed for response phases. */
+  size_t *order[PE_PHASE_COUNT];
+  size_t order_len[PE_PHASE_COUNT];
+  unsigned phases;
+  unsigned needs;
+};
+
+#define PE__DEFAULT_TIMEOUT_MS 1000u
+
+/* ---- exchanges ---- */
+
+/* Parts of an exchange a step may change, for snapshot/rollback. */
+enum {
+  PE__PART_REQUEST_LINE = 1u << 0,
+  PE__PART_REQ_HEADERS = 1u << 1,
+  PE__PART_RESP_HEADERS = 1u << 2,
+  PE__PART_REQ_BODY = 1u << 3,
+  PE__PART_RESP_BODY = 1u << 4,
+  PE__PART_META = 1u << 5
+};
+
+typedef struct pe__snapshot {
+  unsigned saved; /* PE__PART_* already copied in this step */
+  pe__buf method, path, authority;
+  pe__fields headers[2];
+  pe__buf body[2];
+  pe__fields meta;
+  int status;
+  pe_verdict verdict;
+} pe__snapshot;
+
+/* State of a phase run, kept on the exchange so that a pending run can
+ * resume where it stopped. */
+typedef struct pe__run_state {
+  const pe_chain *chain;
+  pe_phase phase;
+  size_t pos;   /* next entry of chain->order[phase] */
+  bool pending; /* an out-of-process batch is in flight */
+  void *done;   /* completion callback for async runs (issue: Python backend) */
+  void *done_ud;
+  void *dispatcher;
+  uint64_t started_ns; /* clock when the current step or batch began (metrics on) */
+} pe__run_state;
+
+struct pe_exchange {
+  pe_engine *engine; /* holds a reference */
+  const pe_mem *mem;
+  size_t limits[5];
+  pe__buf method, path, authority;
+  pe__fields headers[2]; /* [PE_REQUEST], [PE_RESPONSE] */
+  pe__buf body[2];
+  pe__fields meta;
+  int status;
+  pe_verdict verdict;
+  char errmsg[PE__ERRMSG_SIZE];
+  bool txn_active; /* a fail-open step is running: snapshot before writes */
+  pe__snapshot snap;
+  pe__run_state run;
+};
+
+/* pe_txn.c: call pe__txn_touch(ex, PART) before changing a part. */
+void pe__txn_begin(pe_exchange *ex); /* before a fail-open step */
+int pe__txn_save(pe_exchange *ex, unsigned part);
+static inline int pe__txn_touch(pe_exchange *ex, unsigned part) {
+  if (!ex->txn_active || (ex->snap.saved & part))
+    return PE_OK;
+  return pe__txn_save(ex, part);
+}
+void pe__txn_commit(pe_exchange *ex);
+void pe__txn_rollback(pe_exchange *ex);
+void pe__snapshot_free(pe__snapshot *s, const pe_mem *mem);
+
+/* pe_exchange.c: records a refused call's message on ex and returns rc. */
+int pe__exchange_fail(pe_exchange *ex, int rc, const char *fmt, ...) PE_PRINTF(3, 4);
+
+/* ---- pe_run.c ---- */
+
+/* Applies a step failure: logs it (naming the policy), records it on ex,
+ * reports metrics, then per the step's mode rolls back (open) or answers
+ * 500 / 504 (closed). Shared by native steps and the Python backend. */
+void pe__step_failed(pe_exchange *ex, const pe__step *step, pe_phase phase, int rc,
+                     pe_step_outcome outcome, const char *why);
+/* CLOCK_MONOTONIC in nanoseconds. Read only when e->opts.metrics is set. */
+uint64_t pe__now_ns(void);
+/* Reports a step that ran to the metrics callback, if one is set, with the
+ * time since ex->run.started_ns. pe__step_failed calls it itself. */
+void pe__step_report(pe_exchange *ex, const pe__step *step, pe_phase phase,
+                     pe_step_outcome outcome);
+
+/*
+ * Out-of-process backend interface (implemented by the Python backend).
+ * The runner hands it each run of consecutive steps of kind PYTHON.
+ */
+typedef struct pe__backend_ops {
+  /* Creates the instance of `step` (step->params_json) in the workers. */
+  int (*create_instance)(struct pe__backend *be, pe__step *step, char *err);
+  void (*destroy_instance)(struct pe__backend *be, pe__step *step);
+  /* Runs steps[0..n-1] (consecutive, in run order) for ex->run.phase.
+   * The runner has already set ex->run.pos past the batch.
+   * Blocking mode (ex->run.dispatcher == NULL): returns PE_OK when every
+   * step's outcome has been applied with the txn / pe__step_failed rules.
+   * The steps array lives on the runner's stack: copy it to keep it.
+   * A negative return means no step of the batch ran: the runner then fails
+   * each one with that code through pe__step_failed.
+   * Async mode: may return PE_PENDING; the runner then sets ex->run.pending
+   * and returns PE_PENDING. When the reply arrives the backend applies it,
+   * clears ex->run.pending and calls pe__run_continue(ex) to go on. */
+  int (*run_batch)(struct pe__backend *be, pe_exchange *ex, const pe__step *const *steps, size_t n);
+  void (*shutdown)(struct pe__backend *be);
+} pe__backend_ops;
+
+/* Continues ex->run from ex->run.pos; returns PE_OK or PE_PENDING. */
+int pe__run_continue(pe_exchange *ex);
+
+#endif /* PE_INTERNAL_H */
