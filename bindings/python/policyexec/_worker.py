@@ -1,0 +1,144 @@
+"""The Python half of policyexec-pyworker: the C event loop calls these.
+
+Not an API for policy authors. Every function here is called with the GIL
+held from the worker's single thread; anything a function raises becomes an
+Error reply (or a failed step, inside :func:`run`).
+"""
+
+import importlib.util
+import json
+import os
+import sys
+import traceback
+
+from . import policy as _policy
+from .context import Context
+
+# realpath of each imported module file (imported once per process).
+_loaded = set()
+# instance_id -> (name@version, bound phase methods or None, by phase).
+_instances = {}
+
+_NOTHING = (True, None, None, None, None, 0, None, None, None)
+_MAX_ERROR = 4000
+_TRACEBACK_FRAMES = 3
+
+
+def load_modules(paths):
+    """Imports every ``*.py`` in each directory of ``paths`` (in name order,
+    once per process) and returns, for every policy registered so far, a tuple
+    (name, version, phases mask, needs_request_body, needs_response_body)."""
+    for directory in paths:
+        directory = os.path.realpath(directory)
+        if not os.path.isdir(directory):
+            raise ImportError(f"module path {directory!r} is not a directory")
+        if directory not in sys.path:
+            # Lets policy modules import helper modules beside them.
+            sys.path.append(directory)
+        for entry in sorted(os.listdir(directory)):
+            if entry.endswith(".py") and not entry.startswith("."):
+                _import_file(os.path.join(directory, entry))
+    infos = []
+    for cls in _policy.registered().values():
+        needs_rq, needs_rs = cls.needs_bodies()
+        infos.append((cls.name, cls.version, cls.phases(), needs_rq, needs_rs))
+    return infos
+
+
+def _import_file(path):
+    if path in _loaded:
+        return
+    stem = os.path.splitext(os.path.basename(path))[0]
+    # A private name per file: policy files never shadow each other or the stdlib.
+    module_name = f"_policyexec_policies_{len(_loaded)}_{stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        del sys.modules[module_name]
+        raise ImportError(f"cannot import {path}: {type(exc).__name__}: {exc}") from exc
+    _loaded.add(path)
+
+
+def create(instance_id, name, version, params_json):
+    """Creates (or replaces) instance ``instance_id`` of name@version.
+    Returns None on success, else the reason as str."""
+    key = f"{name}@{version}"
+    cls = _policy.registered().get(key)
+    if cls is None:
+        return f"unknown policy {key}"
+    try:
+        params = json.loads(params_json) if params_json else {}
+    except ValueError as exc:
+        return f"{key}: params are not valid JSON: {exc}"
+    try:
+        instance = cls(params)
+        instance.validate()
+    except (TypeError, ValueError) as exc:
+        return f"{key}: {exc}"
+    except Exception as exc:
+        return f"{key}: {type(exc).__name__}: {exc}"
+    methods = []
+    for phase, method in enumerate(_policy.PHASE_METHODS):
+        methods.append(getattr(instance, method) if cls.phases() & (1 << phase) else None)
+    _instances[instance_id] = (key, methods)
+    return None
+
+
+def destroy(instance_id):
+    """Forgets instance ``instance_id``; returns whether it existed."""
+    return _instances.pop(instance_id, None) is not None
+
+
+def count():
+    """Number of live instances."""
+    return len(_instances)
+
+
+def run(phase, instance_ids, fail_open, method, path, authority, status,
+        request_headers, response_headers, request_body, response_body, metadata):
+    """Runs one phase's steps on one shared context; returns one result tuple
+    per step that ran: (ok, error, header edits, body edits, metadata edits,
+    status, method, path, respond). Raises LookupError (nothing runs) when an
+    instance is unknown."""
+    steps = []
+    for instance_id in instance_ids:
+        entry = _instances.get(instance_id)
+        if entry is None:
+            raise LookupError(f"unknown instance {instance_id}")
+        steps.append(entry)
+    ctx = Context._from_wire(phase, method, path, authority, status, request_headers,
+                             response_headers, request_body, response_body, metadata)
+    results = []
+    for index, (key, methods) in enumerate(steps):
+        hook = methods[phase]
+        if hook is None:
+            results.append(_NOTHING)
+            continue
+        try:
+            hook(ctx)
+            result = ctx._commit()
+        except BaseException as exc:  # even SystemExit: a policy never stops the worker
+            ctx._rollback()
+            results.append((False, _describe(key, exc)) + _NOTHING[2:])
+            if index >= len(fail_open) or not fail_open[index]:
+                break
+            continue
+        results.append(result)
+        if result[8] is not None:
+            break
+    return results
+
+
+def _describe(key, exc):
+    """ "name@version: ExceptionType: message" plus the last frames of the traceback."""
+    text = f"{key}: {type(exc).__name__}: {exc}"
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_next is not None:
+        frames = traceback.format_tb(tb.tb_next)[-_TRACEBACK_FRAMES:]
+        text += "\n" + "".join(frames).rstrip()
+    if len(text) > _MAX_ERROR:
+        text = text[:_MAX_ERROR] + "..."
+    return text

@@ -1,0 +1,275 @@
+"""Context: what one phase of one exchange looks like to a policy."""
+
+from . import _text
+from .headers import Headers
+from .metadata import Metadata
+
+REQUEST_HEADERS = 0
+REQUEST_BODY = 1
+RESPONSE_HEADERS = 2
+RESPONSE_BODY = 3
+PHASE_NAMES = ("request_headers", "request_body", "response_headers", "response_body")
+
+SIDE_REQUEST = 0
+SIDE_RESPONSE = 1
+
+# Kinds of body edit sent back to the engine (see BodyEdit in executor.proto).
+BODY_PREFIX = 0
+BODY_SUFFIX = 1
+BODY_REPLACE = 2
+
+
+class Context:
+    """The exchange as a policy sees it during one phase.
+
+    Attributes and properties:
+
+    * ``phase``: one of ``REQUEST_HEADERS``, ``REQUEST_BODY``,
+      ``RESPONSE_HEADERS``, ``RESPONSE_BODY`` (0..3).
+    * ``method``, ``path`` (str): settable in request phases only.
+    * ``authority`` (str): read-only.
+    * ``status`` (int): 0 in request phases; settable (100..999) in response phases.
+    * ``request_headers``, ``response_headers``: :class:`Headers`.
+    * ``request_body``, ``response_body``: the whole buffered body as
+      ``bytes`` in the body phase of its side, ``None`` elsewhere; assign
+      bytes (or str, encoded UTF-8) to replace it. Assigning a body that is
+      ``None`` raises ``RuntimeError``: the phase does not carry it.
+    * ``metadata``: :class:`Metadata`, shared by all steps and phases.
+
+    :meth:`respond` answers the client at once and stops the chain.
+
+    Within a chain, every step of a phase sees the same context, with the
+    changes of the steps before it. If a step raises, its changes are
+    undone before the next step runs.
+    """
+
+    __slots__ = (
+        "phase", "_method", "_path", "_authority", "_status",
+        "_rq_flat", "_rs_flat", "_rq", "_rs", "_meta_flat", "_meta",
+        "_rq_body", "_rs_body", "_respond",
+        "_method0", "_path0", "_status0", "_rq_body0", "_rs_body0",
+    )
+
+    def __init__(self, phase=REQUEST_HEADERS, method="GET", path="/", authority="",
+                 status=0, request_headers=None, response_headers=None,
+                 request_body=None, response_body=None, metadata=None):
+        """Builds a context by hand, e.g. to unit-test a policy.
+
+        Headers and metadata may be mappings or lists of pairs; bodies are
+        bytes or None (None: the phase does not carry that body).
+        """
+        if phase not in (0, 1, 2, 3):
+            raise ValueError(f"invalid phase {phase!r}")
+        self.phase = phase
+        self._method = _text.method(method)
+        self._path = _text.path(path)
+        self._authority = _text.as_text(authority, "authority")
+        self._status = 0 if status == 0 else _text.status(status)
+        self._rq_flat = self._rs_flat = self._meta_flat = None
+        self._rq = Headers(request_headers)
+        self._rs = Headers(response_headers)
+        self._rs._side = SIDE_RESPONSE
+        self._meta = Metadata(metadata)
+        self._rq_body = None if request_body is None else _text.body(request_body, "request body")
+        self._rs_body = None if response_body is None else _text.body(response_body, "response body")
+        self._begin()
+
+    @classmethod
+    def _from_wire(cls, phase, method, path, authority, status, rq_flat, rs_flat,
+                   rq_body, rs_body, meta_flat):
+        """Fast path for the worker: values are already decoded and were
+        validated by the engine; headers and metadata are built on first use."""
+        self = cls.__new__(cls)
+        self.phase = phase
+        self._method = method
+        self._path = path
+        self._authority = authority
+        self._status = status
+        self._rq_flat = rq_flat
+        self._rs_flat = rs_flat
+        self._meta_flat = meta_flat
+        self._rq = self._rs = self._meta = None
+        self._rq_body = rq_body
+        self._rs_body = rs_body
+        self._begin()
+        return self
+
+    # ---- request line and status ----
+
+    @property
+    def method(self):
+        """The request method, e.g. ``"GET"``."""
+        return self._method
+
+    @method.setter
+    def method(self, value):
+        self._request_phase_only("method")
+        self._method = _text.method(value)
+
+    @property
+    def path(self):
+        """The request target, e.g. ``"/items?id=3"``."""
+        return self._path
+
+    @path.setter
+    def path(self, value):
+        self._request_phase_only("path")
+        self._path = _text.path(value)
+
+    @property
+    def authority(self):
+        """The authority (host[:port]) of the request; read-only."""
+        return self._authority
+
+    @property
+    def status(self):
+        """The response status; 0 in request phases."""
+        return self._status
+
+    @status.setter
+    def status(self, value):
+        if self.phase < RESPONSE_HEADERS:
+            raise RuntimeError("status can only be set in a response phase")
+        self._status = _text.status(value)
+
+    def _request_phase_only(self, what):
+        if self.phase > REQUEST_BODY:
+            raise RuntimeError(f"{what} can only be set in a request phase")
+
+    # ---- headers and metadata ----
+
+    @property
+    def request_headers(self):
+        """The request headers (:class:`Headers`)."""
+        headers = self._rq
+        if headers is None:
+            self._rq = headers = Headers._from_wire(self._rq_flat or (), SIDE_REQUEST)
+        return headers
+
+    @property
+    def response_headers(self):
+        """The response headers (:class:`Headers`); empty in request phases."""
+        headers = self._rs
+        if headers is None:
+            self._rs = headers = Headers._from_wire(self._rs_flat or (), SIDE_RESPONSE)
+        return headers
+
+    @property
+    def metadata(self):
+        """The exchange's metadata (:class:`Metadata`)."""
+        meta = self._meta
+        if meta is None:
+            self._meta = meta = Metadata._from_wire(self._meta_flat or ())
+        return meta
+
+    # ---- bodies ----
+
+    @property
+    def request_body(self):
+        """The buffered request body (bytes), or None outside the request body phase."""
+        return self._rq_body
+
+    @request_body.setter
+    def request_body(self, value):
+        if self._rq_body is None:
+            raise RuntimeError("the request body is not available in this phase")
+        self._rq_body = _text.body(value, "request body")
+
+    @property
+    def response_body(self):
+        """The buffered response body (bytes), or None outside the response body phase."""
+        return self._rs_body
+
+    @response_body.setter
+    def response_body(self, value):
+        if self._rs_body is None:
+            raise RuntimeError("the response body is not available in this phase")
+        self._rs_body = _text.body(value, "response body")
+
+    # ---- answering at once ----
+
+    def respond(self, status, body=b"", headers=None):
+        """Answers the client now with ``status``, ``body`` and ``headers``.
+
+        ``headers`` is a mapping or a list of (name, value) pairs, checked like
+        any header. The chain stops after this step; the step's other changes
+        are still reported. A later call in the same step replaces an earlier one.
+        """
+        status = _text.status(status)
+        body = _text.body(body, "response body")
+        encode = _text.encode
+        pairs = []
+        if headers is not None:
+            if hasattr(headers, "items"):
+                headers = headers.items()
+            for name, value in headers:
+                name, _ = _text.header_name(name)
+                pairs.append((encode(name), encode(_text.header_value(value))))
+        self._respond = (status, pairs, body)
+
+    @property
+    def responded(self):
+        """Whether :meth:`respond` was called in the current step."""
+        return self._respond is not None
+
+    # ---- step boundaries, used by the worker ----
+
+    def _begin(self):
+        """Starts a step: remembers what the step may change."""
+        self._method0 = self._method
+        self._path0 = self._path
+        self._status0 = self._status
+        self._rq_body0 = self._rq_body
+        self._rs_body0 = self._rs_body
+        self._respond = None
+
+    def _commit(self):
+        """Ends a step that returned: its net effect as the tuple the worker
+        turns into a StepResult, then starts the next step."""
+        headers = []
+        if self._rq is not None:
+            self._rq._commit(headers)
+        if self._rs is not None:
+            self._rs._commit(headers)
+        meta = None
+        if self._meta is not None:
+            meta = []
+            self._meta._commit(meta)
+        bodies = None
+        if self._rq_body is not self._rq_body0 and self._rq_body != self._rq_body0:
+            bodies = [_body_edit(SIDE_REQUEST, self._rq_body0, self._rq_body)]
+        if self._rs_body is not self._rs_body0 and self._rs_body != self._rs_body0:
+            edit = _body_edit(SIDE_RESPONSE, self._rs_body0, self._rs_body)
+            bodies = [edit] if bodies is None else bodies + [edit]
+        status = self._status if self._status != self._status0 else 0
+        method = _text.encode(self._method) if self._method != self._method0 else None
+        path = _text.encode(self._path) if self._path != self._path0 else None
+        respond = self._respond
+        self._begin()
+        return (True, None, headers or None, bodies, meta or None, status, method, path,
+                respond)
+
+    def _rollback(self):
+        """Ends a step that raised: undoes everything it changed."""
+        if self._rq is not None:
+            self._rq._rollback()
+        if self._rs is not None:
+            self._rs._rollback()
+        if self._meta is not None:
+            self._meta._rollback()
+        self._method = self._method0
+        self._path = self._path0
+        self._status = self._status0
+        self._rq_body = self._rq_body0
+        self._rs_body = self._rs_body0
+        self._respond = None
+
+
+def _body_edit(side, old, new):
+    """The smallest BodyEdit turning ``old`` into ``new``: (side, kind, data)."""
+    if len(new) >= len(old):
+        if new.endswith(old):
+            return (side, BODY_PREFIX, new[:len(new) - len(old)])
+        if new.startswith(old):
+            return (side, BODY_SUFFIX, new[len(old):])
+    return (side, BODY_REPLACE, new)

@@ -1,0 +1,104 @@
+"""Context: phases, bodies, request line, metadata, respond, step results."""
+
+import unittest
+
+import policyexec
+from policyexec import Context, Metadata
+from policyexec.context import BODY_PREFIX, BODY_REPLACE, BODY_SUFFIX
+
+
+class ContextTest(unittest.TestCase):
+    def test_request_line(self):
+        ctx = Context(method="GET", path="/a?b=1", authority="example.com")
+        self.assertEqual((ctx.method, ctx.path, ctx.authority), ("GET", "/a?b=1", "example.com"))
+        ctx.method = "POST"
+        ctx.path = "/b"
+        self.assertEqual(ctx._commit()[6:8], (b"POST", b"/b"))
+        for bad in ["", "/a b", "/\x7f", "/caf\u00e9", "/a\r\n"]:
+            with self.assertRaises(ValueError):
+                ctx.path = bad
+        with self.assertRaises(ValueError):
+            ctx.method = "GE T"
+        with self.assertRaises(AttributeError):
+            ctx.authority = "other"
+
+    def test_request_line_and_status_depend_on_the_phase(self):
+        ctx = Context(phase=policyexec.RESPONSE_HEADERS, status=200)
+        with self.assertRaises(RuntimeError):
+            ctx.method = "POST"
+        ctx.status = 404
+        self.assertEqual(ctx._commit()[5], 404)
+        for bad in [99, 1000]:
+            with self.assertRaises(ValueError):
+                ctx.status = bad
+        with self.assertRaises(TypeError):
+            ctx.status = True
+        with self.assertRaises(RuntimeError):
+            Context().status = 200
+
+    def test_bodies_exist_only_in_their_phase(self):
+        ctx = Context(phase=policyexec.REQUEST_HEADERS)
+        self.assertIsNone(ctx.request_body)
+        with self.assertRaises(RuntimeError):
+            ctx.request_body = b"x"
+        ctx = Context(phase=policyexec.REQUEST_BODY, request_body=b"abc")
+        self.assertEqual(ctx.request_body, b"abc")
+        self.assertIsNone(ctx.response_body)
+        ctx.request_body = bytearray(b"xyz")
+        self.assertEqual(ctx.request_body, b"xyz")
+        with self.assertRaises(TypeError):
+            ctx.request_body = 3
+
+    def test_body_edits_take_the_smallest_form(self):
+        def edit(old, new):
+            ctx = Context(phase=policyexec.RESPONSE_BODY, response_body=old)
+            ctx.response_body = new
+            bodies = ctx._commit()[3]
+            return bodies[0] if bodies else None
+        self.assertEqual(edit(b"body", b"[p]body"), (1, BODY_PREFIX, b"[p]"))
+        self.assertEqual(edit(b"body", b"body[s]"), (1, BODY_SUFFIX, b"[s]"))
+        self.assertEqual(edit(b"body", b"other"), (1, BODY_REPLACE, b"other"))
+        self.assertEqual(edit(b"body", b""), (1, BODY_REPLACE, b""))
+        self.assertEqual(edit(b"", b"new"), (1, BODY_PREFIX, b"new"))
+        self.assertIsNone(edit(b"same", bytes(b"same")))
+
+    def test_metadata(self):
+        ctx = Context(metadata={"a": "1", "gone": "x"})
+        ctx.metadata["b"] = b"\xff"
+        del ctx.metadata["gone"]
+        self.assertEqual(ctx.metadata["b"], "\udcff")
+        self.assertEqual(sorted(ctx._commit()[4]), [(b"b", b"\xff"), (b"gone", None)])
+        with self.assertRaises(ValueError):
+            ctx.metadata[""] = "x"
+        self.assertNotIn("", ctx.metadata)
+        m = Metadata({"k": "v"})
+        self.assertEqual(dict(m), {"k": "v"})
+        self.assertEqual(m.pop("k"), "v")
+        self.assertEqual(len(m), 0)
+
+    def test_respond(self):
+        ctx = Context()
+        ctx.respond(403, b"no", {"Content-Type": "text/plain"})
+        self.assertTrue(ctx.responded)
+        self.assertEqual(ctx._commit()[8], (403, [(b"Content-Type", b"text/plain")], b"no"))
+        with self.assertRaises(ValueError):
+            ctx.respond(403, b"", [("x-bad", "a\r\nb")])
+        with self.assertRaises(ValueError):
+            ctx.respond(42)
+
+    def test_rollback_undoes_a_step(self):
+        ctx = Context(phase=policyexec.REQUEST_BODY, request_headers={"h": "1"},
+                      request_body=b"b", metadata={"m": "1"})
+        ctx.request_headers["h"] = "2"
+        ctx.request_body = b"changed"
+        ctx.metadata["m"] = "2"
+        ctx.path = "/changed"
+        ctx.respond(500)
+        ctx._rollback()
+        self.assertEqual((ctx.request_headers["h"], ctx.request_body, ctx.metadata["m"],
+                          ctx.path, ctx.responded), ("1", b"b", "1", "/", False))
+        self.assertEqual(ctx._commit(), (True, None, None, None, None, 0, None, None, None))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,48 @@
+/* One engine connection of the worker: non-blocking receive of frames and
+ * send of replies, with buffers reused from request to request. */
+#ifndef PW_CONN_H
+#define PW_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pw_frame.h"
+
+typedef struct pw_conn {
+  int fd;
+  pw_buf in; /* received bytes; in.data[in_off..in.len) not yet handled */
+  size_t in_off;
+  pw_buf out; /* replies; out.data[out_off..out.len) not yet sent */
+  size_t out_off;
+} pw_conn;
+
+typedef enum pw_frame_status {
+  PW_FRAME_READY = 1,   /* a whole frame is buffered */
+  PW_FRAME_PARTIAL = 0, /* more bytes are needed */
+  PW_FRAME_TOO_LARGE = -1
+} pw_frame_status;
+
+void pw_conn_init(pw_conn *c, int fd);
+/* Closes the socket and frees the buffers. */
+void pw_conn_close(pw_conn *c);
+
+/* Receives what the socket has. Returns 0 (got bytes, or nothing yet), or -1
+ * when the peer closed the connection or it failed (errno 0 on a clean end). */
+int pw_conn_receive(pw_conn *c, size_t max_message);
+
+/* The next whole frame's message, if buffered. */
+pw_frame_status pw_conn_next_frame(pw_conn *c, size_t max_message, const uint8_t **msg,
+                                   size_t *len);
+/* Marks the frame of @p len bytes returned by pw_conn_next_frame() handled. */
+void pw_conn_consume(pw_conn *c, size_t len);
+
+/* Reserves room for one reply frame of @p len bytes at the end of out and
+ * returns where its message goes (the header is written now); NULL if out of
+ * memory. */
+uint8_t *pw_conn_reply_space(pw_conn *c, size_t len);
+
+/* Sends buffered replies. Returns 0 when all are sent, 1 when the socket is
+ * full (wait for POLLOUT), -1 when the connection failed. */
+int pw_conn_flush(pw_conn *c);
+
+#endif

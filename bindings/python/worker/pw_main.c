@@ -1,0 +1,266 @@
+/* policyexec-pyworker: runs Python policies for libpolicyexec.
+ *
+ *   policyexec-pyworker (--socket PATH | --fd N)... [--max-message BYTES]
+ *                       [--module-path DIR]... [--parent-pid PID]
+ *
+ * --socket PATH  create a Unix stream socket at PATH and accept connections
+ * --fd N         an inherited socket: a listening one (connections are
+ *                accepted on it) or a connected one (served as is)
+ * Several --socket/--fd may be given. The worker exits when the last
+ * connection closes after at least one was made, on SIGTERM/SIGINT, or when
+ * its parent dies (PR_SET_PDEATHSIG: SIGKILL, since a policy stuck in a loop
+ * could never notice a gentler signal).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "pw_log.h"
+#include "pw_paths.h"
+#include "pw_python.h"
+#include "pw_requests.h"
+#include "pw_server.h"
+
+#define PW_MAX_SOCKETS 16
+#define PW_MAX_MODULE_PATHS 64
+
+typedef struct pw_args {
+  const char *socket_paths[PW_MAX_SOCKETS];
+  size_t n_socket_paths;
+  int fds[PW_MAX_SOCKETS];
+  size_t n_fds;
+  char *module_paths[PW_MAX_MODULE_PATHS];
+  size_t n_module_paths;
+  size_t max_message;
+  long parent_pid; /* 0: not given */
+} pw_args;
+
+static volatile sig_atomic_t stop_requested;
+/* The socket paths we created, removed on exit (also from the signal handler). */
+static const char *created_paths[PW_MAX_SOCKETS];
+static size_t n_created_paths;
+
+static void usage(FILE *f) {
+  fputs("usage: policyexec-pyworker (--socket PATH | --fd N)... [--max-message BYTES]\n"
+        "                           [--module-path DIR]... [--parent-pid PID]\n",
+        f);
+}
+
+static int parse_number(const char *s, unsigned long long max, unsigned long long *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v > max || s[0] == '-') {
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static int parse_args(int argc, char **argv, pw_args *a) {
+  memset(a, 0, sizeof(*a));
+  a->max_message = PW_DEFAULT_MAX_MESSAGE;
+  for (int i = 1; i < argc; i++) {
+    const char *opt = argv[i];
+    if (strcmp(opt, "--help") == 0) {
+      usage(stdout);
+      exit(0);
+    }
+    if (i + 1 >= argc) {
+      PW_LOG("%s: missing value", opt);
+      return -1;
+    }
+    const char *val = argv[++i];
+    unsigned long long n;
+    if (strcmp(opt, "--socket") == 0 && a->n_socket_paths < PW_MAX_SOCKETS) {
+      a->socket_paths[a->n_socket_paths++] = val;
+    } else if (strcmp(opt, "--fd") == 0 && a->n_fds < PW_MAX_SOCKETS &&
+               parse_number(val, INT_MAX, &n) == 0) {
+      a->fds[a->n_fds++] = (int)n;
+    } else if (strcmp(opt, "--module-path") == 0 && a->n_module_paths < PW_MAX_MODULE_PATHS) {
+      a->module_paths[a->n_module_paths++] = argv[i];
+    } else if (strcmp(opt, "--max-message") == 0 && parse_number(val, UINT32_MAX, &n) == 0 &&
+               n > 0) {
+      a->max_message = (size_t)n;
+    } else if (strcmp(opt, "--parent-pid") == 0 && parse_number(val, INT_MAX, &n) == 0) {
+      a->parent_pid = (long)n;
+    } else {
+      PW_LOG("bad option %s %s", opt, val);
+      return -1;
+    }
+  }
+  if (a->n_socket_paths + a->n_fds == 0) {
+    PW_LOG("give --socket PATH or --fd N");
+    return -1;
+  }
+  return 0;
+}
+
+static void remove_created_paths(void) {
+  for (size_t i = 0; i < n_created_paths; i++) {
+    unlink(created_paths[i]);
+  }
+}
+
+static void on_stop_signal(int sig) {
+  (void)sig;
+  /* Python may be running a policy that never returns to the loop, so do not
+   * wait for it: clean up what is ours and leave (both calls are
+   * async-signal-safe). */
+  stop_requested = 1;
+  remove_created_paths();
+  _exit(0);
+}
+
+static int setup_process(const pw_args *a) {
+  /* Bodies are copied a few times per request (decoded message, bytes
+   * object, the policy's new body). With glibc's defaults each such block is
+   * a fresh mmap and every page faults in again on each request: with these,
+   * blocks up to 32 MiB come from the heap, and up to 64 MiB of free heap is
+   * kept for the next request instead of being returned at once. */
+  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+  /* Die with the engine: a policy stuck in a loop must not outlive it. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+    PW_LOG("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
+    return -1;
+  }
+  /* The parent may have died before prctl() took effect. */
+  if (a->parent_pid != 0 && getppid() != (pid_t)a->parent_pid) {
+    PW_LOG("parent %ld is gone", a->parent_pid);
+    return -1;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  return 0;
+}
+
+static int set_nonblocking_cloexec(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  int fdfl = fcntl(fd, F_GETFD);
+  if (fl < 0 || fdfl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+      fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) < 0) {
+    return -1;
+  }
+  return 0;
+}
+
+static int listen_at(const char *path) {
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof(addr.sun_path)) {
+    PW_LOG("socket path too long: %s", path);
+    return -1;
+  }
+  strcpy(addr.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    PW_LOG("socket: %s", strerror(errno));
+    return -1;
+  }
+  /* A socket file left by a killed worker would make bind() fail. */
+  struct stat st;
+  if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+    unlink(path);
+  }
+  if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(fd, SOMAXCONN) != 0) {
+    PW_LOG("cannot listen at %s: %s", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  created_paths[n_created_paths++] = path;
+  return fd;
+}
+
+/* Sorts the sockets into listening and connected ones. */
+static int open_sockets(const pw_args *a, int *listen_fds, size_t *n_listen, int *conn_fds,
+                        size_t *n_conn) {
+  *n_listen = *n_conn = 0;
+  for (size_t i = 0; i < a->n_socket_paths; i++) {
+    int fd = listen_at(a->socket_paths[i]);
+    if (fd < 0) {
+      return -1;
+    }
+    listen_fds[(*n_listen)++] = fd;
+  }
+  for (size_t i = 0; i < a->n_fds; i++) {
+    int fd = a->fds[i];
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 ||
+        set_nonblocking_cloexec(fd) != 0) {
+      PW_LOG("--fd %d is not a usable socket: %s", fd, strerror(errno));
+      return -1;
+    }
+    if (listening) {
+      listen_fds[(*n_listen)++] = fd;
+    } else {
+      conn_fds[(*n_conn)++] = fd;
+    }
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  pw_args args;
+  if (parse_args(argc, argv, &args) != 0) {
+    usage(stderr);
+    return 2;
+  }
+  if (setup_process(&args) != 0) {
+    return 1;
+  }
+  /* Sockets first: the engine may connect while Python starts; its requests
+   * wait in the socket buffer. */
+  int listen_fds[2 * PW_MAX_SOCKETS], conn_fds[PW_MAX_SOCKETS];
+  size_t n_listen, n_conn;
+  if (open_sockets(&args, listen_fds, &n_listen, conn_fds, &n_conn) != 0) {
+    remove_created_paths();
+    return 1;
+  }
+
+  char exe[PATH_MAX] = "", package_dir[PATH_MAX];
+  if (pw_self_exe(exe, sizeof(exe)) != 0 ||
+      pw_find_package_dir(exe, package_dir, sizeof(package_dir)) != 0) {
+    PW_LOG("cannot find the policyexec Python package next to %s", exe);
+    remove_created_paths();
+    return 1;
+  }
+  pw_python py;
+  pw_handler handler = {.py = &py};
+  if (pw_arena_init(&handler.arena) != 0 || pw_python_init(&py, package_dir) != 0 ||
+      pw_preload_modules(&handler, args.module_paths, args.n_module_paths) != 0) {
+    remove_created_paths();
+    return 1;
+  }
+
+  pw_server_config cfg = {.listen_fds = listen_fds,
+                          .n_listen = n_listen,
+                          .conn_fds = conn_fds,
+                          .n_conn = n_conn,
+                          .max_message = args.max_message};
+  int rc = pw_server_run(&cfg, &handler, &stop_requested);
+
+  for (size_t i = 0; i < n_listen; i++) {
+    close(listen_fds[i]);
+  }
+  remove_created_paths();
+  pw_python_finalize(&py);
+  pw_arena_destroy(&handler.arena);
+  return rc == 0 ? 0 : 1;
+}

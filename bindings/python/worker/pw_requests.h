@@ -1,0 +1,24 @@
+/* One request in, one reply out: decodes a Request, serves it, and appends
+ * the framed Response to the connection's output. */
+#ifndef PW_REQUESTS_H
+#define PW_REQUESTS_H
+
+#include "pw_arena.h"
+#include "pw_conn.h"
+#include "pw_python.h"
+
+typedef struct pw_handler {
+  pw_python *py;
+  pw_arena arena; /* decoded request + reply under construction; reset per request */
+} pw_handler;
+
+/* Serves the message @p msg of @p len bytes received on @p c. Returns 0 when a
+ * reply was queued, -1 when the message does not parse or the reply cannot be
+ * built (the caller closes the connection). */
+int pw_handle_request(pw_handler *h, pw_conn *c, const uint8_t *msg, size_t len);
+
+/* Imports the policy modules of @p paths (command-line module paths) at
+ * start-up. Returns 0, or -1 after logging why. */
+int pw_preload_modules(pw_handler *h, char **paths, size_t n);
+
+#endif

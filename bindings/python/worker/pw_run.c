@@ -1,0 +1,101 @@
+#include "pw_run.h"
+
+enum { RUN_NARGS = 12 };
+
+static PyObject *id_tuple(const uint64_t *ids, size_t n) {
+  PyObject *t = PyTuple_New((Py_ssize_t)n);
+  for (size_t i = 0; t != NULL && i < n; i++) {
+    PyObject *id = PyLong_FromUnsignedLongLong(ids[i]);
+    if (id == NULL) {
+      Py_CLEAR(t);
+      break;
+    }
+    PyTuple_SET_ITEM(t, (Py_ssize_t)i, id);
+  }
+  return t;
+}
+
+static PyObject *flag_tuple(const protobuf_c_boolean *flags, size_t n) {
+  PyObject *t = PyTuple_New((Py_ssize_t)n);
+  for (size_t i = 0; t != NULL && i < n; i++) {
+    PyTuple_SET_ITEM(t, (Py_ssize_t)i, PyBool_FromLong(flags[i]));
+  }
+  return t;
+}
+
+static PyObject *body_or_none(protobuf_c_boolean has, ProtobufCBinaryData d) {
+  if (!has) {
+    Py_RETURN_NONE;
+  }
+  /* The one copy of a body: from the decoded message into a bytes object. */
+  return PyBytes_FromStringAndSize((const char *)d.data, (Py_ssize_t)d.len);
+}
+
+/* The arguments of policyexec._worker.run, in order. */
+static int build_args(const Policyexec__V1__RunPhase *req, PyObject **args) {
+  static const Policyexec__V1__HttpData empty = POLICYEXEC__V1__HTTP_DATA__INIT;
+  const Policyexec__V1__HttpData *d = req->data ? req->data : &empty;
+  args[0] = PyLong_FromLong((long)req->phase);
+  args[1] = id_tuple(req->instance_ids, req->n_instance_ids);
+  args[2] = flag_tuple(req->fail_open, req->n_fail_open);
+  args[3] = pw_py_text(d->method);
+  args[4] = pw_py_text(d->path);
+  args[5] = pw_py_text(d->authority);
+  args[6] = PyLong_FromLong(d->status);
+  args[7] = pw_py_headers(d->request_headers, d->n_request_headers);
+  args[8] = pw_py_headers(d->response_headers, d->n_response_headers);
+  args[9] = body_or_none(d->has_request_body, d->request_body);
+  args[10] = body_or_none(d->has_response_body, d->response_body);
+  args[11] = pw_py_metadata(d->metadata, d->n_metadata);
+  for (int i = 0; i < RUN_NARGS; i++) {
+    if (args[i] == NULL) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+PyObject *pw_run_phase(const pw_python *py, const Policyexec__V1__RunPhase *req,
+                       Policyexec__V1__RunReply *reply, pw_arena *a) {
+  if ((unsigned)req->phase > POLICYEXEC__V1__PHASE__PHASE_RESPONSE_BODY) {
+    PyErr_Format(PyExc_ValueError, "unknown phase %d", (int)req->phase);
+    return NULL;
+  }
+  PyObject *args[RUN_NARGS] = {0};
+  PyObject *results = NULL;
+  if (build_args(req, args) == 0) {
+    results = PyObject_Vectorcall(py->run, args, RUN_NARGS, NULL);
+  }
+  for (int i = 0; i < RUN_NARGS; i++) {
+    Py_XDECREF(args[i]);
+  }
+  if (results == NULL) {
+    return NULL;
+  }
+  if (!PyList_Check(results)) {
+    PyErr_SetString(PyExc_TypeError, "run() must return a list");
+    Py_DECREF(results);
+    return NULL;
+  }
+  size_t n = (size_t)PyList_GET_SIZE(results);
+  reply->steps = pw_arena_alloc(a, (n ? n : 1) * sizeof(*reply->steps));
+  if (reply->steps == NULL) {
+    Py_DECREF(results);
+    return PyErr_NoMemory();
+  }
+  for (size_t i = 0; i < n; i++) {
+    Policyexec__V1__StepResult *step = pw_arena_alloc(a, sizeof(*step));
+    if (step == NULL) {
+      Py_DECREF(results);
+      return PyErr_NoMemory();
+    }
+    policyexec__v1__step_result__init(step);
+    if (pw_step_from_py(PyList_GET_ITEM(results, (Py_ssize_t)i), step, a) != 0) {
+      Py_DECREF(results);
+      return NULL;
+    }
+    reply->steps[i] = step;
+    reply->n_steps = i + 1;
+  }
+  return results;
+}
