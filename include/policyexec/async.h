@@ -1,0 +1,122 @@
+/**
+ * @file async.h
+ * @brief Non-blocking phase runs, completed through one pollable fd per
+ *        host thread.
+ *
+ * Do not include this file directly: include <policyexec/policyexec.h>.
+ *
+ * A host with an event loop creates one ::pe_dispatcher per loop thread,
+ * adds pe_dispatcher_fd() to its loop for readability, and starts phases
+ * with pe_chain_run_async(). A phase whose Python steps are in flight
+ * returns PE_PENDING; when the fd becomes readable the host calls
+ * pe_dispatcher_dispatch(), which reads the workers' replies, applies them,
+ * resumes the runs and calls their completion callbacks, all on that thread.
+ * Step timeouts are part of the same fd (a timer inside it), so a host need
+ * not track them.
+ *
+ * The library starts no thread and takes no global lock on this path: each
+ * dispatcher has its own connection to each worker.
+ *
+ *     pe_dispatcher *d;
+ *     pe_dispatcher_new(&d, engine);
+ *     add_to_loop(pe_dispatcher_fd(d), on_readable);     // level-triggered
+ *     ...
+ *     int rc = pe_chain_run_async(chain, ex, PE_PHASE_REQUEST_HEADERS, d, done, req);
+ *     if (rc == PE_OK) done_now(req);            // completed, done not called
+ *     else if (rc == PE_PENDING) ;               // done(ex, PE_OK, req) later
+ *     else fail(req, rc);                        // done never called
+ *     ...
+ *     void on_readable(void) { pe_dispatcher_dispatch(d); }
+ */
+#ifndef POLICYEXEC_ASYNC_H
+#define POLICYEXEC_ASYNC_H
+
+#include <policyexec/common.h>
+#include <policyexec/engine.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pe_chain pe_chain;
+typedef struct pe_exchange pe_exchange;
+
+/**
+ * Completes the non-blocking runs of one host thread. Not thread-safe: use
+ * each dispatcher from one thread at a time (normally its loop's thread).
+ */
+typedef struct pe_dispatcher pe_dispatcher;
+
+/**
+ * Called when a phase that returned PE_PENDING is complete. @p rc is PE_OK
+ * (read the outcome with pe_exchange_verdict(); step failures are not
+ * errors, as for pe_chain_run()). Called from pe_dispatcher_dispatch() (or
+ * pe_dispatcher_free()) on the dispatcher's thread. The callback may start
+ * the next phase of @p ex, free @p ex, or run other exchanges; it must not
+ * call pe_dispatcher_dispatch() or pe_dispatcher_free() on the same
+ * dispatcher.
+ */
+typedef void (*pe_run_done_fn)(pe_exchange *ex, int rc, void *user_data);
+
+/**
+ * Creates a dispatcher for runs of @p engine's chains. Holds a reference to
+ * @p engine until freed. The Python pool may be started before or after.
+ *
+ * @return PE_OK, PE_ERR_INVALID_ARGUMENT, PE_ERR_NOMEM, or PE_ERR_IO (no
+ *         epoll or timer fd could be made); *@p out is untouched on failure.
+ * @note Ownership: free with pe_dispatcher_free().
+ */
+PE_API int pe_dispatcher_new(pe_dispatcher **out, pe_engine *engine);
+
+/**
+ * Frees @p d. Runs still pending are cancelled first: their in-flight steps
+ * fail as crashed (per their failure modes), the rest of the phase runs
+ * synchronously with any further Python step failing with PE_ERR_STATE,
+ * and their done callbacks are called before this returns. NULL is a no-op.
+ */
+PE_API void pe_dispatcher_free(pe_dispatcher *d);
+
+/**
+ * The file descriptor to watch for readability (level-triggered). It stays
+ * the same for the dispatcher's lifetime; do not read it or close it.
+ * @return the fd, or PE_ERR_INVALID_ARGUMENT.
+ */
+PE_API int pe_dispatcher_fd(const pe_dispatcher *d);
+
+/**
+ * Does the work that made the fd readable without blocking: reads the
+ * workers' replies, applies them, handles timeouts and dead workers,
+ * resumes the runs and calls the done callbacks of those that completed.
+ * Calling it when nothing is ready is harmless.
+ *
+ * @return the number of runs completed (>= 0), or PE_ERR_INVALID_ARGUMENT.
+ */
+PE_API int pe_dispatcher_dispatch(pe_dispatcher *d);
+
+/** The number of runs of @p d still pending (0 for NULL). */
+PE_API size_t pe_dispatcher_pending(const pe_dispatcher *d);
+
+/**
+ * Runs @p phase of @p chain on @p ex without blocking on Python steps.
+ * Semantics are those of pe_chain_run(): the order of steps, failure
+ * modes, immediate responses.
+ *
+ * @return PE_OK: the phase is complete now, and @p done is not called;
+ *         PE_PENDING: a Python batch is in flight, and @p done will be
+ *         called once from pe_dispatcher_dispatch() on @p d's thread;
+ *         PE_ERR_INVALID_ARGUMENT (NULL, bad phase, or objects of different
+ *         engines); PE_ERR_STATE (a phase of @p ex is already pending, or
+ *         @p d is being freed); PE_ERR_BUSY (the phase has Python steps and
+ *         the engine's in-flight limit is reached: nothing ran). On an error
+ *         @p done is never called and @p ex is unchanged.
+ * @note While pending, @p ex must not be used, reset or freed, and @p chain
+ *       must stay alive.
+ */
+PE_API int pe_chain_run_async(const pe_chain *chain, pe_exchange *ex, pe_phase phase,
+                              pe_dispatcher *d, pe_run_done_fn done, void *user_data);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* POLICYEXEC_ASYNC_H */

@@ -1,0 +1,174 @@
+/**
+ * @file python.h
+ * @brief Python policies: the pool of policyexec-pyworker processes.
+ *
+ * Do not include this file directly: include <policyexec/policyexec.h>.
+ *
+ * Python policies run out of process, in a pool of `policyexec-pyworker`
+ * processes that the engine starts, supervises and stops. Once the pool is
+ * started, every Python policy the workers found is registered on the
+ * engine and chains name it exactly like a native one.
+ *
+ * Supervision: a worker that dies (signal, exit, broken protocol, a reply
+ * larger than the message limit) or that lets a step overrun its timeout is
+ * killed, reaped and replaced; the replacement re-creates every live
+ * instance before it takes traffic. Steps in flight on it fail per their
+ * failure mode (PE_STEP_CRASHED / PE_STEP_TIMEOUT). A worker that keeps
+ * dying shortly after its start is restarted with an exponential back-off.
+ * The library starts no thread: supervision happens in the threads that run
+ * phases (or dispatch their completions).
+ */
+#ifndef POLICYEXEC_PYTHON_H
+#define POLICYEXEC_PYTHON_H
+
+#include <policyexec/common.h>
+#include <policyexec/engine.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Settings of the Python worker pool; see pe_python_options_new(). */
+typedef struct pe_python_options pe_python_options;
+
+/**
+ * Creates Python options with every setting at its default: one worker per
+ * online CPU, the installed worker binary, no module path, a 1000 ms default
+ * step timeout, 1024 calls in flight, a restart back-off of 50 ms doubling
+ * up to 5000 ms, a 15 s start-up timeout and a 1 s shutdown grace period.
+ *
+ * @return PE_OK, PE_ERR_INVALID_ARGUMENT (@p out NULL) or PE_ERR_NOMEM; on
+ *         failure *@p out is untouched.
+ * @note Ownership: free with pe_python_options_free(). Allocated with the C
+ *       library's malloc (there is no engine yet); pe_engine_start_python()
+ *       copies it, so it may be freed right after.
+ */
+PE_API int pe_python_options_new(pe_python_options **out);
+
+/** Frees @p opts. NULL is a no-op. */
+PE_API void pe_python_options_free(pe_python_options *opts);
+
+/**
+ * Sets the number of worker processes (1 .. 256); 0 restores the default,
+ * one per online CPU. Each worker has its own interpreter and GIL.
+ * @return PE_OK or PE_ERR_INVALID_ARGUMENT.
+ */
+PE_API int pe_python_options_set_workers(pe_python_options *opts, unsigned workers);
+
+/**
+ * Sets the path of the policyexec-pyworker binary (copied). NULL restores
+ * the default, the path it was installed to (libexecdir).
+ * @return PE_OK, PE_ERR_INVALID_ARGUMENT (empty path) or PE_ERR_NOMEM.
+ */
+PE_API int pe_python_options_set_worker_path(pe_python_options *opts, const char *path);
+
+/**
+ * Adds a directory whose `*.py` modules define policies (copied). May be
+ * called several times; the workers import the directories in that order.
+ * @return PE_OK, PE_ERR_INVALID_ARGUMENT (NULL or empty) or PE_ERR_NOMEM.
+ */
+PE_API int pe_python_options_add_module_path(pe_python_options *opts, const char *dir);
+
+/**
+ * Sets the timeout of Python steps that keep the default timeout of their
+ * chain (1 .. 3600000 ms; default 1000). A step configured with
+ * pe_chain_builder_set_timeout() to a value other than the built-in default
+ * of 1000 ms keeps its own.
+ * @return PE_OK or PE_ERR_INVALID_ARGUMENT.
+ */
+PE_API int pe_python_options_set_default_timeout(pe_python_options *opts, uint32_t timeout_ms);
+
+/**
+ * Sets how many batches may be in flight to the workers at once, over the
+ * whole engine (default 1024). Past it, a Python batch fails at once with
+ * PE_ERR_BUSY (following each step's failure mode), and
+ * pe_chain_run_async() of a phase with Python steps returns PE_ERR_BUSY.
+ * @return PE_OK, or PE_ERR_INVALID_ARGUMENT for 0.
+ */
+PE_API int pe_python_options_set_max_in_flight(pe_python_options *opts, size_t max_calls);
+
+/**
+ * Sets the restart back-off. A worker that dies within a second of its
+ * start is restarted after @p initial_ms, doubling on each such death up to
+ * @p max_ms; a worker that lived longer is restarted at once. While a worker
+ * waits out its back-off, batches go to the other workers (or fail with
+ * PE_ERR_WORKER when none is up).
+ * @return PE_OK, or PE_ERR_INVALID_ARGUMENT if @p initial_ms > @p max_ms.
+ */
+PE_API int pe_python_options_set_restart_backoff(pe_python_options *opts, uint32_t initial_ms,
+                                                 uint32_t max_ms);
+
+/**
+ * Sets how long a worker may take from its spawn to the end of its
+ * handshake (default 15000 ms), and how long a control call (create,
+ * destroy, ping) may take.
+ * @return PE_OK, or PE_ERR_INVALID_ARGUMENT for 0.
+ */
+PE_API int pe_python_options_set_startup_timeout(pe_python_options *opts, uint32_t timeout_ms);
+
+/**
+ * Sets the largest message accepted from (and announced to) a worker, in
+ * bytes. 0 (the default) derives it from the engine's limits: four bodies
+ * plus headers and metadata, so any legal batch fits. A longer reply is a
+ * protocol violation: the worker is treated as dead.
+ * @return PE_OK, or PE_ERR_INVALID_ARGUMENT below 4096 bytes (0 excepted).
+ */
+PE_API int pe_python_options_set_max_message(pe_python_options *opts, size_t bytes);
+
+/**
+ * Starts the Python worker pool of @p engine: spawns the workers, waits for
+ * each one's handshake, and registers every Python policy they advertise
+ * (name, version, phases, body needs) in the engine's registry.
+ *
+ * Call it once, after pe_engine_new() and before building chains that name
+ * Python policies or sharing the engine between threads. The pool stops
+ * when the engine goes away (the last pe_engine_free() / chain / exchange
+ * reference): each worker gets SIGTERM, then SIGKILL after the grace period,
+ * is reaped, and the pool's socket directory is removed.
+ *
+ * @param opts options (copied), or NULL for the defaults.
+ * @return PE_OK; PE_ERR_INVALID_ARGUMENT (@p engine NULL); PE_ERR_STATE (the
+ *         pool is already started); PE_ERR_WORKER (a worker could not be
+ *         spawned, died or did not complete its handshake in time);
+ *         PE_ERR_EXISTS (a Python policy's name\@version is already
+ *         registered); PE_ERR_IO (no socket directory could be made);
+ *         PE_ERR_NOMEM. On failure every worker started is stopped again and
+ *         pe_engine_errmsg() says what went wrong.
+ * @note Not thread-safe with respect to other calls on @p engine.
+ */
+PE_API int pe_engine_start_python(pe_engine *engine, const pe_python_options *opts);
+
+/**
+ * Health check: sends Ping to every worker on its control connection, with
+ * the start-up timeout. A worker that does not answer is killed and
+ * replaced; one that is down is restarted (back-off permitting).
+ *
+ * @param alive if not NULL, receives the number of workers that answered.
+ * @return PE_OK when every worker answered; PE_ERR_WORKER when some did not;
+ *         PE_ERR_STATE when the pool is not started; PE_ERR_INVALID_ARGUMENT.
+ * @note Thread-safe. Blocks for up to one round trip per worker.
+ */
+PE_API int pe_engine_python_ping(pe_engine *engine, size_t *alive);
+
+/**
+ * Lists the process ids of the workers, e.g. to watch their memory.
+ *
+ * @param pids receives up to @p cap ids, in worker order; a worker that is
+ *        down (waiting out its back-off) gives 0.
+ * @return the number of workers (which may exceed @p cap), or 0 when the
+ *         pool is not started.
+ * @note Thread-safe. A pid may be stale as soon as it is returned.
+ */
+PE_API size_t pe_engine_python_worker_pids(pe_engine *engine, int *pids, size_t cap);
+
+/**
+ * The number of times a worker of @p engine has been replaced since the
+ * pool started (deaths, timeouts, protocol violations). Thread-safe.
+ */
+PE_API uint64_t pe_engine_python_restarts(pe_engine *engine);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* POLICYEXEC_PYTHON_H */

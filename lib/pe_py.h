@@ -1,0 +1,247 @@
+/*
+ * The Python backend: a pool of policyexec-pyworker processes reached over
+ * Unix sockets with length-framed protobuf (proto/policyexec/v1).
+ *
+ * Module map (one job per file):
+ *   pe_py_options.c   pe_python_options_* (the public settings object)
+ *   pe_py_arena.c     bump allocator that protobuf-c decodes into
+ *   pe_py_conn.c      one connection: framing, buffers, blocking calls
+ *   pe_py_worker.c    one worker process: spawn, handshake, kill, reap
+ *   pe_py_pool.c      the pool: start, pick a worker, instances, shutdown
+ *   pe_py_codec.c     exchange -> HttpData, StepResult -> exchange
+ *   pe_py_batch.c     run_batch: the blocking round trip
+ *   pe_py_dispatch.c  pe_dispatcher and pe_chain_run_async
+ *
+ * Locking. Each worker has `lock` (its state, process and control
+ * connection) and `pool_lock` (its idle blocking connections). The backend
+ * has `inst_lock` (live instances). Order: inst_lock, then a worker's lock,
+ * then its pool_lock. The hot path takes only pool_lock (blocking runs) or
+ * no lock at all (dispatchers): worker state and generation are atomics.
+ */
+#ifndef PE_PY_H
+#define PE_PY_H
+
+#include "pe_internal.h"
+
+#include <policyexec/v1/executor.pb-c.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+typedef Policyexec__V1__Request pe__py_request;
+typedef Policyexec__V1__Response pe__py_response;
+
+/* ---- pe_py_options.c ---- */
+
+struct pe_python_options {
+  unsigned workers; /* 0: one per online CPU */
+  char *worker_path;
+  char **module_paths;
+  size_t module_path_count;
+  uint32_t default_timeout_ms;
+  size_t max_in_flight;
+  uint32_t backoff_initial_ms, backoff_max_ms;
+  uint32_t startup_timeout_ms;
+  uint32_t shutdown_grace_ms;
+  size_t max_message; /* 0: derived from the engine's limits */
+};
+
+/* Deep copy into memory of `mem` (for the backend, which outlives opts). */
+int pe__py_options_copy(pe_python_options *dst, const pe_python_options *src, const pe_mem *mem);
+void pe__py_options_release(pe_python_options *o, const pe_mem *mem);
+void pe__py_options_defaults(pe_python_options *o);
+
+/* ---- pe_py_arena.c: decode memory, reset after each message ---- */
+
+typedef struct pe__py_chunk pe__py_chunk;
+
+typedef struct pe__py_arena {
+  ProtobufCAllocator pc; /* hands out memory of this arena */
+  const pe_mem *mem;
+  pe__py_chunk *head; /* current chunk; older ones follow */
+} pe__py_arena;
+
+void pe__py_arena_init(pe__py_arena *a, const pe_mem *mem);
+/* Forgets every allocation; keeps one chunk big enough for all of them. */
+void pe__py_arena_reset(pe__py_arena *a);
+void pe__py_arena_free(pe__py_arena *a);
+
+/* ---- pe_py_conn.c: one connection to a worker ---- */
+
+typedef struct pe__py_call pe__py_call;
+typedef struct pe__py_worker pe__py_worker;
+
+typedef struct pe__py_conn {
+  int fd;       /* -1 when closed */
+  unsigned gen; /* generation of the worker it talks to */
+  pe__py_worker *worker;
+  const pe_mem *mem;
+  size_t max_message;
+  uint64_t next_id;
+  pe__buf out; /* framed requests not yet written */
+  size_t out_off;
+  pe__buf in; /* bytes read, from in_off on not yet consumed */
+  size_t in_off;
+  size_t frame_len; /* bytes of the frame last returned by next(), 0: none */
+  bool eof;
+  pe__py_arena arena;
+  char why[PE__ERRMSG_SIZE]; /* what went wrong, for logs */
+  /* Encoding scratch, grown as needed and reused. */
+  Policyexec__V1__Header *hdrs;
+  Policyexec__V1__Header **hdr_ptrs;
+  size_t hdr_cap;
+  Policyexec__V1__MetaEntry *meta;
+  Policyexec__V1__MetaEntry **meta_ptrs;
+  size_t meta_cap;
+  uint64_t *ids;
+  protobuf_c_boolean *fail_open;
+  size_t step_cap;
+  /* Dispatcher connections: calls awaiting replies, oldest first. */
+  pe__py_call *head, *tail;
+  size_t calls;
+  bool watching_out;        /* EPOLLOUT is registered */
+  struct pe__py_conn *next; /* idle list (blocking pool) or dispatcher list */
+} pe__py_conn;
+
+void pe__py_conn_init(pe__py_conn *c, const pe_mem *mem, size_t max_message);
+/* Connects (blocking) to the socket at path and makes the fd non-blocking.
+ * Returns PE_OK, or PE_ERR_WORKER with errno kept for the caller. */
+int pe__py_conn_connect(pe__py_conn *c, const char *path);
+/* Closes the fd and drops buffered bytes; keeps memory for a reconnect. */
+void pe__py_conn_close(pe__py_conn *c);
+void pe__py_conn_free(pe__py_conn *c);
+/* Frames req (with a fresh id, stored in req->id) after the queued bytes. */
+int pe__py_conn_queue(pe__py_conn *c, pe__py_request *req);
+/* Writes queued bytes: PE_OK (all written), PE_PENDING (socket full),
+ * PE_ERR_WORKER (peer gone; c->why says how). */
+int pe__py_conn_flush(pe__py_conn *c);
+/* Reads what is available: PE_OK (sets c->eof on end of stream) or
+ * PE_ERR_WORKER. */
+int pe__py_conn_fill(pe__py_conn *c);
+/* The next complete response: PE_OK (*out valid until consume), PE_PENDING
+ * (incomplete), PE_ERR_WORKER (oversized or unparsable; c->why). */
+int pe__py_conn_next(pe__py_conn *c, pe__py_response **out);
+/* Releases the response returned by next(). */
+void pe__py_conn_consume(pe__py_conn *c);
+/* Blocking round trip: queue, write, wait for the reply with the same id
+ * until deadline_ns (CLOCK_MONOTONIC). PE_OK (*out valid until consume),
+ * PE_ERR_TIMEOUT, or PE_ERR_WORKER (*sent_nothing tells whether the request
+ * never reached the socket, so that retrying elsewhere is safe). */
+int pe__py_conn_call(pe__py_conn *c, pe__py_request *req, uint64_t deadline_ns,
+                     pe__py_response **out, bool *sent_nothing);
+/* The waiting half of pe__py_conn_call, for a request already queued. */
+int pe__py_conn_wait(pe__py_conn *c, uint64_t id, uint64_t deadline_ns, pe__py_response **out,
+                     bool *sent_nothing);
+/* Blocking Hello on a fresh connection; checks the protocol version. */
+int pe__py_conn_hello(pe__py_conn *c, uint64_t deadline_ns, pe__py_response **out);
+
+/* ---- pe_py_worker.c: one worker process ---- */
+
+enum { PE__PY_DEAD = 0, PE__PY_STARTING = 1, PE__PY_READY = 2 };
+
+struct pe__py_worker {
+  struct pe__backend *be;
+  size_t index;
+  pthread_mutex_t lock;
+  atomic_int state;
+  atomic_uint gen;      /* bumped each time the process is replaced */
+  atomic_int pid;       /* 0 when none */
+  atomic_long inflight; /* batches sent and not answered */
+  char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  pe__py_conn control; /* handshake, create, destroy, ping */
+  uint64_t spawned_ns;
+  uint64_t next_spawn_ns; /* back-off: no spawn before this */
+  unsigned quick_deaths;  /* consecutive deaths soon after a start */
+  pthread_mutex_t pool_lock;
+  pe__py_conn *idle; /* idle blocking connections of generation gen */
+};
+
+/* With w->lock held: starts a process if the back-off allows it. */
+int pe__py_worker_spawn(pe__py_worker *w, char *err);
+/* With inst_lock and w->lock held: waits for the socket, says Hello,
+ * passes the reply to on_hello (if not NULL; its error fails the
+ * handshake), re-creates every live instance, and marks w READY. */
+int pe__py_worker_handshake(pe__py_worker *w,
+                            int (*on_hello)(struct pe__backend *be,
+                                            const Policyexec__V1__HelloReply *hello, char *err),
+                            char *err);
+/* Without locks: makes w READY (spawning / handshaking it if needed).
+ * PE_OK, or PE_ERR_WORKER (down: back-off, failed start). */
+int pe__py_worker_ensure_ready(pe__py_worker *w);
+/* Without locks: kills, reaps and replaces the process of generation gen
+ * (nothing if it has been replaced already). why goes to the log. */
+void pe__py_worker_fail(pe__py_worker *w, unsigned gen, const char *why);
+/* Shutdown: SIGTERM every worker, SIGKILL those left after the grace
+ * period, reap all. */
+void pe__py_workers_stop(pe__py_worker *workers, size_t n, uint32_t grace_ms);
+/* With w->lock held: one control round trip on w->control. */
+int pe__py_worker_control_call(pe__py_worker *w, pe__py_request *req, pe__py_response **out);
+
+/* ---- pe_py_pool.c: the backend ---- */
+
+typedef struct pe__py_instance {
+  uint64_t id;
+  const pe__policy *policy;
+  char *params_json;
+  struct pe__py_instance *prev, *next;
+} pe__py_instance;
+
+struct pe__backend {
+  pe_engine *engine; /* not a reference: the engine owns the backend */
+  const pe_mem *mem;
+  pe_python_options cfg;
+  size_t max_message;
+  char dir[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* socket directory */
+  pe__py_worker *workers;
+  size_t nworkers;
+  atomic_uint rr;       /* round-robin start for worker choice */
+  atomic_long inflight; /* batches in flight, engine-wide */
+  atomic_ullong restarts;
+  pthread_mutex_t inst_lock;
+  pe__py_instance *instances;
+  atomic_ullong next_instance_id;
+  pe__policy **advertised; /* start-up only: worker 0's policies */
+  size_t advertised_count;
+};
+
+typedef struct pe__backend pe__py_backend;
+
+extern const pe__backend_ops pe__py_backend_ops;
+
+/* The least loaded READY worker (starting one if none is), or NULL. */
+pe__py_worker *pe__py_pick_worker(pe__py_backend *be);
+/* Takes a slot of the engine-wide in-flight budget: PE_OK or PE_ERR_BUSY. */
+int pe__py_inflight_take(pe__py_backend *be, pe__py_worker *w);
+void pe__py_inflight_give(pe__py_backend *be, pe__py_worker *w);
+/* Deadline of a batch: each step may use its whole timeout. */
+uint64_t pe__py_batch_deadline(const pe__step *const *steps, size_t n, uint64_t now_ns);
+
+/* ---- pe_py_batch.c ---- */
+
+/* The backend's run_batch: blocking round trip, or hands over to the
+ * dispatcher of an async run. */
+int pe__py_run_batch(pe__py_backend *be, pe_exchange *ex, const pe__step *const *steps, size_t n);
+
+/* ---- pe_py_codec.c ---- */
+
+/* Encodes a RunPhase of steps[0..n-1] on ex into c's queue (req->id set). */
+int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, pe_phase phase,
+                      const pe__step *const *steps, size_t n, uint64_t *id_out);
+/* Checks that resp answers a RunPhase of n steps, given their modes: the
+ * right kind, no more results than steps, fewer only after an immediate
+ * response or a fail-closed failure. PE_OK, or PE_ERR_WORKER with why. */
+int pe__py_check_reply(const pe__py_response *resp, const pe__step *const *steps, size_t n,
+                       char *why);
+/* Applies a checked reply to ex, step by step, as each step's own txn. */
+void pe__py_apply_reply(pe_exchange *ex, pe_phase phase, const pe__step *const *steps, size_t n,
+                        const pe__py_response *resp);
+/* Fails steps[0..n-1] in order (until the exchange answers) with rc. */
+void pe__py_fail_steps(pe_exchange *ex, pe_phase phase, const pe__step *const *steps, size_t n,
+                       int rc, pe_step_outcome outcome, const char *why);
+
+/* ---- pe_py_dispatch.c ---- */
+
+/* run_batch for a run started by pe_chain_run_async. */
+int pe__py_dispatch_submit(pe_dispatcher *d, pe_exchange *ex, const pe__step *const *steps,
+                           size_t n);
+
+#endif /* PE_PY_H */

@@ -1,0 +1,131 @@
+/* run_batch in blocking mode: one round trip per batch on a connection
+ * borrowed from the chosen worker's pool of idle connections. The pool's
+ * mutex is held only to pop or push a connection; each connection keeps
+ * its encode and decode buffers, so a warm round trip allocates nothing. */
+#include "pe_py.h"
+
+#include <stdio.h>
+
+static void conn_discard(pe__py_backend *be, pe__py_conn *c) {
+  pe__py_conn_free(c);
+  pe__free(be->mem, c);
+}
+
+/* An idle connection to w's current process, or a new one (connected and
+ * greeted). NULL when w cannot be reached; then w has been failed. */
+static pe__py_conn *pool_take(pe__py_backend *be, pe__py_worker *w) {
+  unsigned gen = atomic_load(&w->gen);
+  pthread_mutex_lock(&w->pool_lock);
+  pe__py_conn *c = w->idle;
+  if (c)
+    w->idle = c->next;
+  pthread_mutex_unlock(&w->pool_lock);
+  if (c && c->gen == gen)
+    return c;
+  if (c)
+    conn_discard(be, c);
+  if (!(c = pe__calloc(be->mem, 1, sizeof *c)))
+    return NULL;
+  pe__py_conn_init(c, be->mem, be->max_message);
+  c->worker = w;
+  c->gen = gen;
+  uint64_t deadline = pe__now_ns() + (uint64_t)be->cfg.startup_timeout_ms * 1000000u;
+  if (pe__py_conn_connect(c, w->sock_path) != PE_OK ||
+      pe__py_conn_hello(c, deadline, NULL) != PE_OK) {
+    conn_discard(be, c);
+    pe__py_worker_fail(w, gen, "a new connection to it failed");
+    return NULL;
+  }
+  return c;
+}
+
+static void pool_put(pe__py_backend *be, pe__py_worker *w, pe__py_conn *c) {
+  if (c->gen != atomic_load(&w->gen)) {
+    conn_discard(be, c);
+    return;
+  }
+  pthread_mutex_lock(&w->pool_lock);
+  c->next = w->idle;
+  w->idle = c;
+  pthread_mutex_unlock(&w->pool_lock);
+}
+
+/* One attempt on one worker. Returns PE_OK when the batch's outcome has
+ * been applied (successes and failures alike), PE_PENDING when the request
+ * never reached the worker and may be retried elsewhere, or a negative code
+ * when no step ran. */
+static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex,
+                   const pe__step *const *steps, size_t n, bool last_try) {
+  pe_phase phase = ex->run.phase;
+  int rc = pe__py_inflight_take(be, w);
+  if (rc != PE_OK)
+    return rc;
+  pe__py_conn *c = pool_take(be, w);
+  if (!c) {
+    pe__py_inflight_give(be, w);
+    return last_try ? PE_ERR_WORKER : PE_PENDING;
+  }
+  uint64_t id;
+  uint64_t start = pe__now_ns();
+  uint64_t deadline = pe__py_batch_deadline(steps, n, start);
+  rc = pe__py_encode_run(c, ex, phase, steps, n, &id);
+  if (rc != PE_OK) {
+    pe__py_inflight_give(be, w);
+    pool_put(be, w, c); /* nothing was written: the connection is intact */
+    return rc;
+  }
+  pe__py_response *resp = NULL;
+  bool unsent;
+  rc = pe__py_conn_wait(c, id, deadline, &resp, &unsent);
+  char why[PE__ERRMSG_SIZE];
+  if (rc == PE_OK && (rc = pe__py_check_reply(resp, steps, n, why)) != PE_OK)
+    pe__py_conn_consume(c);
+  else if (rc != PE_OK)
+    pe__errmsg_set(why, "%s", c->why);
+  pe__py_inflight_give(be, w);
+  if (rc == PE_OK) {
+    pe__py_apply_reply(ex, phase, steps, n, resp);
+    pe__py_conn_consume(c);
+    pool_put(be, w, c);
+    return PE_OK;
+  }
+  unsigned gen = c->gen;
+  conn_discard(be, c);
+  if (rc == PE_ERR_TIMEOUT) {
+    pe__py_worker_fail(w, gen, "a python step exceeded its timeout");
+    pe__errmsg_set(why, "no answer from python worker %zu within %llu ms (worker replaced)",
+                   w->index, (unsigned long long)((deadline - start) / 1000000u));
+    pe__py_fail_steps(ex, phase, steps, n, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, why);
+    return PE_OK;
+  }
+  if (rc == PE_ERR_WORKER) {
+    pe__py_worker_fail(w, gen, why);
+    if (unsent && !last_try)
+      return PE_PENDING; /* the worker never saw it: safe to retry */
+    char msg[PE__ERRMSG_SIZE];
+    pe__errmsg_set(msg, "python worker %zu crashed or broke the protocol: %s", w->index, why);
+    pe__py_fail_steps(ex, phase, steps, n, PE_ERR_WORKER, PE_STEP_CRASHED, msg);
+    return PE_OK;
+  }
+  return rc;
+}
+
+int pe__py_run_batch(pe__py_backend *be, pe_exchange *ex, const pe__step *const *steps, size_t n) {
+  if (ex->run.dispatcher)
+    return pe__py_dispatch_submit(ex->run.dispatcher, ex, steps, n);
+  /* Two tries: a worker that died while idle is found out only when the
+   * request cannot be written, and then its replacement (or another
+   * worker) gets the request. */
+  for (int i = 0; i < 2; i++) {
+    pe__py_worker *w = pe__py_pick_worker(be);
+    if (!w) {
+      pe__py_fail_steps(ex, ex->run.phase, steps, n, PE_ERR_WORKER, PE_STEP_CRASHED,
+                        "no python worker is available (restarting after failures)");
+      return PE_OK;
+    }
+    int rc = attempt(be, w, ex, steps, n, i == 1);
+    if (rc != PE_PENDING)
+      return rc;
+  }
+  return PE_ERR_WORKER;
+}

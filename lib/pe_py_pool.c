@@ -1,0 +1,490 @@
+/* The Python backend as a whole: starting the pool and registering the
+ * policies the workers advertise, choosing a worker for a batch, the
+ * registry of live instances (so that a replacement worker can re-create
+ * them), health checks, and shutdown. */
+#include "pe_py.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#ifndef PE_PYWORKER_DEFAULT_PATH
+#define PE_PYWORKER_DEFAULT_PATH "/usr/local/libexec/policyexec-pyworker"
+#endif
+
+#define MAX_WORKERS 256
+
+/* ---- choosing a worker, in-flight budget ---- */
+
+pe__py_worker *pe__py_pick_worker(pe__py_backend *be) {
+  size_t n = be->nworkers;
+  size_t start = atomic_fetch_add_explicit(&be->rr, 1, memory_order_relaxed) % n;
+  pe__py_worker *best = NULL;
+  long best_load = 0;
+  for (size_t k = 0; k < n; k++) {
+    pe__py_worker *w = &be->workers[(start + k) % n];
+    if (atomic_load_explicit(&w->state, memory_order_acquire) != PE__PY_READY)
+      continue;
+    long load = atomic_load_explicit(&w->inflight, memory_order_relaxed);
+    if (!best || load < best_load) {
+      best = w;
+      best_load = load;
+      if (load == 0)
+        break;
+    }
+  }
+  if (best)
+    return best;
+  /* Nobody is ready: finish a replacement's start-up (blocking). */
+  for (size_t k = 0; k < n; k++) {
+    pe__py_worker *w = &be->workers[(start + k) % n];
+    if (pe__py_worker_ensure_ready(w) == PE_OK)
+      return w;
+  }
+  return NULL;
+}
+
+int pe__py_inflight_take(pe__py_backend *be, pe__py_worker *w) {
+  long before = atomic_fetch_add_explicit(&be->inflight, 1, memory_order_relaxed);
+  if ((size_t)before >= be->cfg.max_in_flight) {
+    atomic_fetch_sub_explicit(&be->inflight, 1, memory_order_relaxed);
+    return PE_ERR_BUSY;
+  }
+  atomic_fetch_add_explicit(&w->inflight, 1, memory_order_relaxed);
+  return PE_OK;
+}
+
+void pe__py_inflight_give(pe__py_backend *be, pe__py_worker *w) {
+  atomic_fetch_sub_explicit(&w->inflight, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&be->inflight, 1, memory_order_relaxed);
+}
+
+uint64_t pe__py_batch_deadline(const pe__step *const *steps, size_t n, uint64_t now_ns) {
+  uint64_t total_ms = 0;
+  for (size_t i = 0; i < n; i++)
+    total_ms += steps[i]->timeout_ms;
+  return now_ns + total_ms * 1000000u;
+}
+
+/* ---- instances ---- */
+
+static void instance_unlink(pe__py_backend *be, pe__py_instance *inst) {
+  if (inst->prev)
+    inst->prev->next = inst->next;
+  else
+    be->instances = inst->next;
+  if (inst->next)
+    inst->next->prev = inst->prev;
+  inst->prev = inst->next = NULL;
+}
+
+/* With inst_lock held: sends DestroyInstance to every ready worker. */
+static void destroy_everywhere(pe__py_backend *be, uint64_t id) {
+  Policyexec__V1__DestroyInstance di = POLICYEXEC__V1__DESTROY_INSTANCE__INIT;
+  di.instance_id = id;
+  pe__py_request req = POLICYEXEC__V1__REQUEST__INIT;
+  req.body_case = POLICYEXEC__V1__REQUEST__BODY_DESTROY;
+  req.destroy = &di;
+  for (size_t i = 0; i < be->nworkers; i++) {
+    pe__py_worker *w = &be->workers[i];
+    pthread_mutex_lock(&w->lock);
+    unsigned gen = atomic_load(&w->gen);
+    int rc = PE_OK;
+    if (atomic_load(&w->state) == PE__PY_READY) {
+      pe__py_response *resp;
+      rc = pe__py_worker_control_call(w, &req, &resp);
+      if (rc == PE_OK)
+        pe__py_conn_consume(&w->control);
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (rc != PE_OK)
+      pe__py_worker_fail(w, gen, "destroying an instance failed");
+  }
+}
+
+static int py_create_instance(pe__py_backend *be, pe__step *step, char *err) {
+  pe__py_instance *inst = pe__calloc(be->mem, 1, sizeof *inst);
+  if (!inst || !(inst->params_json = pe__strndup(be->mem, step->params_json, step->params_len))) {
+    pe__free(be->mem, inst);
+    pe__errmsg_set(err, "out of memory");
+    return PE_ERR_NOMEM;
+  }
+  inst->id = atomic_fetch_add(&be->next_instance_id, 1);
+  inst->policy = step->policy;
+  if (step->timeout_ms == PE__DEFAULT_TIMEOUT_MS)
+    step->timeout_ms = be->cfg.default_timeout_ms;
+  /* Bring every worker up first: a start-up needs inst_lock itself. */
+  for (size_t i = 0; i < be->nworkers; i++)
+    pe__py_worker_ensure_ready(&be->workers[i]);
+
+  Policyexec__V1__CreateInstance ci = POLICYEXEC__V1__CREATE_INSTANCE__INIT;
+  ci.instance_id = inst->id;
+  ci.name = step->policy->name;
+  ci.version = step->policy->version;
+  ci.params_json = inst->params_json;
+  pe__py_request req = POLICYEXEC__V1__REQUEST__INIT;
+  req.body_case = POLICYEXEC__V1__REQUEST__BODY_CREATE;
+  req.create = &ci;
+
+  pthread_mutex_lock(&be->inst_lock);
+  /* Listed first, so that a worker (re)started from now on creates it. */
+  inst->next = be->instances;
+  if (be->instances)
+    be->instances->prev = inst;
+  be->instances = inst;
+  size_t created = 0;
+  int rc = PE_OK;
+  for (size_t i = 0; i < be->nworkers && rc == PE_OK; i++) {
+    pe__py_worker *w = &be->workers[i];
+    pthread_mutex_lock(&w->lock);
+    unsigned gen = atomic_load(&w->gen);
+    bool broken = false;
+    if (atomic_load(&w->state) == PE__PY_READY) {
+      pe__py_response *resp;
+      if (pe__py_worker_control_call(w, &req, &resp) != PE_OK) {
+        broken = true;
+      } else if (resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_CREATE && resp->create->ok) {
+        created++;
+      } else {
+        pe__errmsg_set(err, "%s",
+                       resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_CREATE
+                           ? resp->create->error
+                       : resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_ERROR
+                           ? resp->error->message
+                           : "unexpected reply to CreateInstance");
+        rc = PE_ERR_PARAM;
+      }
+      if (!broken)
+        pe__py_conn_consume(&w->control);
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (broken)
+      pe__py_worker_fail(w, gen, "creating an instance failed");
+  }
+  if (rc == PE_OK && created == 0) {
+    pe__errmsg_set(err, "no python worker is available to create the instance");
+    rc = PE_ERR_WORKER;
+  }
+  if (rc != PE_OK) {
+    instance_unlink(be, inst);
+    if (created)
+      destroy_everywhere(be, inst->id);
+  }
+  pthread_mutex_unlock(&be->inst_lock);
+  if (rc != PE_OK) {
+    pe__free(be->mem, inst->params_json);
+    pe__free(be->mem, inst);
+    return rc;
+  }
+  step->instance = inst;
+  return PE_OK;
+}
+
+static void py_destroy_instance(pe__py_backend *be, pe__step *step) {
+  pe__py_instance *inst = step->instance;
+  if (!inst)
+    return;
+  pthread_mutex_lock(&be->inst_lock);
+  instance_unlink(be, inst);
+  destroy_everywhere(be, inst->id);
+  pthread_mutex_unlock(&be->inst_lock);
+  pe__free(be->mem, inst->params_json);
+  pe__free(be->mem, inst);
+  step->instance = NULL;
+}
+
+/* ---- start-up: the policies of worker 0 become registry entries ---- */
+
+static void advertised_free(pe__py_backend *be) {
+  for (size_t i = 0; i < be->advertised_count; i++)
+    pe__policy_free(be->engine, be->advertised[i]);
+  pe__free(be->mem, be->advertised);
+  be->advertised = NULL;
+  be->advertised_count = 0;
+}
+
+/* on_hello of worker 0: copies each PolicyInfo into a registry entry. */
+static int collect_policies(pe__py_backend *be, const Policyexec__V1__HelloReply *hello,
+                            char *err) {
+  pe__log(be->engine, PE_LOG_INFO, "python worker %u: %s, %zu policies", hello->pid, hello->runtime,
+          hello->n_policies);
+  be->advertised = pe__calloc(be->mem, hello->n_policies, sizeof *be->advertised);
+  if (!be->advertised)
+    goto nomem;
+  for (size_t i = 0; i < hello->n_policies; i++) {
+    const Policyexec__V1__PolicyInfo *info = hello->policies[i];
+    unsigned phases = info->phases & ((1u << PE_PHASE_COUNT) - 1);
+    if (!info->name[0] || !info->version[0] || !phases) {
+      pe__log(be->engine, PE_LOG_WARN, "python policy '%s@%s' skipped: %s", info->name,
+              info->version, phases ? "empty name or version" : "implements no phase");
+      continue;
+    }
+    pe__policy *p = pe__calloc(be->mem, 1, sizeof *p);
+    if (!p)
+      goto nomem;
+    be->advertised[be->advertised_count++] = p;
+    p->kind = PE__KIND_PYTHON;
+    p->phases = phases;
+    /* A body phase needs its body buffered, whatever the flags say. */
+    p->needs = (info->needs_request_body || (phases & PE_PHASE_BIT(PE_PHASE_REQUEST_BODY))
+                    ? PE_NEEDS_REQUEST_BODY
+                    : 0) |
+               (info->needs_response_body || (phases & PE_PHASE_BIT(PE_PHASE_RESPONSE_BODY))
+                    ? PE_NEEDS_RESPONSE_BODY
+                    : 0);
+    p->name = pe__strndup(be->mem, info->name, strlen(info->name));
+    p->version = pe__strndup(be->mem, info->version, strlen(info->version));
+    if (!p->name || !p->version)
+      goto nomem;
+  }
+  return PE_OK;
+nomem:
+  pe__errmsg_set(err, "out of memory");
+  return PE_ERR_NOMEM;
+}
+
+/* Adds every advertised policy, or none: all names are checked first. */
+static int register_policies(pe__py_backend *be, char *err) {
+  pe_engine *e = be->engine;
+  int rc = PE_OK;
+  pthread_mutex_lock(&e->lock);
+  for (size_t i = 0; i < be->advertised_count && rc == PE_OK; i++) {
+    const pe__policy *p = be->advertised[i];
+    bool dup = pe__registry_find(e, pe_str(p->name), pe_str(p->version)) != NULL;
+    for (size_t j = 0; j < i && !dup; j++)
+      dup = !strcmp(p->name, be->advertised[j]->name) &&
+            !strcmp(p->version, be->advertised[j]->version);
+    if (dup) {
+      pe__errmsg_set(err, "python policy %s@%s: name@version already registered", p->name,
+                     p->version);
+      rc = PE_ERR_EXISTS;
+    }
+  }
+  if (rc == PE_OK) {
+    for (size_t i = 0; i < be->advertised_count; i++)
+      pe__registry_add(e, be->advertised[i]); /* cannot fail: checked above */
+    pe__free(be->mem, be->advertised);
+    be->advertised = NULL;
+    be->advertised_count = 0;
+  }
+  pthread_mutex_unlock(&e->lock);
+  return rc;
+}
+
+/* ---- lifetime ---- */
+
+static size_t default_workers(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (size_t)n;
+}
+
+/* Room for four bodies plus every header and metadata byte, so that any
+ * batch the limits allow fits, with 1 MiB for framing and field tags. */
+static size_t derived_max_message(const pe_engine *e) {
+  const size_t *l = e->opts.limits;
+  uint64_t total = 4ull * l[PE_LIMIT_BODY_BYTES] + 4ull * l[PE_LIMIT_HEADER_BYTES] +
+                   2ull * l[PE_LIMIT_META_BYTES] + (1u << 20);
+  return total > UINT32_MAX ? UINT32_MAX : (size_t)total;
+}
+
+/* A private directory for the workers' sockets, short enough for sun_path. */
+static int make_socket_dir(pe__py_backend *be, char *err) {
+  const char *tmp = getenv("TMPDIR");
+  /* "/w255.sock" must still fit after the directory. */
+  if (!tmp || !tmp[0] || strlen(tmp) + 32 > sizeof be->dir)
+    tmp = "/tmp";
+  snprintf(be->dir, sizeof be->dir, "%s/policyexec-XXXXXX", tmp);
+  if (!mkdtemp(be->dir)) {
+    pe__errmsg_set(err, "cannot create a socket directory in %s: %s", tmp, strerror(errno));
+    be->dir[0] = '\0';
+    return PE_ERR_IO;
+  }
+  return PE_OK;
+}
+
+static void backend_free(pe__py_backend *be) {
+  pe__py_workers_stop(be->workers, be->nworkers, be->cfg.shutdown_grace_ms);
+  for (size_t i = 0; i < be->nworkers; i++) {
+    pe__py_worker *w = &be->workers[i];
+    pe__py_conn_free(&w->control);
+    while (w->idle) {
+      pe__py_conn *c = w->idle;
+      w->idle = c->next;
+      pe__py_conn_free(c);
+      pe__free(be->mem, c);
+    }
+    unlink(w->sock_path);
+    pthread_mutex_destroy(&w->lock);
+    pthread_mutex_destroy(&w->pool_lock);
+  }
+  if (be->dir[0])
+    rmdir(be->dir);
+  while (be->instances) { /* chains outliving the engine cannot happen; be tidy */
+    pe__py_instance *inst = be->instances;
+    be->instances = inst->next;
+    pe__free(be->mem, inst->params_json);
+    pe__free(be->mem, inst);
+  }
+  advertised_free(be);
+  pe__py_options_release(&be->cfg, be->mem);
+  pthread_mutex_destroy(&be->inst_lock);
+  pe__free(be->mem, be->workers);
+  pe__free(be->mem, be);
+}
+
+static void py_shutdown(pe__py_backend *be) {
+  backend_free(be);
+}
+
+static int backend_new(pe_engine *e, const pe_python_options *opts, pe__py_backend **out,
+                       char *err) {
+  const pe_mem *mem = pe__engine_mem(e);
+  pe__py_backend *be = pe__calloc(mem, 1, sizeof *be);
+  if (!be)
+    return PE_ERR_NOMEM;
+  be->engine = e;
+  be->mem = mem;
+  atomic_init(&be->next_instance_id, 1);
+  pthread_mutex_init(&be->inst_lock, NULL);
+  pe_python_options defaults;
+  pe__py_options_defaults(&defaults);
+  int rc = pe__py_options_copy(&be->cfg, opts ? opts : &defaults, mem);
+  if (rc == PE_OK && !be->cfg.worker_path &&
+      !(be->cfg.worker_path =
+            pe__strndup(mem, PE_PYWORKER_DEFAULT_PATH, strlen(PE_PYWORKER_DEFAULT_PATH))))
+    rc = PE_ERR_NOMEM;
+  be->nworkers = be->cfg.workers ? be->cfg.workers : default_workers();
+  be->max_message = be->cfg.max_message ? be->cfg.max_message : derived_max_message(e);
+  if (rc == PE_OK && !(be->workers = pe__calloc(mem, be->nworkers, sizeof *be->workers)))
+    rc = PE_ERR_NOMEM;
+  if (rc != PE_OK) {
+    pe__errmsg_set(err, "out of memory");
+    be->nworkers = 0;
+    backend_free(be);
+    return rc;
+  }
+  for (size_t i = 0; i < be->nworkers; i++) {
+    pe__py_worker *w = &be->workers[i];
+    w->be = be;
+    w->index = i;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_mutex_init(&w->pool_lock, NULL);
+    pe__py_conn_init(&w->control, mem, be->max_message);
+    w->control.worker = w;
+  }
+  if ((rc = make_socket_dir(be, err)) != PE_OK) {
+    backend_free(be);
+    return rc;
+  }
+  for (size_t i = 0; i < be->nworkers; i++) {
+    /* make_socket_dir left room for the name: this never truncates. */
+    int len = snprintf(be->workers[i].sock_path, sizeof be->workers[i].sock_path, "%s/w%zu.sock",
+                       be->dir, i);
+    if (len < 0 || (size_t)len >= sizeof be->workers[i].sock_path) {
+      pe__errmsg_set(err, "socket path too long in %s", be->dir);
+      backend_free(be);
+      return PE_ERR_IO;
+    }
+  }
+  *out = be;
+  return PE_OK;
+}
+
+int pe_engine_start_python(pe_engine *engine, const pe_python_options *opts) {
+  if (!engine)
+    return PE_ERR_INVALID_ARGUMENT;
+  if (engine->backend_ops) {
+    pe__engine_fail(engine, "the python worker pool is already started");
+    return PE_ERR_STATE;
+  }
+  char err[PE__ERRMSG_SIZE] = "";
+  pe__py_backend *be;
+  int rc = backend_new(engine, opts, &be, err);
+  if (rc != PE_OK) {
+    pe__engine_fail(engine, "python pool: %s", err);
+    return rc;
+  }
+  /* Spawn every worker before waiting for any, so start-ups overlap. */
+  for (size_t i = 0; i < be->nworkers && rc == PE_OK; i++)
+    rc = pe__py_worker_spawn(&be->workers[i], err);
+  for (size_t i = 0; i < be->nworkers && rc == PE_OK; i++) {
+    pe__py_worker *w = &be->workers[i];
+    pthread_mutex_lock(&be->inst_lock);
+    pthread_mutex_lock(&w->lock);
+    rc = pe__py_worker_handshake(w, i == 0 ? collect_policies : NULL, err);
+    pthread_mutex_unlock(&w->lock);
+    pthread_mutex_unlock(&be->inst_lock);
+  }
+  if (rc == PE_OK)
+    rc = register_policies(be, err);
+  if (rc != PE_OK) {
+    pe__engine_fail(engine, "%s", err);
+    backend_free(be);
+    return rc;
+  }
+  engine->backend = be;
+  engine->backend_ops = &pe__py_backend_ops;
+  pe__log(engine, PE_LOG_INFO, "python pool started: %zu workers, sockets in %s", be->nworkers,
+          be->dir);
+  return PE_OK;
+}
+
+/* ---- health and introspection ---- */
+
+int pe_engine_python_ping(pe_engine *engine, size_t *alive) {
+  if (!engine)
+    return PE_ERR_INVALID_ARGUMENT;
+  if (!engine->backend_ops)
+    return PE_ERR_STATE;
+  pe__py_backend *be = engine->backend;
+  Policyexec__V1__Ping ping = POLICYEXEC__V1__PING__INIT;
+  pe__py_request req = POLICYEXEC__V1__REQUEST__INIT;
+  req.body_case = POLICYEXEC__V1__REQUEST__BODY_PING;
+  req.ping = &ping;
+  size_t answered = 0;
+  for (size_t i = 0; i < be->nworkers; i++) {
+    pe__py_worker *w = &be->workers[i];
+    if (pe__py_worker_ensure_ready(w) != PE_OK)
+      continue;
+    pthread_mutex_lock(&w->lock);
+    unsigned gen = atomic_load(&w->gen);
+    pe__py_response *resp;
+    bool ok = atomic_load(&w->state) == PE__PY_READY &&
+              pe__py_worker_control_call(w, &req, &resp) == PE_OK;
+    if (ok) {
+      ok = resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_PONG;
+      pe__py_conn_consume(&w->control);
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (ok)
+      answered++;
+    else
+      pe__py_worker_fail(w, gen, "no answer to ping");
+  }
+  if (alive)
+    *alive = answered;
+  return answered == be->nworkers ? PE_OK : PE_ERR_WORKER;
+}
+
+size_t pe_engine_python_worker_pids(pe_engine *engine, int *pids, size_t cap) {
+  if (!engine || !engine->backend_ops)
+    return 0;
+  pe__py_backend *be = engine->backend;
+  for (size_t i = 0; i < be->nworkers && i < cap && pids; i++)
+    pids[i] = atomic_load(&be->workers[i].pid);
+  return be->nworkers;
+}
+
+uint64_t pe_engine_python_restarts(pe_engine *engine) {
+  if (!engine || !engine->backend_ops)
+    return 0;
+  return atomic_load(&((pe__py_backend *)engine->backend)->restarts);
+}
+
+const pe__backend_ops pe__py_backend_ops = {
+    .create_instance = py_create_instance,
+    .destroy_instance = py_destroy_instance,
+    .run_batch = pe__py_run_batch,
+    .shutdown = py_shutdown,
+};

@@ -1,0 +1,265 @@
+/* A stand-in for policyexec-pyworker that breaks the rules on purpose, so
+ * that the engine's own checks can be tested: it speaks the executor
+ * protocol (same command line: --socket PATH, other options ignored) and
+ * offers policies whose replies are malformed, oversized or carry edits a
+ * real worker would refuse to send.
+ *
+ *   fake-ok         sets request header x-fake: ok
+ *   fake-crlf       sets request header x-evil: "a\r\ninjected: 1"
+ *   fake-badname    sets request header "bad name: x"
+ *   fake-bigstatus  sets the status to 1000
+ *   fake-malformed  answers with bytes that do not parse
+ *   fake-oversized  announces a 2 GiB reply
+ *   fake-extra      answers with one result more than asked
+ */
+#include <errno.h>
+#include <poll.h>
+#include <policyexec/v1/executor.pb-c.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MAX_CONNS 64
+#define MAX_INSTANCES 256
+
+static const char *const policies[] = {"fake-ok",        "fake-crlf",      "fake-badname",
+                                       "fake-bigstatus", "fake-malformed", "fake-oversized",
+                                       "fake-extra"};
+#define NPOLICIES (sizeof policies / sizeof policies[0])
+
+static struct {
+  uint64_t id;
+  int policy;
+} instances[MAX_INSTANCES];
+static size_t ninstances;
+
+static int read_all(int fd, void *buf, size_t len) {
+  char *p = buf;
+  while (len) {
+    ssize_t n = read(fd, p, len);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len) {
+    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int send_raw(int fd, uint32_t announced, const void *payload, size_t len) {
+  unsigned char hdr[4] = {(unsigned char)(announced >> 24), (unsigned char)(announced >> 16),
+                          (unsigned char)(announced >> 8), (unsigned char)announced};
+  return write_all(fd, hdr, 4) || write_all(fd, payload, len) ? -1 : 0;
+}
+
+static int send_response(int fd, Policyexec__V1__Response *resp) {
+  size_t len = policyexec__v1__response__get_packed_size(resp);
+  unsigned char *buf = malloc(len ? len : 1);
+  if (!buf)
+    return -1;
+  policyexec__v1__response__pack(resp, buf);
+  int rc = send_raw(fd, (uint32_t)len, buf, len);
+  free(buf);
+  return rc;
+}
+
+static int policy_of(uint64_t id) {
+  for (size_t i = 0; i < ninstances; i++)
+    if (instances[i].id == id)
+      return instances[i].policy;
+  return -1;
+}
+
+static ProtobufCBinaryData bin(const char *s) {
+  ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
+  return b;
+}
+
+static int answer_run(int fd, uint64_t id, const Policyexec__V1__RunPhase *run) {
+  Policyexec__V1__StepResult results[8], *ptrs[9];
+  Policyexec__V1__HeaderEdit edits[8], *edit_ptrs[8];
+  ProtobufCBinaryData values[8];
+  size_t n = run->n_instance_ids < 8 ? run->n_instance_ids : 8;
+  size_t count = n;
+  for (size_t i = 0; i < n; i++) {
+    policyexec__v1__step_result__init(&results[i]);
+    ptrs[i] = &results[i];
+    int p = policy_of(run->instance_ids[i]);
+    const char *name = p >= 0 ? policies[p] : "";
+    if (!strcmp(name, "fake-malformed"))
+      return send_raw(fd, 5, "\xff\xff\xff\xff\xff", 5);
+    if (!strcmp(name, "fake-oversized"))
+      return send_raw(fd, 0x7fffffffu, "", 0);
+    if (!strcmp(name, "fake-extra"))
+      count = n + 1;
+    if (!strcmp(name, "fake-bigstatus"))
+      results[i].status = 1000;
+    const char *hname = NULL, *hvalue = NULL;
+    if (!strcmp(name, "fake-ok"))
+      hname = "x-fake", hvalue = "ok";
+    else if (!strcmp(name, "fake-crlf"))
+      hname = "x-evil", hvalue = "a\r\ninjected: 1";
+    else if (!strcmp(name, "fake-badname"))
+      hname = "bad name", hvalue = "x";
+    if (hname) {
+      policyexec__v1__header_edit__init(&edits[i]);
+      edits[i].side = POLICYEXEC__V1__SIDE__SIDE_REQUEST;
+      edits[i].name = bin(hname);
+      values[i] = bin(hvalue);
+      edits[i].n_values = 1;
+      edits[i].values = &values[i];
+      edit_ptrs[i] = &edits[i];
+      results[i].n_headers = 1;
+      results[i].headers = &edit_ptrs[i];
+    }
+  }
+  if (count > n) {
+    policyexec__v1__step_result__init(&results[n < 8 ? n : 7]);
+    ptrs[n] = &results[n < 8 ? n : 7];
+  }
+  Policyexec__V1__RunReply reply = POLICYEXEC__V1__RUN_REPLY__INIT;
+  reply.n_steps = count;
+  reply.steps = ptrs;
+  Policyexec__V1__Response resp = POLICYEXEC__V1__RESPONSE__INIT;
+  resp.id = id;
+  resp.body_case = POLICYEXEC__V1__RESPONSE__BODY_RUN;
+  resp.run = &reply;
+  return send_response(fd, &resp);
+}
+
+/* Serves one request; -1 ends the connection. */
+static int serve(int fd) {
+  unsigned char hdr[4];
+  if (read_all(fd, hdr, 4))
+    return -1;
+  size_t len = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+  unsigned char *buf = malloc(len ? len : 1);
+  if (!buf || read_all(fd, buf, len)) {
+    free(buf);
+    return -1;
+  }
+  Policyexec__V1__Request *req = policyexec__v1__request__unpack(NULL, len, buf);
+  free(buf);
+  if (!req)
+    return -1;
+  Policyexec__V1__Response resp = POLICYEXEC__V1__RESPONSE__INIT;
+  resp.id = req->id;
+  Policyexec__V1__HelloReply hello = POLICYEXEC__V1__HELLO_REPLY__INIT;
+  Policyexec__V1__PolicyInfo infos[NPOLICIES], *info_ptrs[NPOLICIES];
+  Policyexec__V1__CreateReply created = POLICYEXEC__V1__CREATE_REPLY__INIT;
+  Policyexec__V1__DestroyReply destroyed = POLICYEXEC__V1__DESTROY_REPLY__INIT;
+  Policyexec__V1__Pong pong = POLICYEXEC__V1__PONG__INIT;
+  int rc = 0;
+  switch (req->body_case) {
+  case POLICYEXEC__V1__REQUEST__BODY_HELLO:
+    for (size_t i = 0; i < NPOLICIES; i++) {
+      policyexec__v1__policy_info__init(&infos[i]);
+      infos[i].name = (char *)policies[i];
+      infos[i].version = "1.0.0";
+      infos[i].phases = 1u << POLICYEXEC__V1__PHASE__PHASE_REQUEST_HEADERS;
+      info_ptrs[i] = &infos[i];
+    }
+    hello.protocol_version = POLICYEXEC__V1__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
+    hello.n_policies = NPOLICIES;
+    hello.policies = info_ptrs;
+    hello.pid = (uint32_t)getpid();
+    hello.runtime = "fake";
+    resp.body_case = POLICYEXEC__V1__RESPONSE__BODY_HELLO;
+    resp.hello = &hello;
+    rc = send_response(fd, &resp);
+    break;
+  case POLICYEXEC__V1__REQUEST__BODY_CREATE: {
+    int p = -1;
+    for (size_t i = 0; i < NPOLICIES; i++)
+      if (!strcmp(req->create->name, policies[i]))
+        p = (int)i;
+    created.ok = p >= 0 && ninstances < MAX_INSTANCES;
+    created.error = created.ok ? "" : "unknown policy";
+    if (created.ok) {
+      instances[ninstances].id = req->create->instance_id;
+      instances[ninstances++].policy = p;
+    }
+    resp.body_case = POLICYEXEC__V1__RESPONSE__BODY_CREATE;
+    resp.create = &created;
+    rc = send_response(fd, &resp);
+    break;
+  }
+  case POLICYEXEC__V1__REQUEST__BODY_DESTROY:
+    resp.body_case = POLICYEXEC__V1__RESPONSE__BODY_DESTROY;
+    resp.destroy = &destroyed;
+    rc = send_response(fd, &resp);
+    break;
+  case POLICYEXEC__V1__REQUEST__BODY_PING:
+    pong.instances = ninstances;
+    resp.body_case = POLICYEXEC__V1__RESPONSE__BODY_PONG;
+    resp.pong = &pong;
+    rc = send_response(fd, &resp);
+    break;
+  case POLICYEXEC__V1__REQUEST__BODY_RUN:
+    rc = answer_run(fd, req->id, req->run);
+    break;
+  default:
+    rc = -1;
+  }
+  policyexec__v1__request__free_unpacked(req, NULL);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  const char *path = NULL;
+  for (int i = 1; i + 1 < argc; i++)
+    if (!strcmp(argv[i], "--socket"))
+      path = argv[i + 1];
+  if (!path) {
+    fprintf(stderr, "usage: %s --socket PATH\n", argv[0]);
+    return 2;
+  }
+  int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+  unlink(path);
+  if (lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof addr) || listen(lfd, 16)) {
+    perror("fake_worker: listen");
+    return 1;
+  }
+  struct pollfd fds[MAX_CONNS + 1] = {{.fd = lfd, .events = POLLIN}};
+  nfds_t nfds = 1;
+  for (;;) {
+    if (poll(fds, nfds, -1) < 0 && errno != EINTR)
+      return 1;
+    for (nfds_t i = 1; i < nfds; i++) {
+      if (!fds[i].revents)
+        continue;
+      if (serve(fds[i].fd) != 0) {
+        close(fds[i].fd);
+        fds[i--] = fds[--nfds];
+      }
+    }
+    if ((fds[0].revents & POLLIN) && nfds <= MAX_CONNS) {
+      int cfd = accept(lfd, NULL, NULL);
+      if (cfd >= 0)
+        fds[nfds++] = (struct pollfd){.fd = cfd, .events = POLLIN};
+    }
+  }
+}

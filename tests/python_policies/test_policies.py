@@ -1,0 +1,108 @@
+"""Python policies that misbehave on purpose, for the engine's tests of the
+Python backend (tests/test_python_*.c)."""
+
+import os
+import time
+
+import policyexec
+
+
+class Raise(policyexec.Policy):
+    """Raises in the request headers phase."""
+
+    name = "test-raise"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        ctx.request_headers["x-partial"] = "should be discarded"
+        raise ValueError("boom from test-raise")
+
+
+class Sleep(policyexec.Policy):
+    """Sleeps for params["seconds"] (default: an hour) in request headers."""
+
+    name = "test-sleep"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        time.sleep(float(self.params.get("seconds", 3600)))
+        ctx.request_headers["x-slept"] = "yes"
+
+
+class Exit(policyexec.Policy):
+    """Ends its worker process abruptly."""
+
+    name = "test-exit"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        os._exit(1)
+
+
+class CrLf(policyexec.Policy):
+    """Tries to inject a header through a value with CR/LF."""
+
+    name = "test-crlf"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        ctx.request_headers["x-evil"] = "a\r\ninjected: 1"
+
+
+class Copy(policyexec.Policy):
+    """Copies request header x-in to x-out (bytes kept exactly), and appends
+    bytes that are not UTF-8 to the request body."""
+
+    name = "test-copy"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        ctx.request_headers["x-out"] = ctx.request_headers["x-in"]
+
+    def on_request_body(self, ctx):
+        ctx.request_body = ctx.request_body + b"\xff\x00\xfe-tail"
+
+
+class Order(policyexec.Policy):
+    """Adds its tag to x-order on the request and on the response."""
+
+    name = "test-order"
+    version = "1.0.0"
+    params = {"tag": str}
+
+    def on_request_headers(self, ctx):
+        ctx.request_headers.add("x-order", self.params["tag"])
+
+    def on_response_headers(self, ctx):
+        ctx.response_headers.add("x-order", self.params["tag"])
+
+
+class Respond(policyexec.Policy):
+    """Answers 403 at once."""
+
+    name = "test-respond"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        ctx.respond(403, b"denied by test-respond", {"x-denied-by": "test-respond"})
+
+
+class Echo(policyexec.Policy):
+    """Leaves the request body as it is (a body round trip with no edit)."""
+
+    name = "test-echo-body"
+    version = "1.0.0"
+
+    def on_request_body(self, ctx):
+        ctx.metadata["body-length"] = str(len(ctx.request_body))
+
+
+class IgnoreTerm(policyexec.Policy):
+    """Makes its worker ignore SIGTERM, so that only SIGKILL stops it."""
+
+    name = "test-ignore-term"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        import signal
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)

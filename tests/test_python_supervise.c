@@ -1,0 +1,252 @@
+/* Supervision of the worker pool with the real worker: timeouts (closed ->
+ * 504, open -> skipped), kill -9 while idle and while in flight, os._exit
+ * in a policy; each time the worker is reaped and replaced and the next
+ * request succeeds. Shutdown leaves no process and no socket behind. */
+#include "test_python_util.h"
+
+#include <pthread.h>
+
+static const char sample[] = "[{\"name\":\"sample-python-request-header\",\"version\":\"1.0.0\"}]";
+
+/* Runs the sample on a fresh exchange and checks it worked. */
+static void expect_sample_works(pe_engine *e, const pe_chain *c) {
+  pe_exchange *ex = py_exchange(e);
+  ck_assert_int_eq(pe_chain_run(c, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  ck_assert_msg(pe_exchange_verdict(ex) == PE_VERDICT_CONTINUE, "sample failed: %s",
+                pe_exchange_errmsg(ex));
+  pe_slice v;
+  ck_assert_int_eq(pe_exchange_header_get(ex, PE_REQUEST, PE_LIT("x-sample-policy-phase"), &v),
+                   PE_OK);
+  pe_exchange_free(ex);
+}
+
+static void timeout_case(const char *mode, pe_verdict want) {
+  pe_engine *e = py_engine(1);
+  char json[256];
+  snprintf(json, sizeof json,
+           "[{\"name\":\"test-sleep\",\"version\":\"1.0.0\",\"failure_mode\":\"%s\","
+           "\"timeout_ms\":200}]",
+           mode);
+  pe_chain *slow = py_chain(e, json);
+  pe_chain *good = py_chain(e, sample);
+  int pid = py_worker_pid(e, 0);
+  pe_exchange *ex = py_exchange(e);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ck_assert_int_eq(pe_chain_run(slow, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+  ck_assert_int_ge(ms, 190);
+  ck_assert_int_lt(ms, 3000);
+  ck_assert_int_eq(pe_exchange_verdict(ex), want);
+  if (want == PE_VERDICT_RESPOND)
+    ck_assert_int_eq(pe_exchange_status(ex), 504);
+  pe_slice v;
+  ck_assert_int_eq(pe_exchange_header_get(ex, PE_REQUEST, PE_LIT("x-slept"), &v), PE_ERR_NOT_FOUND);
+  ck_assert_int_eq(atomic_load(&py_outcomes[PE_STEP_TIMEOUT]), 1);
+  /* The stuck worker was killed, reaped and replaced. */
+  ck_assert_uint_eq(pe_engine_python_restarts(e), 1);
+  ck_assert_int_eq(py_process_exists(pid), 0);
+  expect_sample_works(e, good);
+  ck_assert_int_ne(py_worker_pid(e, 0), pid);
+  pe_exchange_free(ex);
+  pe_chain_free(slow);
+  pe_chain_free(good);
+  pe_engine_free(e);
+}
+
+START_TEST(timeout_fail_closed) {
+  timeout_case("closed", PE_VERDICT_RESPOND);
+}
+END_TEST
+
+START_TEST(timeout_fail_open) {
+  timeout_case("open", PE_VERDICT_CONTINUE);
+}
+END_TEST
+
+/* With two workers, requests keep flowing on the other one while one is
+ * stuck and then replaced. */
+START_TEST(timeout_leaves_other_worker_serving) {
+  pe_engine *e = py_engine(2);
+  pe_chain *slow = py_chain(e, "[{\"name\":\"test-sleep\",\"version\":\"1.0.0\","
+                               "\"timeout_ms\":300}]");
+  pe_chain *good = py_chain(e, sample);
+  pe_exchange *ex = py_exchange(e);
+  ck_assert_int_eq(pe_chain_run(slow, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  ck_assert_int_eq(pe_exchange_status(ex), 504);
+  for (int i = 0; i < 20; i++)
+    expect_sample_works(e, good);
+  ck_assert_uint_eq(pe_engine_python_restarts(e), 1);
+  pe_exchange_free(ex);
+  pe_chain_free(slow);
+  pe_chain_free(good);
+  pe_engine_free(e);
+}
+END_TEST
+
+START_TEST(kill_idle_worker) {
+  pe_engine *e = py_engine(1);
+  pe_chain *good = py_chain(e, sample);
+  expect_sample_works(e, good);
+  int pid = py_worker_pid(e, 0);
+  ck_assert_int_eq(kill(pid, SIGKILL), 0);
+  py_sleep_ms(50);
+  /* The next request finds the dead worker, replaces it and is served. */
+  expect_sample_works(e, good);
+  ck_assert_uint_eq(pe_engine_python_restarts(e), 1);
+  ck_assert_int_eq(py_process_exists(pid), 0); /* reaped: no zombie */
+  int fresh = py_worker_pid(e, 0);
+  ck_assert_int_ne(fresh, pid);
+  ck_assert_int_eq(py_process_exists(fresh), 1);
+  pe_chain_free(good);
+  pe_engine_free(e);
+}
+END_TEST
+
+typedef struct kill_arg {
+  int pid;
+  long after_ms;
+} kill_arg;
+
+static void *kill_later(void *p) {
+  kill_arg *a = p;
+  py_sleep_ms(a->after_ms);
+  kill(a->pid, SIGKILL);
+  return NULL;
+}
+
+/* The run blocks on this thread while another thread kills the worker.
+ * (The run is on the main thread on purpose: the worker asks for
+ * PR_SET_PDEATHSIG, which fires when the *thread* that spawned it exits, so
+ * a replacement spawned from a short-lived thread would die with it.) */
+START_TEST(kill_worker_in_flight) {
+  pe_engine *e = py_engine(1);
+  pe_chain *slow = py_chain(e, "[{\"name\":\"test-sleep\",\"version\":\"1.0.0\","
+                               "\"params\":{\"seconds\":3},\"timeout_ms\":10000}]");
+  pe_chain *good = py_chain(e, sample);
+  kill_arg arg = {py_worker_pid(e, 0), 300};
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, kill_later, &arg), 0);
+  pe_exchange *ex = py_exchange(e);
+  ck_assert_int_eq(pe_chain_run(slow, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  pthread_join(t, NULL);
+  ck_assert_int_eq(pe_exchange_status(ex), 500);
+  ck_assert_int_eq(atomic_load(&py_outcomes[PE_STEP_CRASHED]), 1);
+  ck_assert_ptr_nonnull(strstr(pe_exchange_errmsg(ex), "crashed"));
+  ck_assert_int_eq(py_process_exists(arg.pid), 0);
+  expect_sample_works(e, good);
+  pe_exchange_free(ex);
+  pe_chain_free(slow);
+  pe_chain_free(good);
+  pe_engine_free(e);
+}
+END_TEST
+
+START_TEST(os_exit_in_policy) {
+  pe_engine *e = py_engine(1);
+  pe_chain *bad = py_chain(e, "[{\"name\":\"test-exit\",\"version\":\"1.0.0\"}]");
+  pe_chain *good = py_chain(e, sample);
+  int pid = py_worker_pid(e, 0);
+  pe_test_log_clear();
+  pe_exchange *ex = py_exchange(e);
+  ck_assert_int_eq(pe_chain_run(bad, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  ck_assert_int_eq(pe_exchange_status(ex), 500);
+  ck_assert_int_eq(atomic_load(&py_outcomes[PE_STEP_CRASHED]), 1);
+  ck_assert_int_eq(pe_test_log_contains("exited with status 1"), 1);
+  ck_assert_int_eq(py_process_exists(pid), 0);
+  expect_sample_works(e, good);
+  pe_exchange_free(ex);
+  pe_chain_free(bad);
+  pe_chain_free(good);
+  pe_engine_free(e);
+}
+END_TEST
+
+/* A policy that crashes its worker on every call: restarts back off, and
+ * the engine keeps answering (500) without spinning. */
+START_TEST(crash_loop_backs_off) {
+  py_config cfg = {.workers = 1, .backoff_ms = 300};
+  pe_engine *e = py_engine_with(NULL, cfg);
+  pe_chain *bad = py_chain(e, "[{\"name\":\"test-exit\",\"version\":\"1.0.0\"}]");
+  pe_chain *good = py_chain(e, sample);
+  for (int i = 0; i < 3; i++) {
+    pe_exchange *ex = py_exchange(e);
+    ck_assert_int_eq(pe_chain_run(bad, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+    ck_assert_int_eq(pe_exchange_status(ex), 500);
+    pe_exchange_free(ex);
+  }
+  /* Died quickly twice or more: the worker waits out its back-off... */
+  ck_assert_int_eq(py_worker_pid(e, 0), 0);
+  pe_exchange *ex = py_exchange(e);
+  ck_assert_int_eq(pe_chain_run(good, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  ck_assert_int_eq(pe_exchange_status(ex), 500);
+  ck_assert_ptr_nonnull(strstr(pe_exchange_errmsg(ex), "no python worker"));
+  pe_exchange_free(ex);
+  /* ...and then comes back. */
+  py_sleep_ms(700);
+  expect_sample_works(e, good);
+  pe_chain_free(bad);
+  pe_chain_free(good);
+  pe_engine_free(e);
+}
+END_TEST
+
+START_TEST(shutdown_leaves_nothing) {
+  pe_engine *e = py_engine(3);
+  pe_chain *good = py_chain(e, sample);
+  expect_sample_works(e, good);
+  int pids[3];
+  ck_assert_uint_eq(pe_engine_python_worker_pids(e, pids, 3), 3);
+  char sock[256], dir[256];
+  py_worker_socket(pids[0], sock, sizeof sock);
+  snprintf(dir, sizeof dir, "%s", sock);
+  *strrchr(dir, '/') = '\0';
+  struct stat st;
+  ck_assert_int_eq(stat(sock, &st), 0);
+  pe_chain_free(good);
+  pe_engine_free(e);
+  for (int i = 0; i < 3; i++)
+    ck_assert_msg(!py_process_exists(pids[i]), "worker %d still exists", pids[i]);
+  ck_assert_int_ne(stat(sock, &st), 0);
+  ck_assert_int_ne(stat(dir, &st), 0);
+}
+END_TEST
+
+/* A worker that ignores SIGTERM still goes away at shutdown: SIGKILL after
+ * the grace period (1 s), then it is reaped. */
+START_TEST(shutdown_kills_worker_ignoring_sigterm) {
+  pe_engine *e = py_engine(1);
+  pe_chain *c = py_chain(e, "[{\"name\":\"test-ignore-term\",\"version\":\"1.0.0\"}]");
+  pe_exchange *ex = py_exchange(e);
+  ck_assert_int_eq(pe_chain_run(c, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  ck_assert_int_eq(pe_exchange_verdict(ex), PE_VERDICT_CONTINUE);
+  int pid = py_worker_pid(e, 0);
+  pe_exchange_free(ex);
+  pe_chain_free(c);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  pe_engine_free(e);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+  ck_assert_int_ge(ms, 900);
+  ck_assert_int_eq(py_process_exists(pid), 0);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("python_supervise");
+  TCase *tc = tcase_create("supervise");
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, timeout_fail_closed);
+  tcase_add_test(tc, timeout_fail_open);
+  tcase_add_test(tc, timeout_leaves_other_worker_serving);
+  tcase_add_test(tc, kill_idle_worker);
+  tcase_add_test(tc, kill_worker_in_flight);
+  tcase_add_test(tc, os_exit_in_policy);
+  tcase_add_test(tc, crash_loop_backs_off);
+  tcase_add_test(tc, shutdown_leaves_nothing);
+  tcase_add_test(tc, shutdown_kills_worker_ignoring_sigterm);
+  suite_add_tcase(s, tc);
+  return pe_test_run_suite(s);
+}
