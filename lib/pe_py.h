@@ -191,6 +191,9 @@ struct pe__backend {
   pe_python_options cfg;
   size_t max_message;
   char dir[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* socket directory */
+  /* Workers read lifeline[0] (as fd 3) and exit at its EOF: only this
+   * process holds lifeline[1] (close-on-exec), so they die with it. */
+  int lifeline[2];
   pe__py_worker *workers;
   size_t nworkers;
   atomic_uint rr;       /* round-robin start for worker choice */

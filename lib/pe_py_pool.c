@@ -5,8 +5,10 @@
 #include "pe_py.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #ifndef PE_PYWORKER_DEFAULT_PATH
@@ -320,6 +322,10 @@ static void backend_free(pe__py_backend *be) {
   }
   if (be->dir[0])
     rmdir(be->dir);
+  if (be->lifeline[0] >= 0) {
+    close(be->lifeline[0]);
+    close(be->lifeline[1]);
+  }
   while (be->instances) { /* chains outliving the engine cannot happen; be tidy */
     pe__py_instance *inst = be->instances;
     be->instances = inst->next;
@@ -345,6 +351,7 @@ static int backend_new(pe_engine *e, const pe_python_options *opts, pe__py_backe
     return PE_ERR_NOMEM;
   be->engine = e;
   be->mem = mem;
+  be->lifeline[0] = be->lifeline[1] = -1;
   atomic_init(&be->next_instance_id, 1);
   pthread_mutex_init(&be->inst_lock, NULL);
   pe_python_options defaults;
@@ -358,8 +365,14 @@ static int backend_new(pe_engine *e, const pe_python_options *opts, pe__py_backe
   be->max_message = be->cfg.max_message ? be->cfg.max_message : derived_max_message(e);
   if (rc == PE_OK && !(be->workers = pe__calloc(mem, be->nworkers, sizeof *be->workers)))
     rc = PE_ERR_NOMEM;
+  if (rc == PE_OK && pipe2(be->lifeline, O_CLOEXEC) != 0) {
+    pe__errmsg_set(err, "cannot create the workers' lifeline pipe: %s", strerror(errno));
+    be->lifeline[0] = be->lifeline[1] = -1;
+    rc = PE_ERR_IO;
+  }
   if (rc != PE_OK) {
-    pe__errmsg_set(err, "out of memory");
+    if (rc == PE_ERR_NOMEM)
+      pe__errmsg_set(err, "out of memory");
     be->nworkers = 0;
     backend_free(be);
     return rc;

@@ -53,7 +53,7 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   pe__py_backend *be = w->be;
   const pe_python_options *o = &be->cfg;
   const char *path = o->worker_path;
-  size_t argc = 5 + 2 * o->module_path_count + 1;
+  size_t argc = 7 + 2 * o->module_path_count + 1;
   char **argv = pe__calloc(be->mem, argc, sizeof *argv);
   if (!argv) {
     pe__errmsg_set(err, "out of memory");
@@ -72,6 +72,8 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   }
   argv[i++] = "--max-message";
   argv[i++] = max_message;
+  argv[i++] = "--parent-fd";
+  argv[i++] = "3";
   argv[i] = NULL;
 
   posix_spawn_file_actions_t fa;
@@ -79,9 +81,12 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   posix_spawn_file_actions_init(&fa);
   posix_spawnattr_init(&attr);
   /* stdin from /dev/null, stdout/stderr shared with the host (tracebacks
-   * go where the host's own errors go), no other host fd inherited. */
+   * go where the host's own errors go), the lifeline, no other host fd. */
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  /* fd 3: the lifeline's read end; the worker exits when it reads EOF,
+   * i.e. when this process (which alone holds the write end) is gone. */
+  posix_spawn_file_actions_adddup2(&fa, be->lifeline[0], 3);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 4);
   /* A host that blocks or ignores signals must not pass that on: the
    * worker must die on SIGTERM and see SIGPIPE normally. */
   sigset_t none, defaults;

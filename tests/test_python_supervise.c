@@ -116,10 +116,7 @@ static void *kill_later(void *p) {
   return NULL;
 }
 
-/* The run blocks on this thread while another thread kills the worker.
- * (The run is on the main thread on purpose: the worker asks for
- * PR_SET_PDEATHSIG, which fires when the *thread* that spawned it exits, so
- * a replacement spawned from a short-lived thread would die with it.) */
+/* The run blocks on this thread while another thread kills the worker. */
 START_TEST(kill_worker_in_flight) {
   pe_engine *e = py_engine(1);
   pe_chain *slow = py_chain(e, "[{\"name\":\"test-sleep\",\"version\":\"1.0.0\","
@@ -192,6 +189,49 @@ START_TEST(crash_loop_backs_off) {
 }
 END_TEST
 
+/* Regression: workers once died with the *thread* that spawned them
+ * (PR_SET_PDEATHSIG). The engine may spawn from any thread, so a pool
+ * started, and a replacement spawned, from short-lived threads must live on. */
+static void *start_pool(void *arg) {
+  *(pe_engine **)arg = py_engine(1);
+  return NULL;
+}
+
+typedef struct run_arg {
+  pe_engine *e;
+  pe_chain *c;
+} run_arg;
+
+static void *serve_once(void *arg) {
+  run_arg *r = arg;
+  expect_sample_works(r->e, r->c);
+  return NULL;
+}
+
+START_TEST(workers_outlive_the_thread_that_spawned_them) {
+  pe_engine *e = NULL;
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, start_pool, &e), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  py_sleep_ms(100);
+  int pid = py_worker_pid(e, 0);
+  ck_assert_int_eq(py_process_exists(pid), 1);
+  pe_chain *good = py_chain(e, sample);
+  expect_sample_works(e, good);
+  /* Kill it: the replacement is spawned by a thread that then exits. */
+  ck_assert_int_eq(kill(pid, SIGKILL), 0);
+  py_sleep_ms(50);
+  run_arg r = {e, good};
+  ck_assert_int_eq(pthread_create(&t, NULL, serve_once, &r), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  py_sleep_ms(100);
+  expect_sample_works(e, good);
+  ck_assert_uint_eq(pe_engine_python_restarts(e), 1);
+  pe_chain_free(good);
+  pe_engine_free(e);
+}
+END_TEST
+
 START_TEST(shutdown_leaves_nothing) {
   pe_engine *e = py_engine(3);
   pe_chain *good = py_chain(e, sample);
@@ -245,6 +285,7 @@ int main(void) {
   tcase_add_test(tc, kill_worker_in_flight);
   tcase_add_test(tc, os_exit_in_policy);
   tcase_add_test(tc, crash_loop_backs_off);
+  tcase_add_test(tc, workers_outlive_the_thread_that_spawned_them);
   tcase_add_test(tc, shutdown_leaves_nothing);
   tcase_add_test(tc, shutdown_kills_worker_ignoring_sigterm);
   suite_add_tcase(s, tc);

@@ -1,6 +1,7 @@
 /* The real policyexec-pyworker, spoken to over the executor protocol. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <patchlevel.h>
 #include <signal.h>
 #include <stdio.h>
@@ -648,8 +649,9 @@ START_TEST(the_worker_ignores_pyenv_and_python_variables) {
 END_TEST
 
 START_TEST(the_worker_exits_with_its_parent) {
-  /* A middle process starts the worker and dies while we still hold a
-   * connection: only PR_SET_PDEATHSIG can end the worker then. */
+  /* A middle process starts the worker with a lifeline (the read end of a
+   * pipe whose write end only the middle holds) and dies while we still
+   * hold a connection: the lifeline's EOF must end the worker. */
   make_socket_path();
   int to_middle[2], from_middle[2];
   ck_assert_int_eq(pipe(to_middle), 0);
@@ -658,8 +660,14 @@ START_TEST(the_worker_exits_with_its_parent) {
   ck_assert_int_ge(middle, 0);
   if (middle == 0) {
     pw_worker w;
-    pw_spawn_options opt = {.socket_path = socket_path};
-    char go;
+    int lifeline[2];
+    char fdarg[16], go;
+    if (pipe(lifeline) != 0 || fcntl(lifeline[1], F_SETFD, FD_CLOEXEC) != 0) {
+      _exit(1);
+    }
+    snprintf(fdarg, sizeof(fdarg), "%d", lifeline[0]);
+    const char *extra[] = {"--parent-fd", fdarg, NULL};
+    pw_spawn_options opt = {.socket_path = socket_path, .extra_args = extra};
     if (pw_worker_start(&w, &opt) != 0 ||
         write(from_middle[1], &w.pid, sizeof(w.pid)) != sizeof(w.pid) ||
         read(to_middle[0], &go, 1) != 1) {
@@ -694,7 +702,7 @@ START_TEST(the_worker_exits_with_its_parent) {
     usleep(10000);
   }
   ck_assert_msg(gone, "worker %d outlived its parent", (int)wpid);
-  unlink(socket_path); /* SIGKILL left it behind */
+  ck_assert_int_ne(access(socket_path, F_OK), 0); /* the worker removed its socket */
 }
 END_TEST
 

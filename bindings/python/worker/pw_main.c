@@ -1,15 +1,18 @@
 /* policyexec-pyworker: runs Python policies for libpolicyexec.
  *
  *   policyexec-pyworker (--socket PATH | --fd N)... [--max-message BYTES]
- *                       [--module-path DIR]... [--parent-pid PID]
+ *                       [--module-path DIR]... [--parent-fd N]
  *
  * --socket PATH  create a Unix stream socket at PATH and accept connections
  * --fd N         an inherited socket: a listening one (connections are
  *                accepted on it) or a connected one (served as is)
  * Several --socket/--fd may be given. The worker exits when the last
  * connection closes after at least one was made, on SIGTERM/SIGINT, or when
- * its parent dies (PR_SET_PDEATHSIG: SIGKILL, since a policy stuck in a loop
- * could never notice a gentler signal).
+ * the lifeline --parent-fd reaches end of file: the read end of a pipe whose
+ * write end only the engine process holds, so it closes when the engine dies
+ * however it dies. A thread of its own watches it, so a policy stuck in a
+ * loop cannot delay the exit. (PR_SET_PDEATHSIG is not used: it fires when
+ * the spawning *thread* exits, and the engine may spawn from any thread.)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,10 +20,11 @@
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -43,7 +47,7 @@ typedef struct pw_args {
   char *module_paths[PW_MAX_MODULE_PATHS];
   size_t n_module_paths;
   size_t max_message;
-  long parent_pid; /* 0: not given */
+  int parent_fd; /* lifeline; -1: not given */
 } pw_args;
 
 static volatile sig_atomic_t stop_requested;
@@ -53,7 +57,7 @@ static size_t n_created_paths;
 
 static void usage(FILE *f) {
   fputs("usage: policyexec-pyworker (--socket PATH | --fd N)... [--max-message BYTES]\n"
-        "                           [--module-path DIR]... [--parent-pid PID]\n",
+        "                           [--module-path DIR]... [--parent-fd N]\n",
         f);
 }
 
@@ -71,6 +75,7 @@ static int parse_number(const char *s, unsigned long long max, unsigned long lon
 static int parse_args(int argc, char **argv, pw_args *a) {
   memset(a, 0, sizeof(*a));
   a->max_message = PW_DEFAULT_MAX_MESSAGE;
+  a->parent_fd = -1;
   for (int i = 1; i < argc; i++) {
     const char *opt = argv[i];
     if (strcmp(opt, "--help") == 0) {
@@ -93,8 +98,8 @@ static int parse_args(int argc, char **argv, pw_args *a) {
     } else if (strcmp(opt, "--max-message") == 0 && parse_number(val, UINT32_MAX, &n) == 0 &&
                n > 0) {
       a->max_message = (size_t)n;
-    } else if (strcmp(opt, "--parent-pid") == 0 && parse_number(val, INT_MAX, &n) == 0) {
-      a->parent_pid = (long)n;
+    } else if (strcmp(opt, "--parent-fd") == 0 && parse_number(val, INT_MAX, &n) == 0) {
+      a->parent_fd = (int)n;
     } else {
       PW_LOG("bad option %s %s", opt, val);
       return -1;
@@ -123,6 +128,41 @@ static void on_stop_signal(int sig) {
   _exit(0);
 }
 
+/* Blocks on the lifeline; its end of file means the engine is gone. */
+static void *lifeline_watcher(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  char byte;
+  ssize_t n;
+  while ((n = read(fd, &byte, 1)) != 0) {
+    if (n < 0 && errno != EINTR) {
+      break;
+    }
+  }
+  remove_created_paths();
+  _exit(0);
+}
+
+static int watch_lifeline(int fd) {
+  if (fcntl(fd, F_GETFD) < 0) {
+    PW_LOG("--parent-fd %d: %s", fd, strerror(errno));
+    return -1;
+  }
+  /* Not inherited by anything a policy might start. */
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  pthread_t tid;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  int rc = pthread_create(&tid, &attr, lifeline_watcher, (void *)(intptr_t)fd);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    PW_LOG("cannot watch the lifeline: %s", strerror(rc));
+    return -1;
+  }
+  return 0;
+}
+
 static int setup_process(const pw_args *a) {
   /* Bodies are copied a few times per request (decoded message, bytes
    * object, the policy's new body). With glibc's defaults each such block is
@@ -132,13 +172,7 @@ static int setup_process(const pw_args *a) {
   mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
   mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
   /* Die with the engine: a policy stuck in a loop must not outlive it. */
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
-    PW_LOG("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
-    return -1;
-  }
-  /* The parent may have died before prctl() took effect. */
-  if (a->parent_pid != 0 && getppid() != (pid_t)a->parent_pid) {
-    PW_LOG("parent %ld is gone", a->parent_pid);
+  if (a->parent_fd >= 0 && watch_lifeline(a->parent_fd) != 0) {
     return -1;
   }
   struct sigaction sa;
