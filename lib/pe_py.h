@@ -24,6 +24,7 @@
 #include "pe_internal.h"
 
 #include <policyexec/v1/executor.pb-c.h>
+#include <sched.h>
 #include <sys/types.h>
 #include <sys/un.h>
 
@@ -43,6 +44,7 @@ struct pe_python_options {
   uint32_t startup_timeout_ms;
   uint32_t shutdown_grace_ms;
   size_t max_message; /* 0: derived from the engine's limits */
+  bool cpu_affinity;  /* pin workers, prefer the caller's CPU's worker */
 };
 
 /* Deep copy into memory of `mem` (for the backend, which outlives opts). */
@@ -146,6 +148,7 @@ struct pe__py_worker {
   atomic_uint gen;      /* bumped each time the process is replaced */
   atomic_int pid;       /* 0 when none */
   atomic_long inflight; /* batches sent and not answered */
+  int cpu;              /* the CPU it is pinned to, or -1 */
   char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
   pe__py_conn control; /* handshake, create, destroy, ping */
   uint64_t spawned_ns;
@@ -194,6 +197,8 @@ struct pe__backend {
   /* Workers read lifeline[0] (as fd 3) and exit at its EOF: only this
    * process holds lifeline[1] (close-on-exec), so they die with it. */
   int lifeline[2];
+  /* With cpu_affinity: the worker pinned to each CPU (first one), or -1. */
+  short cpu_worker[CPU_SETSIZE];
   pe__py_worker *workers;
   size_t nworkers;
   atomic_uint rr;       /* round-robin start for worker choice */

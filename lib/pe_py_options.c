@@ -35,6 +35,13 @@ void pe_python_options_free(pe_python_options *opts) {
   free(opts);
 }
 
+int pe_python_options_set_cpu_affinity(pe_python_options *opts, int enabled) {
+  if (!opts)
+    return PE_ERR_INVALID_ARGUMENT;
+  opts->cpu_affinity = enabled != 0;
+  return PE_OK;
+}
+
 int pe_python_options_set_workers(pe_python_options *opts, unsigned workers) {
   if (!opts || workers > MAX_WORKERS)
     return PE_ERR_INVALID_ARGUMENT;

@@ -19,8 +19,31 @@
 
 /* ---- choosing a worker, in-flight budget ---- */
 
+/* A worker pinned to the caller's CPU takes up to this many batches in
+ * flight before calls spill over to the least-loaded worker. */
+#define LOCAL_WORKER_MAX_INFLIGHT 4
+
+static pe__py_worker *local_worker(pe__py_backend *be) {
+  int cpu = sched_getcpu();
+  if (cpu < 0 || cpu >= (int)(sizeof be->cpu_worker / sizeof be->cpu_worker[0]))
+    return NULL;
+  int idx = be->cpu_worker[cpu];
+  if (idx < 0)
+    return NULL;
+  pe__py_worker *w = &be->workers[idx];
+  if (atomic_load_explicit(&w->state, memory_order_acquire) != PE__PY_READY ||
+      atomic_load_explicit(&w->inflight, memory_order_relaxed) >= LOCAL_WORKER_MAX_INFLIGHT)
+    return NULL;
+  return w;
+}
+
 pe__py_worker *pe__py_pick_worker(pe__py_backend *be) {
   size_t n = be->nworkers;
+  if (be->cfg.cpu_affinity) {
+    pe__py_worker *w = local_worker(be);
+    if (w)
+      return w;
+  }
   size_t start = atomic_fetch_add_explicit(&be->rr, 1, memory_order_relaxed) % n;
   pe__py_worker *best = NULL;
   long best_load = 0;
@@ -343,6 +366,24 @@ static void py_shutdown(pe__py_backend *be) {
   backend_free(be);
 }
 
+/* With cpu_affinity, worker i goes to the i-th CPU this process may use. */
+static void assign_cpus(pe__py_backend *be) {
+  for (size_t c = 0; c < CPU_SETSIZE; c++)
+    be->cpu_worker[c] = -1;
+  cpu_set_t allowed;
+  int cpus[CPU_SETSIZE], ncpus = 0;
+  if (be->cfg.cpu_affinity && sched_getaffinity(0, sizeof allowed, &allowed) == 0)
+    for (int c = 0; c < CPU_SETSIZE; c++)
+      if (CPU_ISSET(c, &allowed))
+        cpus[ncpus++] = c;
+  for (size_t i = 0; i < be->nworkers; i++) {
+    int cpu = ncpus ? cpus[i % (size_t)ncpus] : -1;
+    be->workers[i].cpu = cpu;
+    if (cpu >= 0 && be->cpu_worker[cpu] < 0)
+      be->cpu_worker[cpu] = (short)i;
+  }
+}
+
 static int backend_new(pe_engine *e, const pe_python_options *opts, pe__py_backend **out,
                        char *err) {
   const pe_mem *mem = pe__engine_mem(e);
@@ -377,6 +418,7 @@ static int backend_new(pe_engine *e, const pe_python_options *opts, pe__py_backe
     backend_free(be);
     return rc;
   }
+  assign_cpus(be);
   for (size_t i = 0; i < be->nworkers; i++) {
     pe__py_worker *w = &be->workers[i];
     w->be = be;

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -108,6 +109,17 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   if (rc != 0) {
     pe__errmsg_set(err, "cannot start python worker %s: %s", path, strerror(rc));
     return PE_ERR_WORKER;
+  }
+  if (w->cpu >= 0) {
+    /* Set from here rather than in the child: posix_spawn has no affinity
+     * attribute. The worker may start on another CPU for a moment; only
+     * the steady state matters. */
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(w->cpu, &set);
+    if (sched_setaffinity(pid, sizeof set, &set) != 0)
+      pe__log(be->engine, PE_LOG_WARN, "python worker %zu: cannot pin to CPU %d: %s", w->index,
+              w->cpu, strerror(errno));
   }
   atomic_store(&w->pid, (int)pid);
   w->spawned_ns = pe__now_ns();

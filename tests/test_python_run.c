@@ -4,6 +4,9 @@
  * 8 MiB body byte for byte, and bytes that are not UTF-8. */
 #include "test_python_util.h"
 
+#include <pthread.h>
+#include <sched.h>
+
 static const char python4[] = "[{\"name\":\"sample-python-response-header\",\"version\":\"1.0.0\"},"
                               " {\"name\":\"sample-python-request-body\",\"version\":\"1.0.0\"},"
                               " {\"name\":\"sample-python-response-header\",\"version\":\"1.0.0\"},"
@@ -64,6 +67,61 @@ START_TEST(request_header_sample) {
   ck_assert_int_eq(pe_chain_run(c, ex, PE_PHASE_RESPONSE_BODY), PE_OK);
   pe_exchange_free(ex);
   pe_chain_free(c);
+  pe_engine_free(e);
+}
+END_TEST
+
+/* The i-th CPU this process may use, wrapping around. */
+static int nth_cpu(int i) {
+  cpu_set_t allowed;
+  ck_assert_int_eq(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  i %= CPU_COUNT(&allowed);
+  for (int c = 0, n = 0; c < CPU_SETSIZE; c++)
+    if (CPU_ISSET(c, &allowed) && n++ == i)
+      return c;
+  return -1;
+}
+
+static void *run_sample_on_cpu(void *arg) {
+  pe_engine *e = arg;
+  pe_chain *c = py_chain(e, "[{\"name\":\"sample-python-request-header\",\"version\":\"1.0.0\"}]");
+  pe_exchange *ex = py_exchange(e);
+  for (int i = 0; i < 50; i++) {
+    ck_assert_int_eq(pe_exchange_reset(ex), PE_OK);
+    ck_assert_int_eq(pe_chain_run(c, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+    pe_slice v;
+    ck_assert_int_eq(pe_exchange_header_get(ex, PE_REQUEST, PE_LIT("x-sample-policy-phase"), &v),
+                     PE_OK);
+  }
+  pe_exchange_free(ex);
+  pe_chain_free(c);
+  return NULL;
+}
+
+START_TEST(cpu_affinity_pins_workers) {
+  py_config cfg = {.workers = 2, .cpu_affinity = 1};
+  pe_engine *e = py_engine_with(NULL, cfg);
+  for (int i = 0; i < 2; i++) {
+    int pid = py_worker_pid(e, (size_t)i);
+    cpu_set_t set;
+    ck_assert_int_eq(sched_getaffinity(pid, sizeof set, &set), 0);
+    ck_assert_int_eq(CPU_COUNT(&set), 1);
+    ck_assert_int_eq(CPU_ISSET(nth_cpu(i), &set) != 0, 1);
+  }
+  /* Callers pinned to each CPU are served (by the worker on their CPU). */
+  for (int i = 0; i < 2; i++) {
+    pthread_t t;
+    pthread_attr_t attr;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(nth_cpu(i), &one);
+    pthread_attr_init(&attr);
+    pthread_attr_setaffinity_np(&attr, sizeof one, &one);
+    ck_assert_int_eq(pthread_create(&t, &attr, run_sample_on_cpu, e), 0);
+    pthread_attr_destroy(&attr);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+  }
+  ck_assert_uint_eq(pe_engine_python_restarts(e), 0);
   pe_engine_free(e);
 }
 END_TEST
@@ -314,6 +372,7 @@ int main(void) {
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, python4_profile);
   tcase_add_test(tc, request_header_sample);
+  tcase_add_test(tc, cpu_affinity_pins_workers);
   tcase_add_test(tc, exception_fail_closed);
   tcase_add_test(tc, exception_fail_open);
   tcase_add_test(tc, crlf_from_python_is_refused);

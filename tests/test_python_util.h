@@ -41,6 +41,7 @@ typedef struct py_config {
   unsigned workers;     /* 0: 1 */
   size_t max_in_flight; /* 0: default */
   uint32_t backoff_ms;  /* initial back-off */
+  int cpu_affinity;     /* pin workers to CPUs */
 } py_config;
 
 /* An engine (counting allocator, log and metrics recorders) whose pool is
@@ -69,6 +70,7 @@ static inline pe_engine *py_engine_with(pe_test_alloc *a, py_config cfg) {
   if (cfg.max_in_flight)
     ck_assert_int_eq(pe_python_options_set_max_in_flight(po, cfg.max_in_flight), PE_OK);
   ck_assert_int_eq(pe_python_options_set_restart_backoff(po, cfg.backoff_ms, 2000), PE_OK);
+  ck_assert_int_eq(pe_python_options_set_cpu_affinity(po, cfg.cpu_affinity), PE_OK);
   int rc = pe_engine_start_python(e, po);
   ck_assert_msg(rc == PE_OK, "pe_engine_start_python: %s: %s", pe_errname(rc), pe_engine_errmsg(e));
   pe_python_options_free(po);

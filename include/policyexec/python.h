@@ -116,6 +116,21 @@ PE_API int pe_python_options_set_startup_timeout(pe_python_options *opts, uint32
 PE_API int pe_python_options_set_max_message(pe_python_options *opts, size_t bytes);
 
 /**
+ * Pins worker i to the i-th CPU the host process may run on (wrapping
+ * around), and makes each call prefer the worker pinned to the CPU the
+ * calling thread is on (another one when that worker is busy or down).
+ *
+ * Why: a round trip between two processes on one CPU costs ~10 us; across
+ * CPUs it costs a cross-CPU wake-up as well, which on virtual machines can be
+ * tens to hundreds of microseconds. A host that runs one event-loop thread
+ * per CPU (pinned, like the reference gateway) then keeps each exchange on
+ * one CPU from the proxy to the Python policy and back. Off by default.
+ *
+ * @return PE_OK, or PE_ERR_INVALID_ARGUMENT if @p opts is NULL.
+ */
+PE_API int pe_python_options_set_cpu_affinity(pe_python_options *opts, int enabled);
+
+/**
  * Starts the Python worker pool of @p engine: spawns the workers, waits for
  * each one's handshake, and registers every Python policy they advertise
  * (name, version, phases, body needs) in the engine's registry.
