@@ -46,7 +46,7 @@ typedef struct bh_profile {
 
 enum bh_role { BH_RESP_HEADER = 0, BH_REQ_BODY = 1, BH_RESP_BODY = 2, BH_REQ_HEADER = 3 };
 
-/* Parses "empty", "native-4", "python-4", "mix-4", "native-N", "python-N". */
+/* Parses "empty", "mix-4", "native-N", "python-N", "native-body", "python-body". */
 int bh_profile_parse(const char *name, bh_profile *out, char *err, size_t errlen);
 /* The chain of a profile as the JSON accepted by pe_chain_new_from_json. */
 char *bh_profile_chain_json(const bh_profile *p);

@@ -1,7 +1,8 @@
 /*
  * Profiles: the chains of the design brief (native-4, python-4, mix-4), an
- * empty chain to subtract the host's own cost, and native-N / python-N for
- * a chain-length sweep (the native-4 pattern repeated to N steps).
+ * empty chain to subtract the host's own cost, native-N / python-N for a
+ * chain-length sweep (the native-4 pattern repeated to N steps), and
+ * native-body / python-body: one request-body step, for large bodies.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,12 @@ int bh_profile_parse(const char *name, bh_profile *out, char *err, size_t errlen
     *out = p;
     return 0;
   }
+  /* One request-body step: what moving a body to a policy and back costs. */
+  if (strcmp(name, "native-body") == 0 || strcmp(name, "python-body") == 0) {
+    add_step(&p, name[0] == 'n' ? BH_NATIVE : BH_PYTHON, BH_REQ_BODY);
+    *out = p;
+    return 0;
+  }
   if (strcmp(name, "mix-4") == 0) {
     add_step(&p, BH_NATIVE, BH_RESP_HEADER);
     add_step(&p, BH_PYTHON, BH_REQ_BODY);
@@ -59,7 +66,9 @@ int bh_profile_parse(const char *name, bh_profile *out, char *err, size_t errlen
     kind = BH_PYTHON;
     num = name + 7;
   } else {
-    snprintf(err, errlen, "unknown profile '%s' (empty, native-N, python-N, mix-4)", name);
+    snprintf(err, errlen,
+             "unknown profile '%s' (empty, native-N, python-N, mix-4, native-body, python-body)",
+             name);
     return -1;
   }
   char *end;
