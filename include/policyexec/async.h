@@ -38,9 +38,6 @@
 extern "C" {
 #endif
 
-typedef struct pe_chain pe_chain;
-typedef struct pe_exchange pe_exchange;
-
 /**
  * Completes the non-blocking runs of one host thread. Not thread-safe: use
  * each dispatcher from one thread at a time (normally its loop's thread).

@@ -14,14 +14,6 @@
 extern "C" {
 #endif
 
-typedef struct pe_exchange pe_exchange;
-
-/**
- * A built chain: immutable, reference-counted, and safe to run from any
- * number of threads at once (each on its own exchange).
- */
-typedef struct pe_chain pe_chain;
-
 /** Collects steps, then builds a chain. Used by one thread at a time. */
 typedef struct pe_chain_builder pe_chain_builder;
 

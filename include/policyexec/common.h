@@ -23,11 +23,35 @@ extern "C" {
 #define PE_API
 #endif
 
+/** Lets the compiler check printf-style arguments of a PE_API function. */
 #if defined(__GNUC__)
 #define PE_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 #else
 #define PE_PRINTF(fmt, args)
 #endif
+
+/**
+ * The engine owns the policy registry and the settings every chain and
+ * exchange made from it share. All engine functions are thread-safe.
+ *
+ * The engine is reference-counted: every chain and exchange made from it
+ * holds a reference, so pe_engine_free() may be called while they live; the
+ * engine goes away when the last of them is freed.
+ */
+typedef struct pe_engine pe_engine;
+
+/**
+ * A built chain: immutable, reference-counted, and safe to run from any
+ * number of threads at once (each on its own exchange).
+ */
+typedef struct pe_chain pe_chain;
+
+/**
+ * One HTTP request/response as policies see and change it: request line,
+ * headers of both sides, bodies, status, metadata and the verdict. Used by
+ * one thread at a time; see exchange.h.
+ */
+typedef struct pe_exchange pe_exchange;
 
 /**
  * A read-only run of bytes: not NUL-terminated, may contain any byte.

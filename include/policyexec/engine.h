@@ -13,16 +13,6 @@
 extern "C" {
 #endif
 
-/**
- * The engine owns the policy registry and the settings every chain and
- * exchange made from it share. All engine functions are thread-safe.
- *
- * The engine is reference-counted: every chain and exchange made from it
- * holds a reference, so pe_engine_free() may be called while they live; the
- * engine goes away when the last of them is freed.
- */
-typedef struct pe_engine pe_engine;
-
 /** Options for pe_engine_new(); see pe_engine_options_new(). */
 typedef struct pe_engine_options pe_engine_options;
 
@@ -32,11 +22,11 @@ typedef struct pe_engine_options pe_engine_options;
  * one process-wide allocator). All four must be set.
  */
 typedef struct pe_mem {
-  void *(*malloc)(size_t size, void *user_data);
-  void (*free)(void *ptr, void *user_data);
-  void *(*calloc)(size_t nmemb, size_t size, void *user_data);
-  void *(*realloc)(void *ptr, size_t size, void *user_data);
-  void *user_data; /**< Passed to each hook. */
+  void *(*malloc)(size_t size, void *user_data);               /**< As malloc(3). */
+  void (*free)(void *ptr, void *user_data);                    /**< As free(3). */
+  void *(*calloc)(size_t nmemb, size_t size, void *user_data); /**< As calloc(3). */
+  void *(*realloc)(void *ptr, size_t size, void *user_data);   /**< As realloc(3). */
+  void *user_data;                                             /**< Passed to each hook. */
 } pe_mem;
 
 /** Severity of a log message. */

@@ -24,8 +24,6 @@
 extern "C" {
 #endif
 
-typedef struct pe_exchange pe_exchange;
-
 /** What the host does after a phase. */
 typedef enum pe_verdict {
   /** Go on: forward the (possibly changed) request or response. */

@@ -14,8 +14,6 @@
 extern "C" {
 #endif
 
-typedef struct pe_exchange pe_exchange;
-
 /**
  * The params of one step, validated against the policy's param specs before
  * the policy's create callback sees them. Valid only during that callback.

@@ -141,6 +141,7 @@ PE_API int pe_python_options_set_cpu_affinity(pe_python_options *opts, int enabl
  * reference): each worker gets SIGTERM, then SIGKILL after the grace period,
  * is reaped, and the pool's socket directory is removed.
  *
+ * @param engine the engine whose pool to start.
  * @param opts options (copied), or NULL for the defaults.
  * @return PE_OK; PE_ERR_INVALID_ARGUMENT (@p engine NULL); PE_ERR_STATE (the
  *         pool is already started); PE_ERR_WORKER (a worker could not be
@@ -158,6 +159,7 @@ PE_API int pe_engine_start_python(pe_engine *engine, const pe_python_options *op
  * the start-up timeout. A worker that does not answer is killed and
  * replaced; one that is down is restarted (back-off permitting).
  *
+ * @param engine the engine whose pool to check.
  * @param alive if not NULL, receives the number of workers that answered.
  * @return PE_OK when every worker answered; PE_ERR_WORKER when some did not;
  *         PE_ERR_STATE when the pool is not started; PE_ERR_INVALID_ARGUMENT.
@@ -168,8 +170,10 @@ PE_API int pe_engine_python_ping(pe_engine *engine, size_t *alive);
 /**
  * Lists the process ids of the workers, e.g. to watch their memory.
  *
+ * @param engine the engine whose pool to list.
  * @param pids receives up to @p cap ids, in worker order; a worker that is
- *        down (waiting out its back-off) gives 0.
+ *        down (waiting out its back-off) gives 0. May be NULL when @p cap is 0.
+ * @param cap the number of entries @p pids has room for.
  * @return the number of workers (which may exceed @p cap), or 0 when the
  *         pool is not started.
  * @note Thread-safe. A pid may be stale as soon as it is returned.
