@@ -1,15 +1,38 @@
 /* The engine bench_hooks measures: the counting allocator (for allocations
  * per request), the sample plugin, and the Python pool when a profile needs it. */
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "bh_engine.h"
 
-/* Build tree first (bench_hooks run from build/bench), then the install. */
-static const char *find_file(const char *build_path, const char *installed_path) {
-  if (access(build_path, R_OK) == 0)
+/* The directory of this executable, or "" if unknown. */
+static const char *self_dir(void) {
+  static char dir[4096];
+  ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+  dir[n > 0 ? n : 0] = '\0';
+  char *slash = strrchr(dir, '/');
+  if (slash)
+    *slash = '\0';
+  return dir;
+}
+
+/* Whether this is the binary in the build tree (not an installed copy):
+ * only then are the build tree's plugin, worker and samples the defaults. */
+static bool running_from_build_tree(void) {
+  return strcmp(self_dir(), BH_BUILD_BIN_DIR) == 0;
+}
+
+/* A build-tree path, or an installed one relative to this executable's
+ * directory (so a moved install tree still works). */
+static const char *find_file(const char *build_path, const char *from_bindir) {
+  static char paths[2][8192];
+  static int next;
+  if (running_from_build_tree())
     return build_path;
-  return installed_path;
+  char *out = paths[next++ % 2];
+  snprintf(out, sizeof paths[0], "%s/%s", self_dir(), from_bindir);
+  return out;
 }
 
 static int start_python(pe_engine *engine, const bh_engine_opts *o, char *err, size_t errlen) {
@@ -22,7 +45,8 @@ static int start_python(pe_engine *engine, const bh_engine_opts *o, char *err, s
     rc = pe_python_options_set_cpu_affinity(py, 1);
   if (rc == PE_OK && o->workers > 0)
     rc = pe_python_options_set_workers(py, (unsigned)o->workers);
-  if (rc == PE_OK && (o->pyworker || access(BH_PYWORKER_BUILD, X_OK) == 0))
+  /* Installed: the library finds the worker installed beside it. */
+  if (rc == PE_OK && (o->pyworker || running_from_build_tree()))
     rc = pe_python_options_set_worker_path(py, o->pyworker ? o->pyworker : BH_PYWORKER_BUILD);
   rc = rc ? rc : pe_engine_start_python(engine, py);
   pe_python_options_free(py);

@@ -4,7 +4,9 @@
  * them), health checks, and shutdown. */
 #include "pe_py.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,9 @@
 
 #ifndef PE_PYWORKER_DEFAULT_PATH
 #define PE_PYWORKER_DEFAULT_PATH "/usr/local/libexec/policyexec-pyworker"
+#endif
+#ifndef PE_PYWORKER_FROM_LIBDIR
+#define PE_PYWORKER_FROM_LIBDIR "../libexec/policyexec-pyworker"
 #endif
 
 #define MAX_WORKERS 256
@@ -384,6 +389,27 @@ static void assign_cpus(pe__py_backend *be) {
   }
 }
 
+/* The worker installed beside this shared library (lib/../libexec), so an
+ * install tree that was moved still finds its worker; else the configured
+ * install location. (A static library has no location of its own: dladdr
+ * then names the executable, and the relative path rarely exists.) */
+static int default_worker_path(const pe_mem *mem, char **out) {
+  Dl_info info;
+  char path[PATH_MAX];
+  if (dladdr((void *)default_worker_path, &info) && info.dli_fname) {
+    const char *slash = strrchr(info.dli_fname, '/');
+    int n = slash ? snprintf(path, sizeof path, "%.*s/%s", (int)(slash - info.dli_fname),
+                             info.dli_fname, PE_PYWORKER_FROM_LIBDIR)
+                  : -1;
+    if (n > 0 && (size_t)n < sizeof path && access(path, X_OK) == 0) {
+      *out = pe__strndup(mem, path, (size_t)n);
+      return *out ? PE_OK : PE_ERR_NOMEM;
+    }
+  }
+  *out = pe__strndup(mem, PE_PYWORKER_DEFAULT_PATH, strlen(PE_PYWORKER_DEFAULT_PATH));
+  return *out ? PE_OK : PE_ERR_NOMEM;
+}
+
 static int backend_new(pe_engine *e, const pe_python_options *opts, pe__py_backend **out,
                        char *err) {
   const pe_mem *mem = pe__engine_mem(e);
@@ -398,10 +424,8 @@ static int backend_new(pe_engine *e, const pe_python_options *opts, pe__py_backe
   pe_python_options defaults;
   pe__py_options_defaults(&defaults);
   int rc = pe__py_options_copy(&be->cfg, opts ? opts : &defaults, mem);
-  if (rc == PE_OK && !be->cfg.worker_path &&
-      !(be->cfg.worker_path =
-            pe__strndup(mem, PE_PYWORKER_DEFAULT_PATH, strlen(PE_PYWORKER_DEFAULT_PATH))))
-    rc = PE_ERR_NOMEM;
+  if (rc == PE_OK && !be->cfg.worker_path)
+    rc = default_worker_path(mem, &be->cfg.worker_path);
   be->nworkers = be->cfg.workers ? be->cfg.workers : default_workers();
   be->max_message = be->cfg.max_message ? be->cfg.max_message : derived_max_message(e);
   if (rc == PE_OK && !(be->workers = pe__calloc(mem, be->nworkers, sizeof *be->workers)))

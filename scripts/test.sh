@@ -43,7 +43,12 @@ cc -Wall -Wextra -Werror -o "$prefix/embed" examples/embed/embed.c \
 plugin=$(find "$prefix" -name 'sample_native_policies.so' | head -n1)
 LD_LIBRARY_PATH="$(dirname "$(find "$prefix" -name 'libpolicyexec.so.*' | head -n1)")" \
   "$prefix/embed" "$plugin" >/dev/null
-echo "installed library, headers and policyexec.pc work"
+# The installed bench_hooks uses only installed files: the plugin, the
+# worker (found by the library beside itself) and the sample Python policies.
+LD_LIBRARY_PATH="$(dirname "$(find "$prefix" -name 'libpolicyexec.so.*' | head -n1)")" \
+  "$prefix/bin/bench_hooks" --profile native-4 --profile python-4 --workers 1 --duration 0.2 \
+  --warmup 0.05 --no-floor --json >/dev/null
+echo "installed library, headers, policyexec.pc, worker and sample policies work"
 
 step "style and static checks"
 files=$(git ls-files '*.c' '*.h' '*.h.in' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')
