@@ -100,7 +100,8 @@ static int append_step(pe_chain_builder *b, pe_slice name, pe_slice version, con
     b->steps = grown;
     b->cap = cap;
   }
-  builder_step s = {.mode = PE_FAIL_CLOSED, .timeout_ms = PE__DEFAULT_TIMEOUT_MS, .enabled = true};
+  /* timeout_ms 0: not set, so the backend's default applies. */
+  builder_step s = {.mode = PE_FAIL_CLOSED, .timeout_ms = 0, .enabled = true};
   s.name = pe__strndup(mem, name.ptr, name.len);
   s.version = pe__strndup(mem, version.ptr, version.len);
   s.params_json = dump_compact(mem, params, &s.params_len);

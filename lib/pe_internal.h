@@ -189,7 +189,7 @@ typedef struct pe__step {
   char *params_json; /* NUL-terminated compact JSON object */
   size_t params_len;
   pe_failure_mode mode;
-  uint32_t timeout_ms;
+  uint32_t timeout_ms; /* 0: not set; the backend applies its default */
   bool enabled;
   size_t index;
 } pe__step;

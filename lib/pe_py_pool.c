@@ -142,7 +142,7 @@ static int py_create_instance(pe__py_backend *be, pe__step *step, char *err) {
   }
   inst->id = atomic_fetch_add(&be->next_instance_id, 1);
   inst->policy = step->policy;
-  if (step->timeout_ms == PE__DEFAULT_TIMEOUT_MS)
+  if (step->timeout_ms == 0) /* not set on the step */
     step->timeout_ms = be->cfg.default_timeout_ms;
   /* Bring every worker up first: a start-up needs inst_lock itself. */
   for (size_t i = 0; i < be->nworkers; i++)

@@ -55,6 +55,33 @@ static void timeout_case(const char *mode, pe_verdict want) {
   pe_engine_free(e);
 }
 
+/* A step's own timeout wins over the pool's default, even when it equals
+ * the library's built-in default (1000 ms); a step without one gets the
+ * pool's default. */
+START_TEST(step_timeout_overrides_pool_default) {
+  py_config cfg = {.workers = 1, .default_timeout_ms = 150};
+  pe_engine *e = py_engine_with(NULL, cfg);
+  pe_chain *explicit_1s = py_chain(e, "[{\"name\":\"test-sleep\",\"version\":\"1.0.0\","
+                                      "\"params\":{\"seconds\":0.4},\"timeout_ms\":1000}]");
+  pe_chain *unset = py_chain(e, "[{\"name\":\"test-sleep\",\"version\":\"1.0.0\","
+                                "\"params\":{\"seconds\":0.4}}]");
+  pe_exchange *ex = py_exchange(e);
+  pe_slice v;
+  ck_assert_int_eq(pe_chain_run(explicit_1s, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  ck_assert_int_eq(pe_exchange_verdict(ex), PE_VERDICT_CONTINUE);
+  ck_assert_int_eq(pe_exchange_header_get(ex, PE_REQUEST, PE_LIT("x-slept"), &v), PE_OK);
+  pe_exchange_free(ex);
+  ex = py_exchange(e);
+  ck_assert_int_eq(pe_chain_run(unset, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  ck_assert_int_eq(pe_exchange_verdict(ex), PE_VERDICT_RESPOND);
+  ck_assert_int_eq(pe_exchange_status(ex), 504);
+  pe_exchange_free(ex);
+  pe_chain_free(explicit_1s);
+  pe_chain_free(unset);
+  pe_engine_free(e);
+}
+END_TEST
+
 START_TEST(timeout_fail_closed) {
   timeout_case("closed", PE_VERDICT_RESPOND);
 }
@@ -278,6 +305,7 @@ int main(void) {
   Suite *s = suite_create("python_supervise");
   TCase *tc = tcase_create("supervise");
   tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, step_timeout_overrides_pool_default);
   tcase_add_test(tc, timeout_fail_closed);
   tcase_add_test(tc, timeout_fail_open);
   tcase_add_test(tc, timeout_leaves_other_worker_serving);

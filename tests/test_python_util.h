@@ -37,11 +37,12 @@ static inline void py_outcomes_clear(void) {
 }
 
 typedef struct py_config {
-  const char *worker;   /* NULL: the real worker */
-  unsigned workers;     /* 0: 1 */
-  size_t max_in_flight; /* 0: default */
-  uint32_t backoff_ms;  /* initial back-off */
-  int cpu_affinity;     /* pin workers to CPUs */
+  const char *worker;          /* NULL: the real worker */
+  unsigned workers;            /* 0: 1 */
+  size_t max_in_flight;        /* 0: default */
+  uint32_t backoff_ms;         /* initial back-off */
+  int cpu_affinity;            /* pin workers to CPUs */
+  uint32_t default_timeout_ms; /* 0: the library's default */
 } py_config;
 
 /* An engine (counting allocator, log and metrics recorders) whose pool is
@@ -71,6 +72,8 @@ static inline pe_engine *py_engine_with(pe_test_alloc *a, py_config cfg) {
     ck_assert_int_eq(pe_python_options_set_max_in_flight(po, cfg.max_in_flight), PE_OK);
   ck_assert_int_eq(pe_python_options_set_restart_backoff(po, cfg.backoff_ms, 2000), PE_OK);
   ck_assert_int_eq(pe_python_options_set_cpu_affinity(po, cfg.cpu_affinity), PE_OK);
+  if (cfg.default_timeout_ms)
+    ck_assert_int_eq(pe_python_options_set_default_timeout(po, cfg.default_timeout_ms), PE_OK);
   int rc = pe_engine_start_python(e, po);
   ck_assert_msg(rc == PE_OK, "pe_engine_start_python: %s: %s", pe_errname(rc), pe_engine_errmsg(e));
   pe_python_options_free(po);

@@ -43,7 +43,8 @@ PE_API void pe_chain_builder_free(pe_chain_builder *b);
 /**
  * Appends a step that runs policy @p name\@version with @p params_json (a
  * JSON object, copied; an empty slice means `{}`). The step starts enabled,
- * failing closed, with the engine's default timeout.
+ * failing closed, and with no timeout of its own: an out-of-process step
+ * then gets the pool's default (pe_python_options_set_default_timeout()).
  *
  * Only the JSON syntax is checked here; the policy and its params are
  * checked by pe_chain_builder_build().
