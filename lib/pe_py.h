@@ -71,6 +71,7 @@ void pe__py_arena_free(pe__py_arena *a);
 
 typedef struct pe__py_call pe__py_call;
 typedef struct pe__py_worker pe__py_worker;
+typedef struct pe__py_instance pe__py_instance;
 
 typedef struct pe__py_conn {
   int fd;       /* -1 when closed */
@@ -158,6 +159,11 @@ struct pe__py_worker {
   pe__py_conn *idle; /* idle blocking connections of generation gen */
 };
 
+/* With w->lock held: asks w to create inst. PE_OK; PE_ERR_PARAM when the
+ * worker refused (its message in err); another code when the control
+ * connection broke (the caller then fails the worker). */
+int pe__py_worker_create(pe__py_worker *w, const pe__py_instance *inst, char *err);
+
 /* With w->lock held: starts a process if the back-off allows it. */
 int pe__py_worker_spawn(pe__py_worker *w, char *err);
 /* With inst_lock and w->lock held: waits for the socket, says Hello,
@@ -181,12 +187,12 @@ int pe__py_worker_control_call(pe__py_worker *w, pe__py_request *req, pe__py_res
 
 /* ---- pe_py_pool.c: the backend ---- */
 
-typedef struct pe__py_instance {
+struct pe__py_instance {
   uint64_t id;
   const pe__policy *policy;
   char *params_json;
   struct pe__py_instance *prev, *next;
-} pe__py_instance;
+};
 
 struct pe__backend {
   pe_engine *engine; /* not a reference: the engine owns the backend */

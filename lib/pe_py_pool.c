@@ -148,15 +148,6 @@ static int py_create_instance(pe__py_backend *be, pe__step *step, char *err) {
   for (size_t i = 0; i < be->nworkers; i++)
     pe__py_worker_ensure_ready(&be->workers[i]);
 
-  Policyexec__V1__CreateInstance ci = POLICYEXEC__V1__CREATE_INSTANCE__INIT;
-  ci.instance_id = inst->id;
-  ci.name = step->policy->name;
-  ci.version = step->policy->version;
-  ci.params_json = inst->params_json;
-  pe__py_request req = POLICYEXEC__V1__REQUEST__INIT;
-  req.body_case = POLICYEXEC__V1__REQUEST__BODY_CREATE;
-  req.create = &ci;
-
   pthread_mutex_lock(&be->inst_lock);
   /* Listed first, so that a worker (re)started from now on creates it. */
   inst->next = be->instances;
@@ -171,22 +162,13 @@ static int py_create_instance(pe__py_backend *be, pe__step *step, char *err) {
     unsigned gen = atomic_load(&w->gen);
     bool broken = false;
     if (atomic_load(&w->state) == PE__PY_READY) {
-      pe__py_response *resp;
-      if (pe__py_worker_control_call(w, &req, &resp) != PE_OK) {
-        broken = true;
-      } else if (resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_CREATE && resp->create->ok) {
+      int r = pe__py_worker_create(w, inst, err);
+      if (r == PE_OK)
         created++;
-      } else {
-        pe__errmsg_set(err, "%s",
-                       resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_CREATE
-                           ? resp->create->error
-                       : resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_ERROR
-                           ? resp->error->message
-                           : "unexpected reply to CreateInstance");
-        rc = PE_ERR_PARAM;
-      }
-      if (!broken)
-        pe__py_conn_consume(&w->control);
+      else if (r == PE_ERR_PARAM)
+        rc = PE_ERR_PARAM; /* refused: the message is in err */
+      else
+        broken = true;
     }
     pthread_mutex_unlock(&w->lock);
     if (broken)

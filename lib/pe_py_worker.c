@@ -159,8 +159,7 @@ static int connect_control(pe__py_worker *w, uint64_t deadline, char *err) {
   }
 }
 
-/* Re-creates one live instance on a (re)started worker. */
-static int recreate(pe__py_worker *w, const pe__py_instance *inst, char *err) {
+int pe__py_worker_create(pe__py_worker *w, const pe__py_instance *inst, char *err) {
   Policyexec__V1__CreateInstance ci = POLICYEXEC__V1__CREATE_INSTANCE__INIT;
   ci.instance_id = inst->id;
   ci.name = inst->policy->name;
@@ -172,19 +171,32 @@ static int recreate(pe__py_worker *w, const pe__py_instance *inst, char *err) {
   pe__py_response *resp;
   int rc = pe__py_worker_control_call(w, &req, &resp);
   if (rc != PE_OK) {
-    pe__errmsg_set(err, "python worker %zu: re-creating instance %llu: %s", w->index,
+    pe__errmsg_set(err, "python worker %zu: creating instance %llu: %s", w->index,
                    (unsigned long long)inst->id, w->control.why);
     return rc;
   }
   bool ok = resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_CREATE && resp->create->ok;
   if (!ok)
-    pe__errmsg_set(err, "python worker %zu refused to re-create %s@%s: %s", w->index,
-                   inst->policy->name, inst->policy->version,
-                   resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_CREATE  ? resp->create->error
-                   : resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_ERROR ? resp->error->message
-                                                                             : "unexpected reply");
+    pe__errmsg_set(err, "%s",
+                   resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_CREATE ? resp->create->error
+                   : resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_ERROR
+                       ? resp->error->message
+                       : "unexpected reply to CreateInstance");
   pe__py_conn_consume(&w->control);
-  return ok ? PE_OK : PE_ERR_WORKER;
+  return ok ? PE_OK : PE_ERR_PARAM;
+}
+
+/* Re-creates one live instance on a (re)started worker. Params it accepted
+ * before and refuses now mean the worker is not fit to serve. */
+static int recreate(pe__py_worker *w, const pe__py_instance *inst, char *err) {
+  int rc = pe__py_worker_create(w, inst, err);
+  if (rc != PE_ERR_PARAM)
+    return rc;
+  char why[PE__ERRMSG_SIZE];
+  memcpy(why, err, sizeof why);
+  pe__errmsg_set(err, "python worker %zu refused to re-create %s@%s: %s", w->index,
+                 inst->policy->name, inst->policy->version, why);
+  return PE_ERR_WORKER;
 }
 
 int pe__py_worker_handshake(pe__py_worker *w,
