@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Sets up, builds, and runs the demo: the embed example loads the sample
-# native plugin, builds the native-4 chain and runs one exchange through all
-# four phases, printing what the policies did.
+# Sets up, builds, and runs the main job: the reference gateway with the
+# sample policies (native, Python and mixed chains) in front of an echo
+# backend on localhost. It prints a curl command for each profile, runs each
+# once, and serves until Ctrl-C. Pass --check to verify the answers and exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target embed sample_native_policies
-./build/examples/embed ./build/examples/policies/sample_native_policies.so
+cmake --build build -j"$(nproc)"
+exec examples/gateway/run-demo.sh --build-dir build "$@"

@@ -1,0 +1,501 @@
+/*
+ * The request flow, as a continuation-passing state machine:
+ *
+ *   client request -> route -> [request headers] -> [request body]
+ *     -> upstream request -> upstream head -> [response headers]
+ *     -> stream the body, or buffer it -> [response body] -> reply
+ *
+ * Each [phase] runs through pe_chain_run_async(): it either completes at
+ * once (native policies) and the flow goes straight on, or returns
+ * PE_PENDING (a Python batch in flight) and the flow resumes from the
+ * thread's dispatcher callback. Either way the next step is the same
+ * function, so no step knows which happened.
+ *
+ * A request is finished (counted, and its memory recycled) once the client
+ * has its answer, the upstream request is over and no phase is pending;
+ * any of the three may come last.
+ */
+#include "gw_proxy.h"
+
+#include "gw_headers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A streamed response body pauses the upstream above this much unsent
+ * output, so a slow client cannot make the gateway buffer a whole body. */
+#define STREAM_HIGH_WATER (1024 * 1024)
+
+typedef void (*gw_next_fn)(gw_request *r);
+
+typedef enum upstream_state { UPSTREAM_NONE, UPSTREAM_ACTIVE, UPSTREAM_DONE } upstream_state;
+
+struct gw_request {
+  gw_thread *thread;
+  gw_request *prev, *next;
+  gw_client *client; /* not touched once client_done */
+  const gw_buf *client_body;
+  gw_route *route;
+  pe_exchange *ex;
+  uint64_t start_ns;
+  int status; /* sent to the client, for the metrics */
+
+  gw_upstream_conn *upstream;
+  upstream_state upstream_state;
+  gw_upstream_result upstream_result;
+  int64_t upstream_length; /* GW_LENGTH_AS_IS, or GW_LENGTH_CHUNKED */
+
+  gw_next_fn resume; /* continuation of the pending phase */
+  unsigned phase_pending : 1;
+  unsigned in_upstream_cb : 1; /* inside an upstream callback */
+  unsigned drop_upstream : 1;  /* tell the upstream callback to return -1 */
+  unsigned headers_done : 1;   /* the response-headers step is over */
+  unsigned streaming : 1;      /* the response is started; body bytes pass through */
+  unsigned client_done : 1;    /* the client has its whole answer */
+  unsigned paused : 1;         /* upstream reads paused for a slow client */
+  unsigned had_body : 1;       /* the client's request carried a body */
+  gw_buf held;                 /* response body that arrived while a phase ran */
+};
+
+static const gw_upstream_callbacks upstream_callbacks;
+
+uint64_t gw_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- finishing ---- */
+
+static void request_free(gw_request *r) {
+  gw_route_unref(r->route);
+  gw_buf_free(&r->held);
+  free(r);
+}
+
+static void maybe_finish(gw_request *r) {
+  if (!r->client_done || r->upstream_state == UPSTREAM_ACTIVE || r->phase_pending)
+    return;
+  gw_thread *t = r->thread;
+  gw_metrics_observe(r->route->metrics, r->status, gw_now_ns() - r->start_ns);
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    t->inflight = r->next;
+  if (r->next)
+    r->next->prev = r->prev;
+  t->inflight_count--;
+  gw_thread_give_exchange(t, r->ex);
+  request_free(r);
+}
+
+void gw_proxy_abandon_all(gw_thread *t) {
+  while (t->inflight) {
+    gw_request *r = t->inflight;
+    t->inflight = r->next;
+    pe_exchange_free(r->ex); /* the dispatcher is gone: no phase owns it */
+    request_free(r);
+  }
+  t->inflight_count = 0;
+}
+
+/* ---- answering the client ---- */
+
+static void reply_error(gw_request *r, int status, const char *text) {
+  r->status = status;
+  r->client_done = 1;
+  gw_client_send_simple(r->client, status, text);
+}
+
+static int bodiless(const gw_request *r, int status) {
+  return gw_client_is_head(r->client) || status == 204 || status == 304;
+}
+
+/* Sends the response side of the exchange as it stands: the upstream's
+ * response as the policies left it, or an immediate response. Its length
+ * is the body's (whatever Content-Length the upstream stated), except
+ * where a message has no body and the field describes the resource. */
+static void reply_from_exchange(gw_request *r) {
+  int status = pe_exchange_status(r->ex);
+  if (status < 200 || status > 999) {
+    reply_error(r, 502, "bad gateway: no valid response status\n");
+    return;
+  }
+  pe_slice body = pe_exchange_body(r->ex, PE_RESPONSE);
+  r->status = status;
+  r->client_done = 1;
+  if (bodiless(r, status)) {
+    gw_client_start_response(r->client, status, r->ex, GW_LENGTH_AS_IS);
+  } else {
+    gw_client_start_response(r->client, status, r->ex, (int64_t)body.len);
+    gw_client_send_body(r->client, body.ptr, body.len);
+  }
+  gw_client_end_response(r->client);
+}
+
+static void reply_upstream_failure(gw_request *r) {
+  if (r->upstream_result == GW_UPSTREAM_TIMEOUT)
+    reply_error(r, 504, "gateway timeout\n");
+  else if (r->upstream_result == GW_UPSTREAM_UNREACHABLE)
+    reply_error(r, 502, "bad gateway: upstream unreachable\n");
+  else
+    reply_error(r, 502, "bad gateway: upstream response broken\n");
+}
+
+/* ---- running phases ---- */
+
+static void on_phase_done(pe_exchange *ex, int rc, void *user_data) {
+  gw_request *r = user_data;
+  (void)ex;
+  (void)rc; /* always PE_OK: step failures show in the verdict */
+  r->phase_pending = 0;
+  if (!r->thread->closing) /* at shutdown the request is only freed */
+    r->resume(r);
+}
+
+/* Runs @p phase if the chain has steps there, then continues with @p next,
+ * now or once the dispatcher completes the phase. */
+static void run_phase(gw_request *r, pe_phase phase, gw_next_fn next) {
+  if (!(r->route->phases & PE_PHASE_BIT(phase))) {
+    next(r);
+    return;
+  }
+  int rc =
+      pe_chain_run_async(r->route->chain, r->ex, phase, r->thread->dispatcher, on_phase_done, r);
+  if (rc == PE_PENDING) {
+    r->resume = next;
+    r->phase_pending = 1;
+    return;
+  }
+  if (rc < 0) { /* nothing ran: answer as a closed failure would */
+    pe_engine_log(r->thread->ctx->engine, PE_LOG_ERROR, "api %s: %s phase not run: %s",
+                  r->route->spec.name, pe_phase_name(phase), pe_strerror(rc));
+    pe_exchange_respond(r->ex, rc == PE_ERR_BUSY ? 503 : 500,
+                        rc == PE_ERR_BUSY ? PE_LIT("policy workers busy\n")
+                                          : PE_LIT("policy error\n"));
+  }
+  next(r);
+}
+
+static int responded(const gw_request *r) {
+  return pe_exchange_verdict(r->ex) == PE_VERDICT_RESPOND;
+}
+
+/* ---- upstream side ---- */
+
+/* Ends the upstream request early (the client was answered otherwise). */
+static void drop_upstream(gw_request *r) {
+  if (r->upstream_state != UPSTREAM_ACTIVE)
+    return;
+  if (r->in_upstream_cb) {
+    r->drop_upstream = 1; /* the callback returns -1; see upstream_dropped() */
+    return;
+  }
+  gw_upstream_cancel(r->upstream);
+  r->upstream = NULL;
+  r->upstream_state = UPSTREAM_DONE;
+}
+
+/* After an upstream callback that returns -1: the connection is gone. */
+static int upstream_dropped(gw_request *r) {
+  r->upstream = NULL;
+  r->upstream_state = UPSTREAM_DONE;
+  maybe_finish(r);
+  return -1;
+}
+
+static void after_response_body(gw_request *r) {
+  reply_from_exchange(r);
+  maybe_finish(r);
+}
+
+static void finish_buffered_response(gw_request *r) {
+  if (r->upstream_result != GW_UPSTREAM_OK) {
+    reply_upstream_failure(r);
+    maybe_finish(r);
+    return;
+  }
+  run_phase(r, PE_PHASE_RESPONSE_BODY, after_response_body);
+}
+
+static void end_stream(gw_request *r) {
+  r->client_done = 1;
+  if (r->upstream_result == GW_UPSTREAM_OK)
+    gw_client_end_response(r->client);
+  else
+    gw_client_abort(r->client); /* the only honest end of a cut-off body */
+}
+
+static void start_streaming(gw_request *r) {
+  int status = pe_exchange_status(r->ex);
+  r->status = status;
+  r->streaming = 1;
+  /* The body passes unchanged, so the upstream's Content-Length (if it
+   * sent one) stays right; without one the body is chunked. */
+  gw_client_start_response(r->client, status, r->ex, r->upstream_length);
+  if (r->held.len > 0) {
+    gw_client_send_body(r->client, gw_buf_ptr(&r->held), r->held.len);
+    gw_buf_free(&r->held);
+  }
+  if (r->upstream_state == UPSTREAM_DONE) {
+    end_stream(r);
+    maybe_finish(r);
+  }
+}
+
+/* After the response-headers phase (or straight after the upstream's head
+ * when the chain has no step there). May finish @p r. */
+static void after_response_headers(gw_request *r) {
+  r->headers_done = 1;
+  if (responded(r)) {
+    reply_from_exchange(r);
+    drop_upstream(r);
+    if (!r->drop_upstream)
+      maybe_finish(r);
+    return;
+  }
+  if (r->route->needs & PE_NEEDS_RESPONSE_BODY) {
+    if (r->held.len > 0) {
+      int rc =
+          pe_exchange_body_append(r->ex, PE_RESPONSE, pe_bytes(gw_buf_ptr(&r->held), r->held.len));
+      gw_buf_free(&r->held);
+      if (rc < 0) {
+        reply_error(r, 502, "bad gateway: upstream response too large\n");
+        drop_upstream(r);
+        if (!r->drop_upstream)
+          maybe_finish(r);
+        return;
+      }
+    }
+    if (r->upstream_state == UPSTREAM_DONE)
+      finish_buffered_response(r);
+    return;
+  }
+  start_streaming(r);
+}
+
+static int on_upstream_head(void *user, const gw_head *head) {
+  gw_request *r = user;
+  gw_framing framing;
+  uint64_t length;
+  int rc = pe_exchange_set_status(r->ex, head->status);
+  if (rc == PE_OK)
+    rc = gw_headers_to_exchange(head, r->ex, PE_RESPONSE);
+  if (rc < 0 || gw_http_framing(head, 0, &framing, &length) < 0) {
+    reply_error(r, 502, "bad gateway: upstream response head refused\n");
+    return upstream_dropped(r);
+  }
+  r->upstream_length =
+      framing == GW_BODY_LENGTH || bodiless(r, head->status) || gw_http_find(head, "content-length")
+          ? GW_LENGTH_AS_IS
+          : GW_LENGTH_CHUNKED;
+  r->in_upstream_cb = 1;
+  run_phase(r, PE_PHASE_RESPONSE_HEADERS, after_response_headers);
+  r->in_upstream_cb = 0;
+  return r->drop_upstream ? upstream_dropped(r) : 0;
+}
+
+static int on_upstream_body(void *user, const char *data, size_t len) {
+  gw_request *r = user;
+  if (r->phase_pending || !r->headers_done) {
+    /* the exchange belongs to the phase meanwhile */
+    if (gw_buf_append(&r->held, data, len) < 0) {
+      reply_error(r, 502, "bad gateway: out of memory\n");
+      return upstream_dropped(r);
+    }
+    return 0;
+  }
+  if (r->streaming) {
+    gw_client_send_body(r->client, data, len);
+    if (gw_client_pending_output(r->client) > STREAM_HIGH_WATER) {
+      gw_upstream_pause(r->upstream);
+      r->paused = 1;
+    }
+    return 0;
+  }
+  if (pe_exchange_body_append(r->ex, PE_RESPONSE, pe_bytes(data, len)) < 0) {
+    reply_error(r, 502, "bad gateway: upstream response too large\n");
+    return upstream_dropped(r);
+  }
+  return 0;
+}
+
+static void on_upstream_done(void *user, gw_upstream_result result) {
+  gw_request *r = user;
+  r->upstream_state = UPSTREAM_DONE;
+  r->upstream = NULL;
+  r->upstream_result = result;
+  if (r->phase_pending) /* the phase's continuation takes it from here */
+    return;
+  if (r->client_done) {
+    maybe_finish(r);
+  } else if (r->streaming) {
+    end_stream(r);
+    maybe_finish(r);
+  } else if (!r->headers_done) {
+    reply_upstream_failure(r); /* no (usable) head came */
+    maybe_finish(r);
+  } else {
+    finish_buffered_response(r);
+  }
+}
+
+static const gw_upstream_callbacks upstream_callbacks = {
+    .on_head = on_upstream_head, .on_body = on_upstream_body, .on_done = on_upstream_done};
+
+void gw_proxy_client_drained(void *owner) {
+  gw_request *r = owner;
+  if (r->paused && r->upstream_state == UPSTREAM_ACTIVE) {
+    r->paused = 0;
+    gw_upstream_resume(r->upstream); /* may complete, and finish, r */
+  }
+}
+
+/* The request line, the end-to-end fields and the body, as the upstream
+ * gets them. Returns 0 or -1. */
+static int write_upstream_request(gw_request *r, gw_buf *out) {
+  const gw_api_spec *api = &r->route->spec;
+  pe_slice method = pe_exchange_method(r->ex), path = pe_exchange_path(r->ex);
+  pe_slice body = (r->route->needs & PE_NEEDS_REQUEST_BODY)
+                      ? pe_exchange_body(r->ex, PE_REQUEST)
+                      : pe_bytes(gw_buf_ptr(r->client_body), r->client_body->len);
+  int rc = gw_buf_reserve(out, method.len + path.len + body.len + 512);
+  rc |= gw_buf_append(out, method.ptr, method.len);
+  rc |= gw_buf_append(out, " ", 1);
+  rc |= gw_buf_append(out, path.ptr, path.len);
+  rc |= gw_buf_append_str(out, " HTTP/1.1\r\n");
+  rc |= gw_headers_write(r->ex, PE_REQUEST, out, 0);
+  if (!gw_headers_has(r->ex, PE_REQUEST, "host")) {
+    char host[300];
+    snprintf(host, sizeof host, "host: %s:%u\r\n", api->upstream_host,
+             (unsigned)api->upstream_port);
+    rc |= gw_buf_append_str(out, host);
+  }
+  /* The whole body is here, so its length is known: state it, which also
+   * covers a rewritten or de-chunked body. */
+  if (body.len > 0 || r->had_body) {
+    rc |= gw_buf_append_str(out, "content-length: ");
+    rc |= gw_buf_append_dec(out, body.len);
+    rc |= gw_buf_append_str(out, "\r\n");
+  }
+  rc |= gw_buf_append_str(out, "\r\n");
+  rc |= gw_buf_append(out, body.ptr, body.len);
+  return rc ? -1 : 0;
+}
+
+static void send_upstream(gw_request *r) {
+  const gw_api_spec *api = &r->route->spec;
+  r->upstream = gw_upstream_acquire(r->thread->upstreams, api->upstream_host, api->upstream_port);
+  if (!r->upstream) {
+    r->upstream_result = GW_UPSTREAM_UNREACHABLE;
+    reply_upstream_failure(r);
+    maybe_finish(r);
+    return;
+  }
+  if (write_upstream_request(r, gw_upstream_request(r->upstream)) < 0) {
+    gw_upstream_cancel(r->upstream);
+    r->upstream = NULL;
+    reply_error(r, 500, "internal error: out of memory\n");
+    maybe_finish(r);
+    return;
+  }
+  r->upstream_state = UPSTREAM_ACTIVE;
+  gw_upstream_send(r->upstream, gw_client_is_head(r->client), &upstream_callbacks, r);
+}
+
+/* ---- request side ---- */
+
+static void after_request_body(gw_request *r) {
+  if (responded(r)) {
+    reply_from_exchange(r);
+    maybe_finish(r);
+    return;
+  }
+  send_upstream(r);
+}
+
+static void after_request_headers(gw_request *r) {
+  if (responded(r)) {
+    reply_from_exchange(r);
+    maybe_finish(r);
+    return;
+  }
+  if (r->route->needs & PE_NEEDS_REQUEST_BODY) {
+    int rc = pe_exchange_body_set(r->ex, PE_REQUEST,
+                                  pe_bytes(gw_buf_ptr(r->client_body), r->client_body->len));
+    if (rc < 0) {
+      reply_error(r, rc == PE_ERR_BODY_TOO_LARGE ? 413 : 500,
+                  rc == PE_ERR_BODY_TOO_LARGE ? "request body too large\n"
+                                              : "internal error: out of memory\n");
+      maybe_finish(r);
+      return;
+    }
+  }
+  run_phase(r, PE_PHASE_REQUEST_BODY, after_request_body);
+}
+
+/* Fills the request side of the exchange. Returns 0, or the status to
+ * answer with. */
+static int fill_request(gw_request *r, const gw_head *head) {
+  const gw_field *host = gw_http_find(head, "host");
+  if (pe_exchange_set_method(r->ex, pe_bytes(head->method, head->method_len)) < 0 ||
+      pe_exchange_set_path(r->ex, pe_bytes(head->target, head->target_len)) < 0 ||
+      (host && pe_exchange_set_authority(r->ex, pe_bytes(host->value, host->value_len)) < 0))
+    return 400;
+  int rc = gw_headers_to_exchange(head, r->ex, PE_REQUEST);
+  if (rc == PE_ERR_TOO_MANY_HEADERS || rc == PE_ERR_HEADERS_TOO_LARGE)
+    return 431;
+  if (rc < 0)
+    return rc == PE_ERR_NOMEM ? 500 : 400;
+  return 0;
+}
+
+void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body) {
+  gw_thread *t = gw_client_thread(c);
+  if (head->target[0] != '/') { /* origin-form only: this is not a forward proxy */
+    gw_client_send_simple(c, 400, "bad request: request target must be a path\n");
+    return;
+  }
+  if (head->method_len == 7 && memcmp(head->method, "CONNECT", 7) == 0) {
+    gw_client_send_simple(c, 405, "method not allowed\n");
+    return;
+  }
+  gw_route *route = gw_apis_route(t->ctx->apis, &t->view, head->target, head->target_len);
+  if (!route) {
+    gw_metrics_count_unrouted(t->ctx->metrics);
+    gw_client_send_simple(c, 404, "no API serves this path\n");
+    return;
+  }
+  gw_request *r = calloc(1, sizeof *r);
+  pe_exchange *ex = r ? gw_thread_take_exchange(t) : NULL;
+  if (!ex) {
+    free(r);
+    gw_route_unref(route);
+    gw_client_send_simple(c, 503, "out of memory\n");
+    return;
+  }
+  r->thread = t;
+  r->client = c;
+  r->client_body = body;
+  r->route = route;
+  r->ex = ex;
+  r->start_ns = gw_now_ns();
+  r->had_body = body->len > 0 || gw_http_find(head, "content-length") ||
+                gw_http_find(head, "transfer-encoding");
+  r->next = t->inflight;
+  if (t->inflight)
+    t->inflight->prev = r;
+  t->inflight = r;
+  t->inflight_count++;
+  gw_client_set_owner(c, r);
+
+  int status = fill_request(r, head);
+  if (status) {
+    reply_error(r, status, status == 431 ? "request header fields too large\n" : "bad request\n");
+    maybe_finish(r);
+    return;
+  }
+  run_phase(r, PE_PHASE_REQUEST_HEADERS, after_request_headers);
+}

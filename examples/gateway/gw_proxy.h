@@ -1,0 +1,28 @@
+/*
+ * The request flow: route, run the chain's phases around the upstream
+ * round trip, answer the client.
+ */
+#ifndef GW_PROXY_H
+#define GW_PROXY_H
+
+#include "gw_buf.h"
+#include "gw_client.h"
+#include "gw_http.h"
+#include "gw_thread.h"
+
+/* A complete request from client @p c: its head (valid during the call)
+ * and its decoded body (valid until the response ends). */
+void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body);
+
+/* The client's output was written out (flow control of a streamed body);
+ * @p owner is the request given to gw_client_set_owner(). */
+void gw_proxy_client_drained(void *owner);
+
+/* Frees the requests still in flight on @p t, without answering them: for
+ * a shutdown whose grace period ran out, after the loop stopped. */
+void gw_proxy_abandon_all(gw_thread *t);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t gw_now_ns(void);
+
+#endif /* GW_PROXY_H */

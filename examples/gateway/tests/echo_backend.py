@@ -1,0 +1,90 @@
+#!/usr/bin/python3
+"""A small HTTP/1.1 echo upstream for the gateway's tests and demo.
+
+Every request is answered 200 with the request body as the response body
+(keep-alive, Content-Length). Two paths help the tests:
+
+  .../slow?ms=N      waits N milliseconds before answering (default 3000)
+  .../chunked        answers with a chunked body (the echo, in 3 pieces)
+
+Usage: echo_backend.py [--host 127.0.0.1] [--port 9000]
+"""
+
+import argparse
+import http.server
+import socketserver
+import sys
+import time
+import urllib.parse
+
+
+class EchoHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "echo-backend"
+
+    def log_message(self, fmt, *args):  # quiet: tests send thousands
+        pass
+
+    def _read_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return body
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+
+    def _answer(self):
+        body = self._read_body()
+        url = urllib.parse.urlsplit(self.path)
+        if url.path.endswith("/slow"):
+            query = urllib.parse.parse_qs(url.query)
+            time.sleep(int(query.get("ms", ["3000"])[0]) / 1000.0)
+        self.send_response(200)
+        self.send_header("Content-Type", self.headers.get("Content-Type", "application/octet-stream"))
+        self.send_header("X-Echo-Method", self.command)
+        self.send_header("X-Echo-Path", self.path)
+        self.send_header("X-Echo-Length", str(len(body)))
+        if url.path.endswith("/chunked"):
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if self.command != "HEAD":
+                third = max(1, len(body) // 3)
+                for piece in (body[:third], body[third:2 * third], body[2 * third:]):
+                    if piece:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.write(b"0\r\n\r\n")
+            return
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _answer
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 512
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    args = parser.parse_args()
+    server = Server((args.host, args.port), EchoHandler)
+    print("echo backend on http://%s:%d" % (args.host, args.port), file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
