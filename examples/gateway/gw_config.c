@@ -254,9 +254,9 @@ static int load_python(gw_config *cfg, json_t *py, const char *dir, char *err, s
 }
 
 static int load_root(gw_config *cfg, json_t *root, const char *dir, char *err, size_t err_size) {
-  static const char *const allowed[] = {"listen",  "admin", "threads", "python",
-                                        "plugins", "apis",  "limits",  "upstream_timeout_ms",
-                                        NULL};
+  static const char *const allowed[] = {
+      "listen",  "admin", "threads", "cpu_affinity",        "python",
+      "plugins", "apis",  "limits",  "upstream_timeout_ms", NULL};
   static const char *const limit_keys[] = {"header_count", "header_bytes", "body_bytes", NULL};
   if (!json_is_object(root))
     return fail(err, err_size, "the configuration must be a JSON object");
@@ -277,6 +277,10 @@ static int load_root(gw_config *cfg, json_t *root, const char *dir, char *err, s
     return -1;
   cfg->threads = (unsigned)threads;
   cfg->upstream_timeout_ms = (uint32_t)timeout_ms;
+  json_t *affinity = json_object_get(root, "cpu_affinity");
+  if (affinity && !json_is_boolean(affinity))
+    return fail(err, err_size, "\"cpu_affinity\" must be true or false");
+  cfg->cpu_affinity = json_is_true(affinity);
 
   json_t *limits = json_object_get(root, "limits");
   if (limits) {

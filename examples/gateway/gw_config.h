@@ -25,6 +25,7 @@ typedef struct gw_config {
   char *admin_host;
   uint16_t admin_port;
   unsigned threads; /* 0: one per online CPU */
+  int cpu_affinity; /* pin loop thread i and Python worker i to CPU i */
   uint32_t upstream_timeout_ms;
 
   int python_enabled; /* a "python" object was given */

@@ -79,6 +79,8 @@ static int start_python(const gw_config *cfg, pe_engine *engine) {
     rc = pe_python_options_set_workers(opts, cfg->python_workers);
   if (rc == PE_OK)
     rc = pe_python_options_set_default_timeout(opts, cfg->python_timeout_ms);
+  if (rc == PE_OK && cfg->cpu_affinity)
+    rc = pe_python_options_set_cpu_affinity(opts, 1);
   for (size_t i = 0; rc == PE_OK && i < cfg->python_path_count; i++)
     rc = pe_python_options_add_module_path(opts, cfg->python_paths[i]);
   /* A gateway run from the build tree uses the worker built beside it. */
@@ -166,7 +168,7 @@ int main(int argc, char **argv) {
     goto out;
   for (; started < nthreads; started++) {
     if (gw_thread_init(&threads[started], started, &ctx) < 0 ||
-        gw_thread_start(&threads[started]) < 0) {
+        gw_thread_start(&threads[started], cfg.cpu_affinity) < 0) {
       started++; /* the failed one still needs freeing */
       goto out;
     }

@@ -174,8 +174,34 @@ static void *thread_main(void *arg) {
   return NULL;
 }
 
-int gw_thread_start(gw_thread *t) {
-  if (pthread_create(&t->tid, NULL, thread_main, t) != 0)
+/* The i-th CPU this process may run on (wrapping around), or -1. Python
+ * worker i is pinned to the same one, so loop thread i and the worker it
+ * prefers share a CPU: no cross-CPU wake-up per Python phase. */
+static int nth_allowed_cpu(unsigned i) {
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) == 0)
+    return -1;
+  unsigned want = i % (unsigned)CPU_COUNT(&allowed), seen = 0;
+  for (int c = 0; c < CPU_SETSIZE; c++)
+    if (CPU_ISSET(c, &allowed) && seen++ == want)
+      return c;
+  return -1;
+}
+
+int gw_thread_start(gw_thread *t, int pin_to_cpu) {
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) != 0)
+    return -1;
+  int cpu = pin_to_cpu ? nth_allowed_cpu(t->index) : -1;
+  if (cpu >= 0) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pthread_attr_setaffinity_np(&attr, sizeof one, &one);
+  }
+  int rc = pthread_create(&t->tid, &attr, thread_main, t);
+  pthread_attr_destroy(&attr);
+  if (rc != 0)
     return -1;
   t->running = 1;
   return 0;

@@ -73,7 +73,7 @@ typedef struct gw_thread {
  * configured address. Returns 0, or -1 after printing why. */
 int gw_thread_init(gw_thread *t, unsigned index, gw_context *ctx);
 /* Runs the loop on a new thread. Returns 0 or -1. */
-int gw_thread_start(gw_thread *t);
+int gw_thread_start(gw_thread *t, int pin_to_cpu);
 /* Asks the thread (from any thread) to stop accepting, let its requests in
  * flight finish within @p grace_ms, and leave its loop. */
 void gw_thread_stop(gw_thread *t, unsigned grace_ms);
