@@ -90,6 +90,8 @@ class Setup:
         }
         if python:
             config["python"] = {"workers": 2, "timeout_ms": 2000, "paths": [args.python_paths]}
+            # Pinned threads and workers, as in the sample config.
+            config["cpu_affinity"] = True
         if limits:
             config["limits"] = limits
         if upstream_timeout_ms:
