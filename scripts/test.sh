@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs the whole test suite:
-#   1. release build with -Werror, every CTest test;
+#   1. release build with -Werror, every CTest test (the load test's smoke
+#      test included: wrk against the gateway, every response checked);
 #   2. AddressSanitizer + UBSan build, every CTest test;
 #   3. the API reference (Doxygen, warnings are errors);
 #   4. an install into a scratch prefix, and the embed example built against
@@ -13,6 +14,7 @@ root=$PWD
 jobs=$(nproc)
 
 "$root/scripts/setup.sh"
+"$root/bench/loadtest/setup.sh" # wrk, nginx + echo module: the load test's smoke test
 
 step() { printf '\n==== %s\n' "$*"; }
 

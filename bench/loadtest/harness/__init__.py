@@ -1,0 +1,1 @@
+"""Building blocks of the libpolicyexec load test (driven by ../loadtest.py)."""
