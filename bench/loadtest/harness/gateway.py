@@ -39,6 +39,9 @@ def config(build_dir, source_dir, port, admin_port, threads, py_workers, py_time
         "listen": f"{procs.HOST}:{port}",
         "admin": f"{procs.HOST}:{admin_port}",
         "threads": threads,
+        # As in examples/gateway/sample-config.json: loop thread i and Python
+        # worker i pinned to CPU i (the nginx anchor pins its workers too).
+        "cpu_affinity": True,
         # The worker of the same build dir, named so a stale installed one
         # can never be picked up instead.
         "python": {"workers": py_workers, "timeout_ms": py_timeout_ms,
