@@ -107,8 +107,15 @@ int bh_run(pe_engine *engine, const pe_chain *chain, const bh_config *cfg, bh_re
 
 /* ---- bh_floor.c: the physical floor of an out-of-process call ---- */
 
-/* p50 of a 64-byte Unix-socket ping-pong with a child process, in ns. */
-int bh_uds_roundtrip(uint64_t iterations, uint64_t *p50_ns, uint64_t *p99_ns);
+/* p50/p99 of a 64-byte Unix-socket ping-pong with a child process, in ns,
+ * with this thread on CPU cpu_self and the child on CPU cpu_child (the n-th
+ * CPU this process may use; -1 leaves placement to the scheduler). */
+int bh_uds_roundtrip(uint64_t iterations, int cpu_self, int cpu_child, uint64_t *p50_ns,
+                     uint64_t *p99_ns);
+/* The i-th CPU this process may run on (wrapping around), or -1. */
+int bh_nth_allowed_cpu(int i);
+/* Pins the calling thread (tid 0) or thread tid to CPU cpu; -1 does nothing. */
+void bh_pin(pthread_t tid, int cpu);
 
 /* ---- bh_clock ---- */
 

@@ -159,11 +159,10 @@ static char *make_expected(const bh_profile *p, const char *payload, size_t len,
   return buf;
 }
 
-/* The i-th CPU this process may run on (wrapping around), or -1. */
-static int nth_allowed_cpu(int i) {
+int bh_nth_allowed_cpu(int i) {
   cpu_set_t allowed;
   int n = 0;
-  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) == 0)
+  if (i < 0 || sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) == 0)
     return -1;
   i %= CPU_COUNT(&allowed);
   for (int c = 0; c < CPU_SETSIZE; c++)
@@ -172,8 +171,7 @@ static int nth_allowed_cpu(int i) {
   return -1;
 }
 
-static void pin_thread(pthread_t tid, int i) {
-  int cpu = nth_allowed_cpu(i);
+void bh_pin(pthread_t tid, int cpu) {
   if (cpu < 0)
     return;
   cpu_set_t set;
@@ -213,7 +211,7 @@ int bh_run(pe_engine *engine, const pe_chain *chain, const bh_config *cfg, bh_re
     pthread_create(&tids[i], NULL, cfg->profile->uses_python ? bh_async_thread : blocking_thread,
                    &ts[i]);
     if (cfg->pin)
-      pin_thread(tids[i], i);
+      bh_pin(tids[i], bh_nth_allowed_cpu(i));
   }
   pthread_barrier_wait(&ready);
   unsigned long allocs0 = atomic_load(&bh_alloc_count);
