@@ -98,7 +98,13 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
     sigaddset(&defaults, sigs[s]);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  /* A process group of its own: Ctrl-C in the host's terminal, or a signal
+   * to the host's group, must not kill the workers while the host drains
+   * its in-flight requests. The engine ends them (SIGTERM at shutdown, the
+   * lifeline if the host dies). */
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
 
   unlink(w->sock_path); /* a stale file would make the worker's bind fail */
   pid_t pid;

@@ -259,6 +259,20 @@ START_TEST(workers_outlive_the_thread_that_spawned_them) {
 }
 END_TEST
 
+/* Ctrl-C in a terminal signals the whole foreground process group: the
+ * workers must not be in the host's, or they would die while the host
+ * drains its in-flight requests. */
+START_TEST(workers_have_their_own_process_group) {
+  pe_engine *e = py_engine(1);
+  int pid = py_worker_pid(e, 0);
+  ck_assert_int_ne(getpgid(pid), getpgrp());
+  pe_chain *good = py_chain(e, sample);
+  expect_sample_works(e, good);
+  pe_chain_free(good);
+  pe_engine_free(e);
+}
+END_TEST
+
 START_TEST(shutdown_leaves_nothing) {
   pe_engine *e = py_engine(3);
   pe_chain *good = py_chain(e, sample);
@@ -314,6 +328,7 @@ int main(void) {
   tcase_add_test(tc, os_exit_in_policy);
   tcase_add_test(tc, crash_loop_backs_off);
   tcase_add_test(tc, workers_outlive_the_thread_that_spawned_them);
+  tcase_add_test(tc, workers_have_their_own_process_group);
   tcase_add_test(tc, shutdown_leaves_nothing);
   tcase_add_test(tc, shutdown_kills_worker_ignoring_sigterm);
   suite_add_tcase(s, tc);
