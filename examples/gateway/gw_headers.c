@@ -20,28 +20,6 @@ static int is_hop_by_hop(const char *name, size_t len) {
   return 0;
 }
 
-/* Whether a Connection field of @p head names field @p name (a sender
- * marks further fields hop-by-hop that way). */
-static int named_in_connection(const gw_head *head, const char *name, size_t len) {
-  for (size_t i = 0; i < head->field_count; i++) {
-    const gw_field *f = &head->fields[i];
-    if (!gw_http_name_is(f->name, f->name_len, "connection"))
-      continue;
-    const char *p = f->value, *end = f->value + f->value_len;
-    while (p < end) {
-      while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-        p++;
-      const char *token = p;
-      while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-        p++;
-      size_t token_len = (size_t)(p - token);
-      if (token_len == len && token_len > 0 && strncasecmp(token, name, len) == 0)
-        return 1;
-    }
-  }
-  return 0;
-}
-
 /* Connection values that only say close / keep-alive name no field: the
  * common case, checked once so that the per-field test is skipped. */
 static int connection_names_fields(const gw_head *head) {
@@ -60,7 +38,7 @@ int gw_headers_to_exchange(const gw_head *head, pe_exchange *ex, pe_dir dir) {
   for (size_t i = 0; i < head->field_count; i++) {
     const gw_field *f = &head->fields[i];
     if (is_hop_by_hop(f->name, f->name_len) ||
-        (check_connection && named_in_connection(head, f->name, f->name_len)))
+        (check_connection && gw_http_connection_has(head, f->name, f->name_len)))
       continue;
     int rc = pe_exchange_header_add(ex, dir, pe_bytes(f->name, f->name_len),
                                     pe_bytes(f->value, f->value_len));

@@ -7,6 +7,7 @@
 #include "gw_http.h"
 
 #include <string.h>
+#include <strings.h>
 
 static int is_tchar(unsigned char c) {
   /* RFC 9110 token characters */
@@ -195,13 +196,12 @@ int gw_http_framing(const gw_head *head, int is_request, gw_framing *framing, ui
   return 0;
 }
 
-int gw_http_keep_alive(const gw_head *head) {
-  int keep = head->minor >= 1;
+int gw_http_connection_has(const gw_head *head, const char *token, size_t len) {
   for (size_t i = 0; i < head->field_count; i++) {
     const gw_field *f = &head->fields[i];
     if (!gw_http_name_is(f->name, f->name_len, "connection"))
       continue;
-    /* a list: look for the close / keep-alive tokens */
+    /* a list: comma-separated tokens with optional white space */
     const char *p = f->value, *end = f->value + f->value_len;
     while (p < end) {
       while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
@@ -209,13 +209,18 @@ int gw_http_keep_alive(const gw_head *head) {
       const char *tok = p;
       while (p < end && *p != ',' && *p != ' ' && *p != '\t')
         p++;
-      if (gw_http_name_is(tok, (size_t)(p - tok), "close"))
-        return 0;
-      if (gw_http_name_is(tok, (size_t)(p - tok), "keep-alive"))
-        keep = 1;
+      size_t tok_len = (size_t)(p - tok);
+      if (tok_len == len && tok_len > 0 && strncasecmp(tok, token, len) == 0)
+        return 1;
     }
   }
-  return keep;
+  return 0;
+}
+
+int gw_http_keep_alive(const gw_head *head) {
+  if (gw_http_connection_has(head, "close", 5))
+    return 0;
+  return head->minor >= 1 || gw_http_connection_has(head, "keep-alive", 10);
 }
 
 enum {

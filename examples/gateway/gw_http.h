@@ -63,6 +63,9 @@ typedef enum gw_framing {
  * a conflicting or invalid Content-Length / Transfer-Encoding. */
 int gw_http_framing(const gw_head *head, int is_request, gw_framing *framing, uint64_t *length);
 
+/* Whether a Connection field of @p head lists @p token (case-insensitive). */
+int gw_http_connection_has(const gw_head *head, const char *token, size_t len);
+
 /* Whether the head asks to keep the connection open afterwards. */
 int gw_http_keep_alive(const gw_head *head);
 
