@@ -4,7 +4,6 @@
 #include "gw_headers.h"
 
 #include <string.h>
-#include <strings.h>
 
 /* Hop-by-hop fields (RFC 9110 section 7.6.1, and any Proxy-*), plus Expect:
  * the gateway has the whole request body before it talks to the upstream,
