@@ -98,11 +98,15 @@ def count():
 
 
 def run(phase, instance_ids, fail_open, method, path, authority, status,
-        request_headers, response_headers, request_body, response_body, metadata):
-    """Runs one phase's steps on one shared context; returns one result tuple
-    per step that ran: (ok, error, header edits, body edits, metadata edits,
-    status, method, path, respond). Raises LookupError (nothing runs) when an
-    instance is unknown."""
+        request_headers, response_headers, request_body, response_body, metadata,
+        step_phases=None):
+    """Runs the steps of one phase, or of consecutive phases, on one shared
+    context; returns one result tuple per step that ran: (ok, error, header
+    edits, body edits, metadata edits, status, method, path, respond).
+
+    ``step_phases`` is None (every step runs in ``phase``) or the phase of
+    each step, checked by the caller (one per step, known, non-decreasing).
+    Raises LookupError (nothing runs) when an instance is unknown."""
     steps = []
     for instance_id in instance_ids:
         entry = _instances.get(instance_id)
@@ -113,6 +117,10 @@ def run(phase, instance_ids, fail_open, method, path, authority, status,
                              response_headers, request_body, response_body, metadata)
     results = []
     for index, (key, methods) in enumerate(steps):
+        if step_phases is not None:
+            # The context follows the step: what it lets the policy see and
+            # set (bodies, status, request line) depends on the phase.
+            phase = ctx.phase = step_phases[index]
         hook = methods[phase]
         if hook is None:
             results.append(_NOTHING)

@@ -1,4 +1,4 @@
-"""Context: what one phase of one exchange looks like to a policy."""
+"""Context: what one exchange looks like to a policy, phase by phase."""
 
 from . import _text
 from .headers import Headers
@@ -24,8 +24,9 @@ class Context:
 
     Attributes and properties:
 
-    * ``phase``: one of ``REQUEST_HEADERS``, ``REQUEST_BODY``,
-      ``RESPONSE_HEADERS``, ``RESPONSE_BODY`` (0..3).
+    * ``phase``: the phase of the step being run, one of
+      ``REQUEST_HEADERS``, ``REQUEST_BODY``, ``RESPONSE_HEADERS``,
+      ``RESPONSE_BODY`` (0..3).
     * ``method``, ``path`` (str): settable in request phases only.
     * ``authority`` (str): read-only.
     * ``status`` (int): 0 in request phases; settable (100..999) in response phases.
@@ -33,14 +34,17 @@ class Context:
     * ``request_body``, ``response_body``: the whole buffered body as
       ``bytes`` in the body phase of its side, ``None`` elsewhere; assign
       bytes (or str, encoded UTF-8) to replace it. Assigning a body that is
-      ``None`` raises ``RuntimeError``: the phase does not carry it.
+      ``None`` raises ``RuntimeError``: the phase does not carry it. A body
+      given for another phase stays hidden (the worker may hold the whole
+      response while response header steps run).
     * ``metadata``: :class:`Metadata`, shared by all steps and phases.
 
     :meth:`respond` answers the client at once and stops the chain.
 
     Within a chain, every step of a phase sees the same context, with the
-    changes of the steps before it. If a step raises, its changes are
-    undone before the next step runs.
+    changes of the steps before it; so do the steps of consecutive phases
+    that the worker runs together (``phase`` then changes between steps). If
+    a step raises, its changes are undone before the next step runs.
     """
 
     __slots__ = (
@@ -56,7 +60,8 @@ class Context:
         """Builds a context by hand, e.g. to unit-test a policy.
 
         Headers and metadata may be mappings or lists of pairs; bodies are
-        bytes or None (None: the phase does not carry that body).
+        bytes or None (None: the phase does not carry that body). A body is
+        only visible while ``phase`` is its body phase.
         """
         if phase not in (0, 1, 2, 3):
             raise ValueError(f"invalid phase {phase!r}")
@@ -164,25 +169,29 @@ class Context:
 
     # ---- bodies ----
 
+    # A body may be held outside its phase (a batch spanning the response
+    # headers and body phases carries the body from its first step): it is
+    # shown, and can change, only in its own phase.
+
     @property
     def request_body(self):
         """The buffered request body (bytes), or None outside the request body phase."""
-        return self._rq_body
+        return self._rq_body if self.phase == REQUEST_BODY else None
 
     @request_body.setter
     def request_body(self, value):
-        if self._rq_body is None:
+        if self.phase != REQUEST_BODY or self._rq_body is None:
             raise RuntimeError("the request body is not available in this phase")
         self._rq_body = _text.body(value, "request body")
 
     @property
     def response_body(self):
         """The buffered response body (bytes), or None outside the response body phase."""
-        return self._rs_body
+        return self._rs_body if self.phase == RESPONSE_BODY else None
 
     @response_body.setter
     def response_body(self, value):
-        if self._rs_body is None:
+        if self.phase != RESPONSE_BODY or self._rs_body is None:
             raise RuntimeError("the response body is not available in this phase")
         self._rs_body = _text.body(value, "response body")
 

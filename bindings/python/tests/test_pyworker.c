@@ -64,8 +64,8 @@ static void create_ok(uint64_t instance, const char *name, const char *params) {
   pw_response_free(r);
 }
 
-static pw_response *run_on(int fd, int phase, const uint64_t *ids, const protobuf_c_boolean *fo,
-                           size_t n, HttpData *data) {
+static Policyexec__V1__RunPhase run_msg(int phase, const uint64_t *ids,
+                                        const protobuf_c_boolean *fo, size_t n, HttpData *data) {
   Policyexec__V1__RunPhase run = POLICYEXEC__V1__RUN_PHASE__INIT;
   run.phase = phase;
   run.instance_ids = (uint64_t *)ids;
@@ -73,13 +73,22 @@ static pw_response *run_on(int fd, int phase, const uint64_t *ids, const protobu
   run.fail_open = (protobuf_c_boolean *)fo;
   run.n_fail_open = fo ? n : 0;
   run.data = data;
+  return run;
+}
+
+/* Sends @p run; returns the reply, whatever its kind. */
+static pw_response *call_run(Policyexec__V1__RunPhase *run) {
   pw_request req = POLICYEXEC__V1__REQUEST__INIT;
   req.id = next_id++;
   req.body_case = POLICYEXEC__V1__REQUEST__BODY_RUN;
-  req.run = &run;
+  req.run = run;
   pw_response *r;
-  ck_assert_int_eq(pw_call(fd, &rbuf, &req, &r), 0);
+  ck_assert_int_eq(pw_call(worker.fd, &rbuf, &req, &r), 0);
   ck_assert_uint_eq(r->id, req.id);
+  return r;
+}
+
+static pw_response *expect_run_reply(pw_response *r) {
   ck_assert_msg(r->body_case == POLICYEXEC__V1__RESPONSE__BODY_RUN, "not a RunReply: %s",
                 r->body_case == POLICYEXEC__V1__RESPONSE__BODY_ERROR ? r->error->message : "?");
   return r;
@@ -87,7 +96,31 @@ static pw_response *run_on(int fd, int phase, const uint64_t *ids, const protobu
 
 static pw_response *run(int phase, const uint64_t *ids, const protobuf_c_boolean *fo, size_t n,
                         HttpData *data) {
-  return run_on(worker.fd, phase, ids, fo, n, data);
+  Policyexec__V1__RunPhase m = run_msg(phase, ids, fo, n, data);
+  return expect_run_reply(call_run(&m));
+}
+
+enum { MAX_STEPS = 8 };
+
+/* Sets m->step_phases to @p n phases, kept in @p buf (the enum is int-sized
+ * on the wire, so tests may give values no Phase names). */
+static void set_step_phases(Policyexec__V1__RunPhase *m, Policyexec__V1__Phase *buf,
+                            const int *phases, size_t n) {
+  ck_assert_uint_le(n, MAX_STEPS);
+  for (size_t i = 0; i < n; i++) {
+    buf[i] = (Policyexec__V1__Phase)phases[i];
+  }
+  m->step_phases = buf;
+  m->n_step_phases = n;
+}
+
+/* One batch whose step i runs in phases[i] (RunPhase.step_phases). */
+static pw_response *run_phases(const int *phases, const uint64_t *ids, const protobuf_c_boolean *fo,
+                               size_t n, HttpData *data) {
+  Policyexec__V1__Phase buf[MAX_STEPS];
+  Policyexec__V1__RunPhase m = run_msg(phases[0], ids, fo, n, data);
+  set_step_phases(&m, buf, phases, n);
+  return expect_run_reply(call_run(&m));
 }
 
 /* A request as the engine would send it in the request headers phase. */
@@ -106,6 +139,22 @@ static HttpData basic_request(void) {
   d.authority = bin("example.com");
   d.request_headers = basic_headers;
   d.n_request_headers = 2;
+  return d;
+}
+
+/* The whole exchange as the engine sends it once the response is buffered. */
+static Header h_ctype = {PROTOBUF_C_MESSAGE_INIT(&policyexec__v1__header__descriptor),
+                         {12, (uint8_t *)"Content-Type"},
+                         {10, (uint8_t *)"text/plain"}};
+static Header *response_headers[] = {&h_ctype};
+
+static HttpData buffered_response(void) {
+  HttpData d = basic_request();
+  d.status = 200;
+  d.response_headers = response_headers;
+  d.n_response_headers = 1;
+  d.has_response_body = 1;
+  d.response_body = bin("payload");
   return d;
 }
 
@@ -399,6 +448,129 @@ START_TEST(rewrites_report_only_net_changes) {
       ck_assert(bin_eq(m->key, "seen") && bin_eq(m->value, "yes") && !m->remove);
     }
   }
+  pw_response_free(r);
+}
+END_TEST
+
+/* ---- batches spanning phases ---- */
+
+/* The one body edit of @p s (a failed check, not a crash, if there is none). */
+static const Policyexec__V1__BodyEdit *only_body_edit(const StepResult *s) {
+  ck_assert_uint_eq(s->n_bodies, 1);
+  return s->bodies[0];
+}
+
+/* The one header edit of @p s, with one value. */
+static const Policyexec__V1__HeaderEdit *only_header_edit(const StepResult *s) {
+  ck_assert_uint_eq(s->n_headers, 1);
+  ck_assert_uint_eq(s->headers[0]->n_values, 1);
+  return s->headers[0];
+}
+
+START_TEST(a_batch_runs_each_step_in_its_own_phase) {
+  start_worker(NULL);
+  create_ok(1, "test-phases", "{}");
+  create_ok(2, "sample-python-response-header", "{}");
+  create_ok(3, "sample-python-request-header", "{}"); /* nothing in response phases */
+  create_ok(4, "sample-python-response-body", "{}");
+  create_ok(5, "test-phases", "{}");
+  uint64_t ids[] = {1, 2, 3, 4, 5};
+  static const int phases[] = {RS_HEADERS, RS_HEADERS, RS_HEADERS, RS_BODY, RS_BODY};
+  HttpData d = buffered_response();
+  pw_response *r = run_phases(phases, ids, NULL, 5, &d);
+  ck_assert_uint_eq(r->run->n_steps, 5);
+  for (size_t i = 0; i < 5; i++) {
+    ck_assert_msg((int)r->run->steps[i]->outcome == OK, "step %zu: %s", i, r->run->steps[i]->error);
+  }
+  /* Headers steps: the body, although carried, is not theirs to see. */
+  const StepResult *s = r->run->steps[0];
+  const Policyexec__V1__HeaderEdit *h = only_header_edit(s);
+  ck_assert_int_eq(h->side, POLICYEXEC__V1__SIDE__SIDE_RESPONSE);
+  ck_assert(bin_eq(h->name, "x-phases"));
+  ck_assert(bin_eq(h->values[0], "2:no-body"));
+  ck_assert_int_eq(s->status, 203);
+  ck_assert_uint_eq(s->n_bodies, 0);
+  ck_assert(bin_eq(only_header_edit(r->run->steps[1])->values[0], "response-header"));
+  s = r->run->steps[2];
+  ck_assert_uint_eq(s->n_headers + s->n_bodies + s->n_metadata, 0);
+  /* Body steps: each sees the body as the steps before it left it, and the
+   * headers and status set in the headers phase. */
+  ck_assert(bin_eq(only_body_edit(r->run->steps[3])->prefix, "[sample-response-body]"));
+  s = r->run->steps[4];
+  ck_assert_uint_eq(s->n_headers, 0);
+  const Policyexec__V1__BodyEdit *b = only_body_edit(s);
+  ck_assert(!b->replace);
+  ck_assert_msg(bin_eq(b->suffix, "|3:2:no-body:response-header:203"), "%.*s", (int)b->suffix.len,
+                (const char *)b->suffix.data);
+  pw_response_free(r);
+}
+END_TEST
+
+START_TEST(respond_or_a_closed_failure_stops_the_later_phases) {
+  start_worker(NULL);
+  create_ok(1, "test-respond", "{}");
+  create_ok(2, "test-raise", "{}");
+  create_ok(3, "sample-python-request-body", "{}");
+  static const int phases[] = {RQ_HEADERS, RQ_BODY};
+  HttpData d = basic_request();
+  d.has_request_body = 1;
+  d.request_body = bin("payload");
+
+  uint64_t ids[] = {1, 3};
+  pw_response *r = run_phases(phases, ids, NULL, 2, &d);
+  ck_assert_uint_eq(r->run->n_steps, 1);
+  ck_assert_ptr_nonnull(r->run->steps[0]->respond);
+  pw_response_free(r);
+
+  ids[0] = 2;
+  protobuf_c_boolean fail_open[] = {0, 0};
+  r = run_phases(phases, ids, fail_open, 2, &d);
+  ck_assert_uint_eq(r->run->n_steps, 1);
+  ck_assert_int_eq(r->run->steps[0]->outcome, FAILED);
+  pw_response_free(r);
+
+  /* Fail open: the body step runs after all. */
+  fail_open[0] = 1;
+  r = run_phases(phases, ids, fail_open, 2, &d);
+  ck_assert_uint_eq(r->run->n_steps, 2);
+  ck_assert_int_eq(r->run->steps[0]->outcome, FAILED);
+  ck_assert_int_eq(r->run->steps[1]->outcome, OK);
+  ck_assert(bin_eq(only_body_edit(r->run->steps[1])->prefix, "[sample-request-body]"));
+  pw_response_free(r);
+}
+END_TEST
+
+START_TEST(malformed_step_phases_get_an_error_and_the_worker_goes_on) {
+  start_worker(NULL);
+  create_ok(1, "sample-python-response-header", "{}");
+  create_ok(2, "sample-python-response-body", "{}");
+  uint64_t ids[] = {1, 2};
+  HttpData d = buffered_response();
+  static const struct {
+    int phases[3];
+    size_t n;
+    const char *expect;
+  } cases[] = {
+      {{RS_HEADERS}, 1, "1 step_phases for 2 steps"},
+      {{RS_HEADERS, RS_BODY, RS_BODY}, 3, "3 step_phases for 2 steps"},
+      {{RS_HEADERS, 4}, 2, "unknown phase 4 in step_phases[1]"},
+      {{-1, RS_BODY}, 2, "unknown phase -1 in step_phases[0]"},
+      {{RS_BODY, RS_HEADERS}, 2, "step_phases decrease at step 1 (2 after 3)"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    Policyexec__V1__RunPhase m = run_msg(RS_HEADERS, ids, NULL, 2, &d);
+    Policyexec__V1__Phase buf[MAX_STEPS];
+    set_step_phases(&m, buf, cases[i].phases, cases[i].n);
+    pw_response *r = call_run(&m);
+    ck_assert_msg(r->body_case == POLICYEXEC__V1__RESPONSE__BODY_ERROR, "case %zu ran", i);
+    ck_assert_msg(strstr(r->error->message, cases[i].expect) != NULL, "case %zu: '%s'", i,
+                  r->error->message);
+    pw_response_free(r);
+  }
+  static const int good[] = {RS_HEADERS, RS_BODY};
+  pw_response *r = run_phases(good, ids, NULL, 2, &d);
+  ck_assert_uint_eq(r->run->n_steps, 2);
+  ck_assert(bin_eq(only_body_edit(r->run->steps[1])->prefix, "[sample-response-body]"));
   pw_response_free(r);
 }
 END_TEST
@@ -720,6 +892,9 @@ static Suite *pyworker_suite(void) {
   tcase_add_test(t, sample_body_policies_send_a_prefix_edit);
   tcase_add_test(t, steps_of_a_phase_share_one_context);
   tcase_add_test(t, rewrites_report_only_net_changes);
+  tcase_add_test(t, a_batch_runs_each_step_in_its_own_phase);
+  tcase_add_test(t, respond_or_a_closed_failure_stops_the_later_phases);
+  tcase_add_test(t, malformed_step_phases_get_an_error_and_the_worker_goes_on);
   tcase_add_test(t, an_8_mib_body_comes_back_byte_for_byte);
   tcase_add_test(t, non_utf8_bytes_survive);
   tcase_add_test(t, an_exception_fails_the_step_and_discards_its_edits);

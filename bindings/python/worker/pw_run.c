@@ -1,6 +1,6 @@
 #include "pw_run.h"
 
-enum { RUN_NARGS = 12 };
+enum { RUN_NARGS = 13 };
 
 static PyObject *id_tuple(const uint64_t *ids, size_t n) {
   PyObject *t = PyTuple_New((Py_ssize_t)n);
@@ -19,6 +19,24 @@ static PyObject *flag_tuple(const protobuf_c_boolean *flags, size_t n) {
   PyObject *t = PyTuple_New((Py_ssize_t)n);
   for (size_t i = 0; t != NULL && i < n; i++) {
     PyTuple_SET_ITEM(t, (Py_ssize_t)i, PyBool_FromLong(flags[i]));
+  }
+  return t;
+}
+
+/* Per-step phases, or None when every step runs in RunPhase.phase: the
+ * common single-phase batch then costs no tuple at all. */
+static PyObject *phase_tuple_or_none(const Policyexec__V1__Phase *phases, size_t n) {
+  if (n == 0) {
+    Py_RETURN_NONE;
+  }
+  PyObject *t = PyTuple_New((Py_ssize_t)n);
+  for (size_t i = 0; t != NULL && i < n; i++) {
+    PyObject *phase = PyLong_FromLong((long)phases[i]); /* a cached small int */
+    if (phase == NULL) {
+      Py_CLEAR(t);
+      break;
+    }
+    PyTuple_SET_ITEM(t, (Py_ssize_t)i, phase);
   }
   return t;
 }
@@ -47,6 +65,7 @@ static int build_args(const Policyexec__V1__RunPhase *req, PyObject **args) {
   args[9] = body_or_none(d->has_request_body, d->request_body);
   args[10] = body_or_none(d->has_response_body, d->response_body);
   args[11] = pw_py_metadata(d->metadata, d->n_metadata);
+  args[12] = phase_tuple_or_none(req->step_phases, req->n_step_phases);
   for (int i = 0; i < RUN_NARGS; i++) {
     if (args[i] == NULL) {
       return -1;
@@ -55,10 +74,42 @@ static int build_args(const Policyexec__V1__RunPhase *req, PyObject **args) {
   return 0;
 }
 
+static int known_phase(Policyexec__V1__Phase phase) {
+  return (unsigned)phase <= POLICYEXEC__V1__PHASE__PHASE_RESPONSE_BODY;
+}
+
+/* Checks the phases before anything runs: _worker.run trusts them to index
+ * each policy's phase methods and to keep the phases of an exchange in order
+ * (a body step must never run before a header step of its side). Returns 0,
+ * or -1 with a Python exception set. */
+static int check_phases(const Policyexec__V1__RunPhase *req) {
+  if (!known_phase(req->phase)) {
+    PyErr_Format(PyExc_ValueError, "unknown phase %d", (int)req->phase);
+    return -1;
+  }
+  size_t n = req->n_step_phases;
+  if (n != 0 && n != req->n_instance_ids) {
+    PyErr_Format(PyExc_ValueError, "%zu step_phases for %zu steps", n, req->n_instance_ids);
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!known_phase(req->step_phases[i])) {
+      PyErr_Format(PyExc_ValueError, "unknown phase %d in step_phases[%zu]",
+                   (int)req->step_phases[i], i);
+      return -1;
+    }
+    if (i > 0 && req->step_phases[i] < req->step_phases[i - 1]) {
+      PyErr_Format(PyExc_ValueError, "step_phases decrease at step %zu (%d after %d)", i,
+                   (int)req->step_phases[i], (int)req->step_phases[i - 1]);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 PyObject *pw_run_phase(const pw_python *py, const Policyexec__V1__RunPhase *req,
                        Policyexec__V1__RunReply *reply, pw_arena *a) {
-  if ((unsigned)req->phase > POLICYEXEC__V1__PHASE__PHASE_RESPONSE_BODY) {
-    PyErr_Format(PyExc_ValueError, "unknown phase %d", (int)req->phase);
+  if (check_phases(req) != 0) {
     return NULL;
   }
   PyObject *args[RUN_NARGS] = {0};

@@ -1,5 +1,6 @@
-/* RunPhase: one call into Python for all steps of a phase, and the net
- * effect of each step back as StepResults. */
+/* RunPhase: one call into Python for all steps of a phase (or of
+ * consecutive phases, see step_phases), and the net effect of each step back
+ * as StepResults. */
 #ifndef PW_RUN_H
 #define PW_RUN_H
 
@@ -7,8 +8,9 @@
 
 /* Runs @p req and fills @p reply (initialised by the caller) from the result.
  * On success returns the Python result list that the reply points into
- * (release it after packing). On failure (unknown instance, ...) returns NULL
- * with a Python exception set; nothing ran when an instance is unknown. */
+ * (release it after packing). On failure (unknown instance, unknown or
+ * decreasing phases, step_phases not one per step, ...) returns NULL with a
+ * Python exception set; nothing ran when an instance or a phase is bad. */
 PyObject *pw_run_phase(const pw_python *py, const Policyexec__V1__RunPhase *req,
                        Policyexec__V1__RunReply *reply, pw_arena *a);
 

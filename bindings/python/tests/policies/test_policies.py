@@ -66,6 +66,25 @@ class SwapHalves(policyexec.Policy):
         ctx.request_body = body[half:] + body[:half]
 
 
+class Phases(policyexec.Policy):
+    """Runs in both response phases, to show what a batch spanning them looks
+    like: the headers hook adds "<phase>:<body visible?>" to x-phases and sets
+    the status; the body hook appends to the body what it sees by then."""
+
+    name = "test-phases"
+    version = "1.0.0"
+
+    def on_response_headers(self, ctx):
+        body = "body" if ctx.response_body is not None else "no-body"
+        ctx.response_headers.add("x-phases", f"{ctx.phase}:{body}")
+        ctx.status = 203
+
+    def on_response_body(self, ctx):
+        seen = ",".join(ctx.response_headers.getall("x-phases"))
+        sample = ctx.response_headers.get("x-sample-policy-phase")
+        ctx.response_body += f"|{ctx.phase}:{seen}:{sample}:{ctx.status}".encode()
+
+
 class Rewrite(policyexec.Policy):
     """Changes method, path, metadata and several headers."""
 

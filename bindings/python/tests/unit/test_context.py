@@ -49,6 +49,52 @@ class ContextTest(unittest.TestCase):
         with self.assertRaises(TypeError):
             ctx.request_body = 3
 
+    def test_a_body_is_visible_only_in_its_own_phase(self):
+        # Both bodies supplied, as in a batch holding the whole exchange.
+        for phase, visible in [(policyexec.REQUEST_HEADERS, None),
+                               (policyexec.REQUEST_BODY, "request"),
+                               (policyexec.RESPONSE_HEADERS, None),
+                               (policyexec.RESPONSE_BODY, "response")]:
+            with self.subTest(phase=phase):
+                ctx = Context(phase=phase, status=200 if phase >= 2 else 0,
+                              request_body=b"rq", response_body=b"rs")
+                self.assertEqual(ctx.request_body, b"rq" if visible == "request" else None)
+                self.assertEqual(ctx.response_body, b"rs" if visible == "response" else None)
+                if visible != "request":
+                    with self.assertRaises(RuntimeError):
+                        ctx.request_body = b"x"
+                if visible != "response":
+                    with self.assertRaises(RuntimeError):
+                        ctx.response_body = b"x"
+                self.assertEqual(ctx._commit(), (True, None, None, None, None, 0, None, None,
+                                                 None))
+
+    def test_a_body_not_supplied_stays_unavailable_in_its_phase(self):
+        ctx = Context(phase=policyexec.RESPONSE_BODY, status=200)
+        self.assertIsNone(ctx.response_body)
+        with self.assertRaises(RuntimeError):
+            ctx.response_body = b"x"
+
+    def test_the_body_follows_the_phase_of_the_step(self):
+        # What the worker does in a response headers + body batch.
+        ctx = Context(phase=policyexec.RESPONSE_HEADERS, status=200, response_body=b"body")
+        ctx.response_headers["x-stage"] = "headers"
+        self.assertIsNone(ctx.response_body)
+        self.assertIsNone(ctx._commit()[3])
+        ctx.phase = policyexec.RESPONSE_BODY
+        self.assertEqual(ctx.response_body, b"body")
+        self.assertEqual(ctx.response_headers["x-stage"], "headers")
+        ctx.response_body = b"new"
+        ctx._rollback()
+        self.assertEqual(ctx.response_body, b"body")
+        ctx.response_body = b"body!"
+        self.assertEqual(ctx._commit()[3], [(1, BODY_SUFFIX, b"!")])
+        ctx.status = 201  # still a response phase
+        ctx.phase = policyexec.RESPONSE_HEADERS
+        self.assertIsNone(ctx.response_body)
+        with self.assertRaises(RuntimeError):
+            ctx.path = "/late"
+
     def test_body_edits_take_the_smallest_form(self):
         def edit(old, new):
             ctx = Context(phase=policyexec.RESPONSE_BODY, response_body=old)
