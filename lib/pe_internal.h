@@ -30,6 +30,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 
 #define PE__ERRMSG_SIZE 256
 
@@ -235,10 +236,11 @@ typedef struct pe__snapshot {
  * resume where it stopped. */
 typedef struct pe__run_state {
   const pe_chain *chain;
-  pe_phase phase;
-  size_t pos;   /* next entry of chain->order[phase] */
-  bool pending; /* an out-of-process batch is in flight */
-  void *done;   /* completion callback for async runs (issue: Python backend) */
+  pe_phase phase; /* the phase running now */
+  pe_phase last;  /* the run ends after this phase (pe_chain_run_phases) */
+  size_t pos;     /* next entry of chain->order[phase] */
+  bool pending;   /* an out-of-process batch is in flight */
+  void *done;     /* completion callback for async runs (issue: Python backend) */
   void *done_ud;
   void *dispatcher;
   uint64_t started_ns; /* clock when the current step or batch began (metrics on) */
@@ -289,6 +291,25 @@ uint64_t pe__now_ns(void);
 void pe__step_report(pe_exchange *ex, const pe__step *step, pe_phase phase,
                      pe_step_outcome outcome);
 
+/* Consecutive out-of-process steps sent as one batch; longer runs are split. */
+#define PE__BATCH_MAX 64
+
+/* A run of consecutive out-of-process steps. It may cross from one phase
+ * into the next when the host runs several phases at once
+ * (pe_chain_run_phases): step[i] runs in phase[i], phases non-decreasing. */
+typedef struct pe__batch {
+  size_t n;
+  const pe__step *step[PE__BATCH_MAX];
+  pe_phase phase[PE__BATCH_MAX];
+} pe__batch;
+
+/* Copies the n entries in use (a whole pe__batch is mostly unused). */
+static inline void pe__batch_copy(pe__batch *dst, const pe__batch *src) {
+  dst->n = src->n;
+  memcpy(dst->step, src->step, src->n * sizeof src->step[0]);
+  memcpy(dst->phase, src->phase, src->n * sizeof src->phase[0]);
+}
+
 /*
  * Out-of-process backend interface (implemented by the Python backend).
  * The runner hands it each run of consecutive steps of kind PYTHON.
@@ -297,21 +318,22 @@ typedef struct pe__backend_ops {
   /* Creates the instance of `step` (step->params_json) in the workers. */
   int (*create_instance)(struct pe__backend *be, pe__step *step, char *err);
   void (*destroy_instance)(struct pe__backend *be, pe__step *step);
-  /* Runs steps[0..n-1] (consecutive, in run order) for ex->run.phase.
-   * The runner has already set ex->run.pos past the batch.
+  /* Runs the steps of b (consecutive, in run order), each in its phase.
+   * The runner has already moved ex->run.phase / pos past the batch.
    * Blocking mode (ex->run.dispatcher == NULL): returns PE_OK when every
    * step's outcome has been applied with the txn / pe__step_failed rules.
-   * The steps array lives on the runner's stack: copy it to keep it.
+   * b lives on the runner's stack: copy it (pe__batch_copy) to keep it.
    * A negative return means no step of the batch ran: the runner then fails
    * each one with that code through pe__step_failed.
    * Async mode: may return PE_PENDING; the runner then sets ex->run.pending
    * and returns PE_PENDING. When the reply arrives the backend applies it,
    * clears ex->run.pending and calls pe__run_continue(ex) to go on. */
-  int (*run_batch)(struct pe__backend *be, pe_exchange *ex, const pe__step *const *steps, size_t n);
+  int (*run_batch)(struct pe__backend *be, pe_exchange *ex, const pe__batch *b);
   void (*shutdown)(struct pe__backend *be);
 } pe__backend_ops;
 
-/* Continues ex->run from ex->run.pos; returns PE_OK or PE_PENDING. */
+/* Continues ex->run from ex->run.phase / pos up to ex->run.last; returns
+ * PE_OK or PE_PENDING. */
 int pe__run_continue(pe_exchange *ex);
 
 #endif /* PE_INTERNAL_H */

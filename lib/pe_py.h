@@ -97,6 +97,7 @@ typedef struct pe__py_conn {
   size_t meta_cap;
   uint64_t *ids;
   protobuf_c_boolean *fail_open;
+  Policyexec__V1__Phase *step_phases;
   size_t step_cap;
   /* Dispatcher connections: calls awaiting replies, oldest first. */
   pe__py_call *head, *tail;
@@ -227,35 +228,31 @@ pe__py_worker *pe__py_pick_worker(pe__py_backend *be);
 int pe__py_inflight_take(pe__py_backend *be, pe__py_worker *w);
 void pe__py_inflight_give(pe__py_backend *be, pe__py_worker *w);
 /* Deadline of a batch: each step may use its whole timeout. */
-uint64_t pe__py_batch_deadline(const pe__step *const *steps, size_t n, uint64_t now_ns);
+uint64_t pe__py_batch_deadline(const pe__batch *b, uint64_t now_ns);
 
 /* ---- pe_py_batch.c ---- */
 
 /* The backend's run_batch: blocking round trip, or hands over to the
  * dispatcher of an async run. */
-int pe__py_run_batch(pe__py_backend *be, pe_exchange *ex, const pe__step *const *steps, size_t n);
+int pe__py_run_batch(pe__py_backend *be, pe_exchange *ex, const pe__batch *b);
 
 /* ---- pe_py_codec.c ---- */
 
-/* Encodes a RunPhase of steps[0..n-1] on ex into c's queue (req->id set). */
-int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, pe_phase phase,
-                      const pe__step *const *steps, size_t n, uint64_t *id_out);
-/* Checks that resp answers a RunPhase of n steps, given their modes: the
+/* Encodes a RunPhase of b's steps on ex into c's queue (*id_out set). */
+int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, const pe__batch *b, uint64_t *id_out);
+/* Checks that resp answers a RunPhase of b, given the steps' modes: the
  * right kind, no more results than steps, fewer only after an immediate
  * response or a fail-closed failure. PE_OK, or PE_ERR_WORKER with why. */
-int pe__py_check_reply(const pe__py_response *resp, const pe__step *const *steps, size_t n,
-                       char *why);
+int pe__py_check_reply(const pe__py_response *resp, const pe__batch *b, char *why);
 /* Applies a checked reply to ex, step by step, as each step's own txn. */
-void pe__py_apply_reply(pe_exchange *ex, pe_phase phase, const pe__step *const *steps, size_t n,
-                        const pe__py_response *resp);
-/* Fails steps[0..n-1] in order (until the exchange answers) with rc. */
-void pe__py_fail_steps(pe_exchange *ex, pe_phase phase, const pe__step *const *steps, size_t n,
-                       int rc, pe_step_outcome outcome, const char *why);
+void pe__py_apply_reply(pe_exchange *ex, const pe__batch *b, const pe__py_response *resp);
+/* Fails b's steps in order (until the exchange answers) with rc. */
+void pe__py_fail_steps(pe_exchange *ex, const pe__batch *b, int rc, pe_step_outcome outcome,
+                       const char *why);
 
 /* ---- pe_py_dispatch.c ---- */
 
 /* run_batch for a run started by pe_chain_run_async. */
-int pe__py_dispatch_submit(pe_dispatcher *d, pe_exchange *ex, const pe__step *const *steps,
-                           size_t n);
+int pe__py_dispatch_submit(pe_dispatcher *d, pe_exchange *ex, const pe__batch *b);
 
 #endif /* PE_PY_H */

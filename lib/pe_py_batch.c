@@ -54,9 +54,8 @@ static void pool_put(pe__py_backend *be, pe__py_worker *w, pe__py_conn *c) {
  * been applied (successes and failures alike), PE_PENDING when the request
  * never reached the worker and may be retried elsewhere, or a negative code
  * when no step ran. */
-static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex,
-                   const pe__step *const *steps, size_t n, bool last_try) {
-  pe_phase phase = ex->run.phase;
+static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex, const pe__batch *b,
+                   bool last_try) {
   int rc = pe__py_inflight_take(be, w);
   if (rc != PE_OK)
     return rc;
@@ -67,8 +66,8 @@ static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex,
   }
   uint64_t id;
   uint64_t start = pe__now_ns();
-  uint64_t deadline = pe__py_batch_deadline(steps, n, start);
-  rc = pe__py_encode_run(c, ex, phase, steps, n, &id);
+  uint64_t deadline = pe__py_batch_deadline(b, start);
+  rc = pe__py_encode_run(c, ex, b, &id);
   if (rc != PE_OK) {
     pe__py_inflight_give(be, w);
     pool_put(be, w, c); /* nothing was written: the connection is intact */
@@ -78,13 +77,13 @@ static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex,
   bool unsent;
   rc = pe__py_conn_wait(c, id, deadline, &resp, &unsent);
   char why[PE__ERRMSG_SIZE];
-  if (rc == PE_OK && (rc = pe__py_check_reply(resp, steps, n, why)) != PE_OK)
+  if (rc == PE_OK && (rc = pe__py_check_reply(resp, b, why)) != PE_OK)
     pe__py_conn_consume(c);
   else if (rc != PE_OK)
     pe__errmsg_set(why, "%s", c->why);
   pe__py_inflight_give(be, w);
   if (rc == PE_OK) {
-    pe__py_apply_reply(ex, phase, steps, n, resp);
+    pe__py_apply_reply(ex, b, resp);
     pe__py_conn_consume(c);
     pool_put(be, w, c);
     return PE_OK;
@@ -95,7 +94,7 @@ static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex,
     pe__py_worker_fail(w, gen, "a python step exceeded its timeout");
     pe__errmsg_set(why, "no answer from python worker %zu within %llu ms (worker replaced)",
                    w->index, (unsigned long long)((deadline - start) / 1000000u));
-    pe__py_fail_steps(ex, phase, steps, n, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, why);
+    pe__py_fail_steps(ex, b, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, why);
     return PE_OK;
   }
   if (rc == PE_ERR_WORKER) {
@@ -104,26 +103,26 @@ static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex,
       return PE_PENDING; /* the worker never saw it: safe to retry */
     char msg[PE__ERRMSG_SIZE];
     pe__errmsg_set(msg, "python worker %zu crashed or broke the protocol: %s", w->index, why);
-    pe__py_fail_steps(ex, phase, steps, n, PE_ERR_WORKER, PE_STEP_CRASHED, msg);
+    pe__py_fail_steps(ex, b, PE_ERR_WORKER, PE_STEP_CRASHED, msg);
     return PE_OK;
   }
   return rc;
 }
 
-int pe__py_run_batch(pe__py_backend *be, pe_exchange *ex, const pe__step *const *steps, size_t n) {
+int pe__py_run_batch(pe__py_backend *be, pe_exchange *ex, const pe__batch *b) {
   if (ex->run.dispatcher)
-    return pe__py_dispatch_submit(ex->run.dispatcher, ex, steps, n);
+    return pe__py_dispatch_submit(ex->run.dispatcher, ex, b);
   /* Two tries: a worker that died while idle is found out only when the
    * request cannot be written, and then its replacement (or another
    * worker) gets the request. */
   for (int i = 0; i < 2; i++) {
     pe__py_worker *w = pe__py_pick_worker(be);
     if (!w) {
-      pe__py_fail_steps(ex, ex->run.phase, steps, n, PE_ERR_WORKER, PE_STEP_CRASHED,
+      pe__py_fail_steps(ex, b, PE_ERR_WORKER, PE_STEP_CRASHED,
                         "no python worker is available (restarting after failures)");
       return PE_OK;
     }
-    int rc = attempt(be, w, ex, steps, n, i == 1);
+    int rc = attempt(be, w, ex, b, i == 1);
     if (rc != PE_PENDING)
       return rc;
   }

@@ -54,6 +54,10 @@ static int reserve_scratch(pe__py_conn *c, size_t headers, size_t meta, size_t s
     if (!fo)
       return PE_ERR_NOMEM;
     c->fail_open = fo;
+    Policyexec__V1__Phase *ph = pe__realloc(c->mem, c->step_phases, steps * sizeof *ph);
+    if (!ph)
+      return PE_ERR_NOMEM;
+    c->step_phases = ph;
     c->step_cap = steps;
   }
   return rc;
@@ -70,9 +74,10 @@ static void fill_headers(pe__py_conn *c, size_t first, const pe__fields *f) {
   }
 }
 
-int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, pe_phase phase,
-                      const pe__step *const *steps, size_t n, uint64_t *id_out) {
-  bool response_phase = phase >= PE_PHASE_RESPONSE_HEADERS;
+int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, const pe__batch *b, uint64_t *id_out) {
+  size_t n = b->n;
+  pe_phase first = b->phase[0], last = b->phase[n - 1];
+  bool response_phase = last >= PE_PHASE_RESPONSE_HEADERS;
   const pe__fields *req_h = &ex->headers[PE_REQUEST];
   const pe__fields *resp_h = &ex->headers[PE_RESPONSE];
   size_t nreq = req_h->count, nresp = response_phase ? resp_h->count : 0;
@@ -94,11 +99,12 @@ int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, pe_phase phase,
     data.n_response_headers = nresp;
     data.response_headers = c->hdr_ptrs + nreq;
   }
-  /* A body travels only in the body phase of its side. */
-  if (phase == PE_PHASE_REQUEST_BODY) {
+  /* A body travels only with the body phase of its side. */
+  if (first <= PE_PHASE_REQUEST_BODY && last >= PE_PHASE_REQUEST_BODY) {
     data.has_request_body = 1;
     data.request_body = bin(ex->body[PE_REQUEST].data, ex->body[PE_REQUEST].len);
-  } else if (phase == PE_PHASE_RESPONSE_BODY) {
+  }
+  if (last == PE_PHASE_RESPONSE_BODY) {
     data.has_response_body = 1;
     data.response_body = bin(ex->body[PE_RESPONSE].data, ex->body[PE_RESPONSE].len);
   }
@@ -113,11 +119,16 @@ int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, pe_phase phase,
   data.metadata = c->meta_ptrs;
 
   for (size_t i = 0; i < n; i++) {
-    c->ids[i] = ((const pe__py_instance *)steps[i]->instance)->id;
-    c->fail_open[i] = steps[i]->mode == PE_FAIL_OPEN;
+    c->ids[i] = ((const pe__py_instance *)b->step[i]->instance)->id;
+    c->fail_open[i] = b->step[i]->mode == PE_FAIL_OPEN;
+    c->step_phases[i] = (Policyexec__V1__Phase)b->phase[i];
   }
   Policyexec__V1__RunPhase run = POLICYEXEC__V1__RUN_PHASE__INIT;
-  run.phase = (Policyexec__V1__Phase)phase;
+  run.phase = (Policyexec__V1__Phase)first;
+  if (first != last) { /* one phase needs no per-step list */
+    run.n_step_phases = n;
+    run.step_phases = c->step_phases;
+  }
   run.n_instance_ids = n;
   run.instance_ids = c->ids;
   run.n_fail_open = n;
@@ -131,8 +142,8 @@ int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, pe_phase phase,
   return rc;
 }
 
-int pe__py_check_reply(const pe__py_response *resp, const pe__step *const *steps, size_t n,
-                       char *why) {
+int pe__py_check_reply(const pe__py_response *resp, const pe__batch *b, char *why) {
+  size_t n = b->n;
   if (resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_ERROR)
     return PE_OK; /* a refused request, not a broken worker */
   if (resp->body_case != POLICYEXEC__V1__RESPONSE__BODY_RUN) {
@@ -157,7 +168,7 @@ int pe__py_check_reply(const pe__py_response *resp, const pe__step *const *steps
     const step_result *last = k ? resp->run->steps[k - 1] : NULL;
     bool stops = last && (last->respond ||
                           (last->outcome == POLICYEXEC__V1__STEP_RESULT__OUTCOME__OUTCOME_FAILED &&
-                           steps[k - 1]->mode == PE_FAIL_CLOSED));
+                           b->step[k - 1]->mode == PE_FAIL_CLOSED));
     if (!stops) {
       pe__errmsg_set(why, "worker returned %zu results for %zu steps without stopping", k, n);
       return PE_ERR_WORKER;
@@ -194,11 +205,16 @@ static int apply_header_edit(pe_exchange *ex, const Policyexec__V1__HeaderEdit *
   return rc;
 }
 
-static int apply_body_edit(pe_exchange *ex, const Policyexec__V1__BodyEdit *b) {
+/* A step edits a body only in that body's phase: a batch spanning phases
+ * carries the body for its body steps, not for the others. */
+static int apply_body_edit(pe_exchange *ex, pe_phase phase, const Policyexec__V1__BodyEdit *b) {
   int rc = check_side(ex, b->side);
   if (rc != PE_OK)
     return rc;
   pe_dir dir = (pe_dir)b->side;
+  if (phase != (dir == PE_REQUEST ? PE_PHASE_REQUEST_BODY : PE_PHASE_RESPONSE_BODY))
+    return pe__exchange_fail(ex, PE_ERR_WORKER, "a %s body edit in the %s phase",
+                             dir == PE_REQUEST ? "request" : "response", pe_phase_name(phase));
   if (b->replace)
     return pe_exchange_body_set(ex, dir, slice_of(b->replacement));
   if (b->prefix.len && (rc = pe_exchange_body_prepend(ex, dir, slice_of(b->prefix))) != PE_OK)
@@ -217,12 +233,12 @@ static int apply_respond(pe_exchange *ex, const Policyexec__V1__ImmediateRespons
 }
 
 /* Applies one step's net edits; returns the first refusal. */
-static int apply_edits(pe_exchange *ex, const step_result *r) {
+static int apply_edits(pe_exchange *ex, pe_phase phase, const step_result *r) {
   int rc = PE_OK;
   for (size_t i = 0; i < r->n_headers && rc == PE_OK; i++)
     rc = apply_header_edit(ex, r->headers[i]);
   for (size_t i = 0; i < r->n_bodies && rc == PE_OK; i++)
-    rc = apply_body_edit(ex, r->bodies[i]);
+    rc = apply_body_edit(ex, phase, r->bodies[i]);
   for (size_t i = 0; i < r->n_metadata && rc == PE_OK; i++) {
     const Policyexec__V1__MetaEdit *m = r->metadata[i];
     if (m->remove) {
@@ -257,7 +273,7 @@ static void apply_step(pe_exchange *ex, pe_phase phase, const pe__step *step,
    * older one, which comes back when the step succeeds. */
   char kept = ex->errmsg[0];
   ex->errmsg[0] = '\0';
-  int rc = apply_edits(ex, r);
+  int rc = apply_edits(ex, phase, r);
   if (rc < 0) {
     char why[PE__ERRMSG_SIZE];
     pe__errmsg_set(why, "edit from the worker refused: %s",
@@ -273,21 +289,20 @@ static void apply_step(pe_exchange *ex, pe_phase phase, const pe__step *step,
                   ex->verdict == PE_VERDICT_RESPOND ? PE_STEP_RESPONDED : PE_STEP_OK);
 }
 
-void pe__py_apply_reply(pe_exchange *ex, pe_phase phase, const pe__step *const *steps, size_t n,
-                        const pe__py_response *resp) {
+void pe__py_apply_reply(pe_exchange *ex, const pe__batch *b, const pe__py_response *resp) {
   if (resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_ERROR) {
     char why[PE__ERRMSG_SIZE];
     pe__errmsg_set(why, "worker refused the batch: %s", resp->error->message);
-    pe__py_fail_steps(ex, phase, steps, n, PE_ERR_WORKER, PE_STEP_FAILED, why);
+    pe__py_fail_steps(ex, b, PE_ERR_WORKER, PE_STEP_FAILED, why);
     return;
   }
   const Policyexec__V1__RunReply *run = resp->run;
   for (size_t i = 0; i < run->n_steps && ex->verdict != PE_VERDICT_RESPOND; i++)
-    apply_step(ex, phase, steps[i], run->steps[i]);
+    apply_step(ex, b->phase[i], b->step[i], run->steps[i]);
 }
 
-void pe__py_fail_steps(pe_exchange *ex, pe_phase phase, const pe__step *const *steps, size_t n,
-                       int rc, pe_step_outcome outcome, const char *why) {
-  for (size_t i = 0; i < n && ex->verdict != PE_VERDICT_RESPOND; i++)
-    pe__step_failed(ex, steps[i], phase, rc, outcome, why);
+void pe__py_fail_steps(pe_exchange *ex, const pe__batch *b, int rc, pe_step_outcome outcome,
+                       const char *why) {
+  for (size_t i = 0; i < b->n && ex->verdict != PE_VERDICT_RESPOND; i++)
+    pe__step_failed(ex, b->step[i], b->phase[i], rc, outcome, why);
 }

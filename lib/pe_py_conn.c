@@ -70,12 +70,14 @@ void pe__py_conn_free(pe__py_conn *c) {
   pe__free(c->mem, c->meta_ptrs);
   pe__free(c->mem, c->ids);
   pe__free(c->mem, c->fail_open);
+  pe__free(c->mem, c->step_phases);
   c->hdrs = NULL;
   c->hdr_ptrs = NULL;
   c->meta = NULL;
   c->meta_ptrs = NULL;
   c->ids = NULL;
   c->fail_open = NULL;
+  c->step_phases = NULL;
   c->hdr_cap = c->meta_cap = c->step_cap = 0;
 }
 

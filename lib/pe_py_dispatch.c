@@ -22,8 +22,7 @@
 struct pe__py_call {
   pe__py_call *next;
   pe_exchange *ex;
-  const pe__step **steps; /* copied: the runner's array is on its stack */
-  size_t n, cap;
+  pe__batch batch; /* copied: the runner's is on its stack */
   uint64_t id;
   uint64_t deadline_ns;
   pe__py_worker *worker;
@@ -86,24 +85,13 @@ static void timer_rearm(pe_dispatcher *d) {
 
 /* ---- calls ---- */
 
-static pe__py_call *call_get(pe_dispatcher *d, const pe__step *const *steps, size_t n) {
+static pe__py_call *call_get(pe_dispatcher *d, const pe__batch *b) {
   pe__py_call *k = d->free_calls;
   if (k)
     d->free_calls = k->next;
   else if (!(k = pe__calloc(d->mem, 1, sizeof *k)))
     return NULL;
-  if (n > k->cap) {
-    const pe__step **s = pe__realloc(d->mem, k->steps, n * sizeof *s);
-    if (!s) {
-      k->next = d->free_calls;
-      d->free_calls = k;
-      return NULL;
-    }
-    k->steps = s;
-    k->cap = n;
-  }
-  memcpy(k->steps, steps, n * sizeof *steps);
-  k->n = n;
+  pe__batch_copy(&k->batch, b);
   k->next = NULL;
   return k;
 }
@@ -203,10 +191,9 @@ static int conn_fail(pe_dispatcher *d, pe__py_conn *c, int rc, pe_step_outcome o
     if (now_ns && k->deadline_ns <= now_ns) {
       pe__errmsg_set(timed_out, "no answer from python worker %zu in time (worker replaced)",
                      w->index);
-      pe__py_fail_steps(ex, ex->run.phase, k->steps, k->n, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT,
-                        timed_out);
+      pe__py_fail_steps(ex, &k->batch, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, timed_out);
     } else {
-      pe__py_fail_steps(ex, ex->run.phase, k->steps, k->n, rc, outcome, crashed);
+      pe__py_fail_steps(ex, &k->batch, rc, outcome, crashed);
     }
     completed += complete(d, k);
   }
@@ -262,18 +249,18 @@ static int ensure_slots(pe_dispatcher *d, const pe__py_backend *be) {
  * its failure has been applied, PE_ERR_WORKER when it never reached the
  * worker (retry elsewhere), or a negative code when no step ran. */
 static int submit_to(pe_dispatcher *d, pe__py_backend *be, pe__py_worker *w, pe_exchange *ex,
-                     const pe__step *const *steps, size_t n) {
+                     const pe__batch *b) {
   int rc = pe__py_inflight_take(be, w);
   if (rc != PE_OK)
     return rc;
   pe__py_conn *c = slot_conn(d, be, w);
-  pe__py_call *k = c ? call_get(d, steps, n) : NULL;
+  pe__py_call *k = c ? call_get(d, b) : NULL;
   if (!k) {
     pe__py_inflight_give(be, w);
     return c ? PE_ERR_NOMEM : PE_ERR_WORKER;
   }
   bool was_idle = c->calls == 0 && c->out_off == c->out.len;
-  rc = pe__py_encode_run(c, ex, ex->run.phase, steps, n, &k->id);
+  rc = pe__py_encode_run(c, ex, b, &k->id);
   if (rc == PE_OK)
     rc = pe__py_conn_flush(c);
   if (rc == PE_ERR_WORKER) {
@@ -288,7 +275,7 @@ static int submit_to(pe_dispatcher *d, pe__py_backend *be, pe__py_worker *w, pe_
     conn_retire(d, c);
     if (unsent)
       return PE_ERR_WORKER;
-    pe__py_fail_steps(ex, ex->run.phase, steps, n, PE_ERR_WORKER, PE_STEP_CRASHED, why);
+    pe__py_fail_steps(ex, b, PE_ERR_WORKER, PE_STEP_CRASHED, why);
     return PE_OK;
   }
   if (rc < 0) {
@@ -299,7 +286,7 @@ static int submit_to(pe_dispatcher *d, pe__py_backend *be, pe__py_worker *w, pe_
   watch_out(d, c, rc == PE_PENDING);
   k->ex = ex;
   k->worker = w;
-  k->deadline_ns = pe__py_batch_deadline(steps, n, pe__now_ns());
+  k->deadline_ns = pe__py_batch_deadline(b, pe__now_ns());
   if (c->tail)
     c->tail->next = k;
   else
@@ -312,8 +299,7 @@ static int submit_to(pe_dispatcher *d, pe__py_backend *be, pe__py_worker *w, pe_
   return PE_PENDING;
 }
 
-int pe__py_dispatch_submit(pe_dispatcher *d, pe_exchange *ex, const pe__step *const *steps,
-                           size_t n) {
+int pe__py_dispatch_submit(pe_dispatcher *d, pe_exchange *ex, const pe__batch *b) {
   if (d->closing)
     return PE_ERR_STATE;
   pe__py_backend *be = d->engine->backend;
@@ -324,11 +310,11 @@ int pe__py_dispatch_submit(pe_dispatcher *d, pe_exchange *ex, const pe__step *co
     pe__py_worker *w = pe__py_pick_worker(be);
     if (!w)
       break;
-    rc = submit_to(d, be, w, ex, steps, n);
+    rc = submit_to(d, be, w, ex, b);
     if (rc != PE_ERR_WORKER)
       return rc;
   }
-  pe__py_fail_steps(ex, ex->run.phase, steps, n, PE_ERR_WORKER, PE_STEP_CRASHED,
+  pe__py_fail_steps(ex, b, PE_ERR_WORKER, PE_STEP_CRASHED,
                     "no python worker is available (restarting after failures)");
   return PE_OK;
 }
@@ -360,7 +346,7 @@ static int process_conn(pe_dispatcher *d, pe__py_conn *c) {
       pe__errmsg_set(why, "unexpected reply id %llu", (unsigned long long)resp->id);
       rc = PE_ERR_WORKER;
     } else {
-      rc = pe__py_check_reply(resp, k->steps, k->n, why);
+      rc = pe__py_check_reply(resp, &k->batch, why);
     }
     if (rc != PE_OK) {
       pe__py_conn_consume(c);
@@ -371,7 +357,7 @@ static int process_conn(pe_dispatcher *d, pe__py_conn *c) {
       c->tail = NULL;
     c->calls--;
     pe__py_inflight_give(d->engine->backend, k->worker);
-    pe__py_apply_reply(k->ex, k->ex->run.phase, k->steps, k->n, resp);
+    pe__py_apply_reply(k->ex, &k->batch, resp);
     pe__py_conn_consume(c);
     completed += complete(d, k);
     if (c->fd < 0)
@@ -481,7 +467,6 @@ void pe_dispatcher_free(pe_dispatcher *d) {
   while (d->free_calls) {
     pe__py_call *k = d->free_calls;
     d->free_calls = k->next;
-    pe__free(d->mem, k->steps);
     pe__free(d->mem, k);
   }
   pe__free(d->mem, d->slots);
@@ -500,18 +485,21 @@ size_t pe_dispatcher_pending(const pe_dispatcher *d) {
   return d ? d->pending : 0;
 }
 
-/* Whether running `phase` of `chain` would send anything to a worker. */
-static bool phase_has_python(const pe_chain *chain, pe_phase phase) {
-  for (size_t i = 0; i < chain->order_len[phase]; i++)
-    if (chain->steps[chain->order[phase][i]].policy->kind != PE__KIND_NATIVE)
-      return true;
+/* Whether running phases first..last of `chain` would send anything to a
+ * worker. */
+static bool phases_have_python(const pe_chain *chain, pe_phase first, pe_phase last) {
+  for (unsigned p = first; p <= last; p++)
+    for (size_t i = 0; i < chain->order_len[p]; i++)
+      if (chain->steps[chain->order[p][i]].policy->kind != PE__KIND_NATIVE)
+        return true;
   return false;
 }
 
-int pe_chain_run_async(const pe_chain *chain, pe_exchange *ex, pe_phase phase, pe_dispatcher *d,
-                       pe_run_done_fn done, void *user_data) {
-  if (!chain || !ex || !d || !done || (unsigned)phase >= PE_PHASE_COUNT ||
-      ex->engine != chain->engine || d->engine != ex->engine)
+int pe_chain_run_phases_async(const pe_chain *chain, pe_exchange *ex, pe_phase first, pe_phase last,
+                              pe_dispatcher *d, pe_run_done_fn done, void *user_data) {
+  if (!chain || !ex || !d || !done || (unsigned)first >= PE_PHASE_COUNT ||
+      (unsigned)last >= PE_PHASE_COUNT || first > last || ex->engine != chain->engine ||
+      d->engine != ex->engine)
     return PE_ERR_INVALID_ARGUMENT;
   if (ex->run.pending)
     return pe__exchange_fail(ex, PE_ERR_STATE,
@@ -521,12 +509,13 @@ int pe_chain_run_async(const pe_chain *chain, pe_exchange *ex, pe_phase phase, p
   if (ex->verdict == PE_VERDICT_RESPOND)
     return PE_OK; /* answered already: later phases do nothing */
   pe__py_backend *be = ex->engine->backend;
-  if (ex->engine->backend_ops == &pe__py_backend_ops && phase_has_python(chain, phase) &&
+  if (ex->engine->backend_ops == &pe__py_backend_ops && phases_have_python(chain, first, last) &&
       (size_t)atomic_load_explicit(&be->inflight, memory_order_relaxed) >= be->cfg.max_in_flight)
     return pe__exchange_fail(ex, PE_ERR_BUSY, "pe_chain_run_async: %zu python calls in flight",
                              be->cfg.max_in_flight);
   ex->run.chain = chain;
-  ex->run.phase = phase;
+  ex->run.phase = first;
+  ex->run.last = last;
   ex->run.pos = 0;
   ex->run.dispatcher = d;
   memcpy(&ex->run.done, &done, sizeof done);
@@ -538,4 +527,9 @@ int pe_chain_run_async(const pe_chain *chain, pe_exchange *ex, pe_phase phase, p
   ex->run.done = NULL;
   ex->run.done_ud = NULL;
   return rc;
+}
+
+int pe_chain_run_async(const pe_chain *chain, pe_exchange *ex, pe_phase phase, pe_dispatcher *d,
+                       pe_run_done_fn done, void *user_data) {
+  return pe_chain_run_phases_async(chain, ex, phase, phase, d, done, user_data);
 }

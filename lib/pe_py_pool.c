@@ -90,10 +90,10 @@ void pe__py_inflight_give(pe__py_backend *be, pe__py_worker *w) {
   atomic_fetch_sub_explicit(&be->inflight, 1, memory_order_relaxed);
 }
 
-uint64_t pe__py_batch_deadline(const pe__step *const *steps, size_t n, uint64_t now_ns) {
+uint64_t pe__py_batch_deadline(const pe__batch *b, uint64_t now_ns) {
   uint64_t total_ms = 0;
-  for (size_t i = 0; i < n; i++)
-    total_ms += steps[i]->timeout_ms;
+  for (size_t i = 0; i < b->n; i++)
+    total_ms += b->step[i]->timeout_ms;
   return now_ns + total_ms * 1000000u;
 }
 

@@ -9,9 +9,6 @@
 
 #include <time.h>
 
-/* Consecutive out-of-process steps sent as one batch; longer runs are split. */
-#define BATCH_MAX 64
-
 uint64_t pe__now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -97,27 +94,35 @@ static void run_native_step(pe_exchange *ex, const pe__step *step, pe_phase phas
                     ex->verdict == PE_VERDICT_RESPOND ? PE_STEP_RESPONDED : PE_STEP_OK);
 }
 
-/* Sends the run of out-of-process steps starting at ex->run.pos as one batch
- * (moving pos past it first, so that a pending batch resumes after it).
- * Returns PE_OK or PE_PENDING. */
+/* Sends the run of out-of-process steps starting at ex->run.pos as one
+ * batch, crossing into the following phases of the run while they start
+ * with such steps too (moving phase / pos past it first, so that a pending
+ * batch resumes after it). Returns PE_OK or PE_PENDING. */
 static int run_backend_batch(pe_exchange *ex) {
   const pe_chain *c = ex->run.chain;
-  pe_phase phase = ex->run.phase;
-  const pe__step *batch[BATCH_MAX];
-  size_t n = 0;
-  while (ex->run.pos < c->order_len[phase] && n < BATCH_MAX) {
-    const pe__step *s = &c->steps[c->order[phase][ex->run.pos]];
-    if (s->policy->kind == PE__KIND_NATIVE)
+  pe__batch b;
+  b.n = 0;
+  for (;;) {
+    pe_phase phase = ex->run.phase;
+    while (ex->run.pos < c->order_len[phase] && b.n < PE__BATCH_MAX) {
+      const pe__step *s = &c->steps[c->order[phase][ex->run.pos]];
+      if (s->policy->kind == PE__KIND_NATIVE)
+        break;
+      b.step[b.n] = s;
+      b.phase[b.n++] = phase;
+      ex->run.pos++;
+    }
+    if (ex->run.pos < c->order_len[phase] || phase >= ex->run.last || b.n == PE__BATCH_MAX)
       break;
-    batch[n++] = s;
-    ex->run.pos++;
+    ex->run.phase = phase + 1;
+    ex->run.pos = 0;
   }
   pe_engine *e = ex->engine;
   if (e->opts.metrics)
     ex->run.started_ns = pe__now_ns();
   int rc = PE_ERR_UNSUPPORTED;
   if (e->backend_ops) {
-    rc = e->backend_ops->run_batch(e->backend, ex, batch, n);
+    rc = e->backend_ops->run_batch(e->backend, ex, &b);
     if (rc == PE_PENDING) {
       ex->run.pending = true;
       return PE_PENDING;
@@ -126,19 +131,24 @@ static int run_backend_batch(pe_exchange *ex) {
       return PE_OK;
   }
   /* No step of the batch ran: each one fails, following its own mode. */
-  for (size_t i = 0; i < n && ex->verdict != PE_VERDICT_RESPOND; i++)
-    pe__step_failed(ex, batch[i], phase, rc, PE_STEP_FAILED,
+  for (size_t i = 0; i < b.n && ex->verdict != PE_VERDICT_RESPOND; i++)
+    pe__step_failed(ex, b.step[i], b.phase[i], rc, PE_STEP_FAILED,
                     e->backend_ops ? NULL : "no backend for out-of-process policies is running");
   return PE_OK;
 }
 
 int pe__run_continue(pe_exchange *ex) {
   const pe_chain *c = ex->run.chain;
-  pe_phase phase = ex->run.phase;
-  const size_t *order = c->order[phase];
-  size_t len = c->order_len[phase];
-  while (ex->run.pos < len && ex->verdict != PE_VERDICT_RESPOND) {
-    const pe__step *step = &c->steps[order[ex->run.pos]];
+  while (ex->verdict != PE_VERDICT_RESPOND) {
+    pe_phase phase = ex->run.phase;
+    if (ex->run.pos == c->order_len[phase]) {
+      if (phase >= ex->run.last)
+        break;
+      ex->run.phase = phase + 1;
+      ex->run.pos = 0;
+      continue;
+    }
+    const pe__step *step = &c->steps[c->order[phase][ex->run.pos]];
     if (step->policy->kind == PE__KIND_NATIVE) {
       ex->run.pos++;
       run_native_step(ex, step, phase);
@@ -149,16 +159,23 @@ int pe__run_continue(pe_exchange *ex) {
   return PE_OK;
 }
 
-int pe_chain_run(const pe_chain *chain, pe_exchange *ex, pe_phase phase) {
-  if (!chain || !ex || (unsigned)phase >= PE_PHASE_COUNT || ex->engine != chain->engine)
+int pe_chain_run_phases(const pe_chain *chain, pe_exchange *ex, pe_phase first, pe_phase last) {
+  if (!chain || !ex || (unsigned)first >= PE_PHASE_COUNT || (unsigned)last >= PE_PHASE_COUNT ||
+      first > last || ex->engine != chain->engine)
     return PE_ERR_INVALID_ARGUMENT;
   if (ex->run.pending)
-    return pe__exchange_fail(ex, PE_ERR_STATE, "pe_chain_run: a phase of this exchange is pending");
+    return pe__exchange_fail(ex, PE_ERR_STATE,
+                             "pe_chain_run_phases: a phase of this exchange is pending");
   if (ex->verdict == PE_VERDICT_RESPOND)
     return PE_OK; /* answered already: later phases do nothing */
   ex->run.chain = chain;
-  ex->run.phase = phase;
+  ex->run.phase = first;
+  ex->run.last = last;
   ex->run.pos = 0;
   ex->run.dispatcher = NULL; /* blocking: the backend answers before returning */
   return pe__run_continue(ex);
+}
+
+int pe_chain_run(const pe_chain *chain, pe_exchange *ex, pe_phase phase) {
+  return pe_chain_run_phases(chain, ex, phase, phase);
 }

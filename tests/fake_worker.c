@@ -28,7 +28,7 @@
 
 static const char *const policies[] = {"fake-ok",        "fake-crlf",      "fake-badname",
                                        "fake-bigstatus", "fake-malformed", "fake-oversized",
-                                       "fake-extra"};
+                                       "fake-extra",     "fake-body"};
 #define NPOLICIES (sizeof policies / sizeof policies[0])
 
 static struct {
@@ -99,6 +99,7 @@ static ProtobufCBinaryData bin(const char *s) {
 static int answer_run(int fd, uint64_t id, const Policyexec__V1__RunPhase *run) {
   Policyexec__V1__StepResult results[8], *ptrs[9];
   Policyexec__V1__HeaderEdit edits[8], *edit_ptrs[8];
+  Policyexec__V1__BodyEdit body_edits[8], *body_ptrs[8];
   ProtobufCBinaryData values[8];
   size_t n = run->n_instance_ids < 8 ? run->n_instance_ids : 8;
   size_t count = n;
@@ -115,6 +116,15 @@ static int answer_run(int fd, uint64_t id, const Policyexec__V1__RunPhase *run) 
       count = n + 1;
     if (!strcmp(name, "fake-bigstatus"))
       results[i].status = 1000;
+    if (!strcmp(name, "fake-body")) { /* a body edit whatever the phase */
+      policyexec__v1__body_edit__init(&body_edits[i]);
+      body_edits[i].side = POLICYEXEC__V1__SIDE__SIDE_REQUEST;
+      body_edits[i].replace = 1;
+      body_edits[i].replacement = bin("evil");
+      body_ptrs[i] = &body_edits[i];
+      results[i].n_bodies = 1;
+      results[i].bodies = &body_ptrs[i];
+    }
     const char *hname = NULL, *hvalue = NULL;
     if (!strcmp(name, "fake-ok"))
       hname = "x-fake", hvalue = "ok";

@@ -60,6 +60,43 @@ START_TEST(python4_async) {
 }
 END_TEST
 
+/* Response headers and body as one run: one batch, each step seeing its
+ * own phase (no body in the headers phase) and the edits before it. */
+START_TEST(response_phases_in_one_run) {
+  pe_engine *e = py_engine(1);
+  pe_chain *c = py_chain(e, "[{\"name\":\"test-response-trace\",\"version\":\"1.0.0\"},"
+                            " {\"name\":\"test-response-trace\",\"version\":\"1.0.0\"}]");
+  pe_dispatcher *d = NULL;
+  ck_assert_int_eq(pe_dispatcher_new(&d, e), PE_OK);
+  for (int round = 0; round < 2; round++) {
+    pe_exchange *ex = py_exchange(e);
+    ck_assert_int_eq(pe_exchange_set_status(ex, 201), PE_OK);
+    ck_assert_int_eq(pe_exchange_body_set(ex, PE_RESPONSE, PE_LIT("payload")), PE_OK);
+    atomic_int done = 0;
+    int rc = round == 0
+                 ? pe_chain_run_phases_async(c, ex, PE_PHASE_RESPONSE_HEADERS,
+                                             PE_PHASE_RESPONSE_BODY, d, count_done, &done)
+                 : pe_chain_run_phases(c, ex, PE_PHASE_RESPONSE_HEADERS, PE_PHASE_RESPONSE_BODY);
+    if (round == 0) {
+      ck_assert_int_eq(rc, PE_PENDING);
+      ck_assert_uint_eq(pe_dispatcher_pending(d), 1);
+      py_drive(d, &done, 10000);
+      ck_assert_int_eq(atomic_load(&done), 1);
+    } else {
+      ck_assert_int_eq(rc, PE_OK);
+    }
+    ck_assert_int_eq(pe_exchange_verdict(ex), PE_VERDICT_CONTINUE);
+    ck_assert_slice_eq(pe_exchange_body(ex, PE_RESPONSE),
+                       "[3:2:none:201,2:none:201][3:2:none:201,2:none:201]payload");
+    pe_exchange_free(ex);
+  }
+  ck_assert_int_eq(atomic_load(&py_outcomes[PE_STEP_OK]), 8);
+  pe_dispatcher_free(d);
+  pe_chain_free(c);
+  pe_engine_free(e);
+}
+END_TEST
+
 START_TEST(bad_arguments) {
   pe_engine *e = py_engine(1);
   pe_chain *c = py_chain(e, python4);
@@ -71,6 +108,9 @@ START_TEST(bad_arguments) {
   ck_assert_int_eq(pe_chain_run_async(c, ex, PE_PHASE_REQUEST_BODY, d, NULL, &done),
                    PE_ERR_INVALID_ARGUMENT);
   ck_assert_int_eq(pe_chain_run_async(c, ex, (pe_phase)7, d, count_done, &done),
+                   PE_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(pe_chain_run_phases_async(c, ex, PE_PHASE_RESPONSE_BODY,
+                                             PE_PHASE_RESPONSE_HEADERS, d, count_done, &done),
                    PE_ERR_INVALID_ARGUMENT);
   ck_assert_int_eq(pe_chain_run_async(c, ex, PE_PHASE_REQUEST_BODY, d, count_done, &done),
                    PE_PENDING);
@@ -301,6 +341,7 @@ int main(void) {
   TCase *tc = tcase_create("async");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, python4_async);
+  tcase_add_test(tc, response_phases_in_one_run);
   tcase_add_test(tc, bad_arguments);
   tcase_add_test(tc, timeout_through_timer);
   tcase_add_test(tc, worker_killed_in_flight);

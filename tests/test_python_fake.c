@@ -122,6 +122,13 @@ START_TEST(bad_status_is_refused) {
 }
 END_TEST
 
+/* Only a body step may edit its body, even when a batch spanning phases
+ * carries the body for later steps. */
+START_TEST(body_edit_outside_its_phase_is_refused) {
+  check_refused("fake-body", "a request body edit in the request_headers phase");
+}
+END_TEST
+
 /* A reply that breaks the protocol kills the worker: the step crashes,
  * the worker is replaced, and the next request is served. */
 static void check_broken_reply(const char *policy) {
@@ -246,6 +253,7 @@ int main(void) {
   tcase_add_test(tc, crlf_in_header_value_is_refused);
   tcase_add_test(tc, bad_header_name_is_refused);
   tcase_add_test(tc, bad_status_is_refused);
+  tcase_add_test(tc, body_edit_outside_its_phase_is_refused);
   tcase_add_test(tc, malformed_reply_kills_worker);
   tcase_add_test(tc, oversized_reply_kills_worker);
   tcase_add_test(tc, extra_results_kill_worker);

@@ -534,18 +534,17 @@ static void fake_destroy(struct pe__backend *be, pe__step *step) {
 }
 
 /* Applies each step: records its index (as a digit) like "rec" does. */
-static int fake_run_batch(struct pe__backend *be, pe_exchange *ex, const pe__step *const *steps,
-                          size_t n) {
+static int fake_run_batch(struct pe__backend *be, pe_exchange *ex, const pe__batch *b) {
   fake_backend *fb = (fake_backend *)be;
   ck_assert_ptr_null(ex->run.dispatcher);
-  fb->batch_sizes[fb->batches++ % 8] = n;
+  fb->batch_sizes[fb->batches++ % 8] = b->n;
   int rc = fb->next_rc;
   fb->next_rc = PE_OK;
   if (rc != PE_OK)
     return rc;
-  for (size_t i = 0; i < n; i++) {
-    char tag = (char)('0' + steps[i]->index);
-    ck_assert_int_eq(record(ex, &tag, ex->run.phase), PE_OK);
+  for (size_t i = 0; i < b->n; i++) {
+    char tag = (char)('0' + b->step[i]->index);
+    ck_assert_int_eq(record(ex, &tag, b->phase[i]), PE_OK);
   }
   return PE_OK;
 }
@@ -556,16 +555,21 @@ static void fake_shutdown(struct pe__backend *be) {
 
 static const pe__backend_ops fake_ops = {fake_create, fake_destroy, fake_run_batch, fake_shutdown};
 
-static void add_python_policy(pe_engine *e, const char *name) {
+static void add_python_policy_in(pe_engine *e, const char *name, unsigned phases) {
   const pe_mem *mem = pe__engine_mem(e);
   pe__policy *p = pe__calloc(mem, 1, sizeof *p);
   p->kind = PE__KIND_PYTHON;
   p->name = pe__strndup(mem, name, strlen(name));
   p->version = pe__strndup(mem, "1", 1);
-  p->phases = PE_PHASE_BIT(PE_PHASE_REQUEST_HEADERS) | PE_PHASE_BIT(PE_PHASE_RESPONSE_HEADERS);
+  p->phases = phases;
   pthread_mutex_lock(&e->lock);
   ck_assert_int_eq(pe__registry_add(e, p), PE_OK);
   pthread_mutex_unlock(&e->lock);
+}
+
+static void add_python_policy(pe_engine *e, const char *name) {
+  add_python_policy_in(
+      e, name, PE_PHASE_BIT(PE_PHASE_REQUEST_HEADERS) | PE_PHASE_BIT(PE_PHASE_RESPONSE_HEADERS));
 }
 
 #define PY(name, extra) "{\"name\":\"" name "\",\"version\":\"1\"" extra "}"
@@ -630,6 +634,104 @@ START_TEST(python_steps_go_in_batches) {
   ck_assert_int_eq(fb.shutdowns, 1);
   ck_assert_int_eq(fb.created, fb.destroyed);
   ck_assert_int_eq(a.allocs, a.frees);
+}
+END_TEST
+
+#define RESPONSE_PHASES                                                                            \
+  (PE_PHASE_BIT(PE_PHASE_RESPONSE_HEADERS) | PE_PHASE_BIT(PE_PHASE_RESPONSE_BODY))
+
+START_TEST(run_phases_sends_one_batch_across_phases) {
+  fake_backend fb = {0};
+  pe_test_alloc a = {0};
+  pe_engine *e = pe_test_engine(&a);
+  register_all(e);
+  add_python_policy_in(e, "pyr", RESPONSE_PHASES);
+  e->backend_ops = &fake_ops;
+  e->backend = (struct pe__backend *)&fb;
+  pe_exchange *ex = NULL;
+  ck_assert_int_eq(pe_exchange_new(&ex, e), PE_OK);
+
+  /* Python steps ending one phase and starting the next: one batch. */
+  pe_chain *c = chain_of(e, "[" PY("pyr", "") "," PY("pyr", "") "]");
+  ck_assert_int_eq(pe_chain_run_phases(c, ex, PE_PHASE_RESPONSE_HEADERS, PE_PHASE_RESPONSE_BODY),
+                   PE_OK);
+  assert_meta(ex, PE_PHASE_RESPONSE_HEADERS, "10");
+  assert_meta(ex, PE_PHASE_RESPONSE_BODY, "10");
+  ck_assert_int_eq(fb.batches, 1);
+  ck_assert_uint_eq(fb.batch_sizes[0], 4);
+  /* The same phases one by one: one batch each, same effect. */
+  ck_assert_int_eq(pe_exchange_reset(ex), PE_OK);
+  ck_assert_int_eq(pe_chain_run(c, ex, PE_PHASE_RESPONSE_HEADERS), PE_OK);
+  ck_assert_int_eq(pe_chain_run(c, ex, PE_PHASE_RESPONSE_BODY), PE_OK);
+  assert_meta(ex, PE_PHASE_RESPONSE_HEADERS, "10");
+  assert_meta(ex, PE_PHASE_RESPONSE_BODY, "10");
+  ck_assert_int_eq(fb.batches, 3);
+  pe_chain_free(c);
+
+  /* A native step at the boundary keeps the batches apart, in order. */
+  c = chain_of(e, "[" PY("pyr", "") "," REC("a") "]");
+  ck_assert_int_eq(pe_exchange_reset(ex), PE_OK);
+  fb.batches = 0;
+  ck_assert_int_eq(pe_chain_run_phases(c, ex, PE_PHASE_REQUEST_HEADERS, PE_PHASE_RESPONSE_BODY),
+                   PE_OK);
+  assert_meta(ex, PE_PHASE_REQUEST_HEADERS, "a");
+  assert_meta(ex, PE_PHASE_REQUEST_BODY, "a");
+  assert_meta(ex, PE_PHASE_RESPONSE_HEADERS, "a0");
+  assert_meta(ex, PE_PHASE_RESPONSE_BODY, "a0");
+  ck_assert_int_eq(fb.batches, 2);
+  ck_assert_uint_eq(fb.batch_sizes[0], 1);
+  ck_assert_uint_eq(fb.batch_sizes[1], 1);
+  pe_chain_free(c);
+
+  /* An answer in an early phase ends the whole run. */
+  c = chain_of(e, "[" PY("pyr", "") ",{\"name\":\"responder\",\"version\":\"1\"}]");
+  ck_assert_int_eq(pe_exchange_reset(ex), PE_OK);
+  fb.batches = 0;
+  ck_assert_int_eq(pe_chain_run_phases(c, ex, PE_PHASE_REQUEST_HEADERS, PE_PHASE_RESPONSE_BODY),
+                   PE_OK);
+  ck_assert_int_eq(pe_exchange_status(ex), 403);
+  ck_assert_int_eq(fb.batches, 0);
+  assert_meta(ex, PE_PHASE_RESPONSE_BODY, "");
+
+  ck_assert_int_eq(pe_chain_run_phases(c, ex, PE_PHASE_RESPONSE_BODY, PE_PHASE_RESPONSE_HEADERS),
+                   PE_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(pe_chain_run_phases(c, ex, PE_PHASE_REQUEST_HEADERS, (pe_phase)4),
+                   PE_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(
+      pe_chain_run_phases(NULL, ex, PE_PHASE_REQUEST_HEADERS, PE_PHASE_REQUEST_HEADERS),
+      PE_ERR_INVALID_ARGUMENT);
+  pe_exchange_free(ex);
+  pe_chain_free(c);
+  pe_engine_free(e);
+  ck_assert_int_eq(a.allocs, a.frees);
+}
+END_TEST
+
+/* A batch left pending at the end of one phase resumes into the next. */
+START_TEST(pending_batch_resumes_into_the_next_phase) {
+  fake_backend fb = {0};
+  pe_engine *e = pe_test_engine(NULL);
+  register_all(e);
+  add_python_policy_in(e, "pyr", RESPONSE_PHASES);
+  e->backend_ops = &fake_ops;
+  e->backend = (struct pe__backend *)&fb;
+  pe_chain *c = chain_of(e, "[" REC("a") "," PY("pyr", "") "]");
+  pe_exchange *ex = NULL;
+  ck_assert_int_eq(pe_exchange_new(&ex, e), PE_OK);
+  fb.next_rc = PE_PENDING;
+  ck_assert_int_eq(pe_chain_run_phases(c, ex, PE_PHASE_RESPONSE_HEADERS, PE_PHASE_RESPONSE_BODY),
+                   PE_PENDING);
+  ck_assert_int_eq(ex->run.phase, PE_PHASE_RESPONSE_HEADERS);
+  ck_assert_uint_eq(ex->run.pos, 1);
+  char tag = '1';
+  ck_assert_int_eq(record(ex, &tag, PE_PHASE_RESPONSE_HEADERS), PE_OK);
+  ex->run.pending = false;
+  ck_assert_int_eq(pe__run_continue(ex), PE_OK);
+  assert_meta(ex, PE_PHASE_RESPONSE_HEADERS, "1a");
+  assert_meta(ex, PE_PHASE_RESPONSE_BODY, "1a");
+  pe_exchange_free(ex);
+  pe_chain_free(c);
+  pe_engine_free(e);
 }
 END_TEST
 
@@ -705,6 +807,8 @@ static Suite *run_suite(void) {
   tcase_add_test(tc, header_chain_allocates_nothing_per_request);
   tcase_add_test(tc, python_steps_go_in_batches);
   tcase_add_test(tc, pending_batch_resumes);
+  tcase_add_test(tc, run_phases_sends_one_batch_across_phases);
+  tcase_add_test(tc, pending_batch_resumes_into_the_next_phase);
   tcase_add_test(tc, python_steps_without_backend);
   suite_add_tcase(s, tc);
   return s;

@@ -112,6 +112,20 @@ PE_API size_t pe_dispatcher_pending(const pe_dispatcher *d);
 PE_API int pe_chain_run_async(const pe_chain *chain, pe_exchange *ex, pe_phase phase,
                               pe_dispatcher *d, pe_run_done_fn done, void *user_data);
 
+/**
+ * Runs the phases @p first to @p last of @p chain on @p ex as one
+ * non-blocking run: pe_chain_run_phases() (one batch, one round trip, for
+ * the Python steps that end one phase and start the next) with the
+ * completion of pe_chain_run_async(). @p done is called once, after
+ * @p last.
+ *
+ * @return as pe_chain_run_async(); PE_ERR_INVALID_ARGUMENT also when
+ *         @p first > @p last.
+ */
+PE_API int pe_chain_run_phases_async(const pe_chain *chain, pe_exchange *ex, pe_phase first,
+                                     pe_phase last, pe_dispatcher *d, pe_run_done_fn done,
+                                     void *user_data);
+
 #ifdef __cplusplus
 }
 #endif

@@ -106,3 +106,21 @@ class IgnoreTerm(policyexec.Policy):
     def on_request_headers(self, ctx):
         import signal
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class ResponseTrace(policyexec.Policy):
+    """Tells what each response phase shows: the headers phase records
+    whether it sees the body (it must not) and the status; the body phase
+    copies the trace header into the body, so a run of both phases in one
+    batch shows that the body step saw the header step's edit."""
+
+    name = "test-response-trace"
+    version = "1.0.0"
+
+    def on_response_headers(self, ctx):
+        seen = "none" if ctx.response_body is None else "body"
+        ctx.response_headers.add("x-trace", f"{ctx.phase}:{seen}:{ctx.status}")
+
+    def on_response_body(self, ctx):
+        trace = ",".join(ctx.response_headers.getall("x-trace", []))
+        ctx.response_body = f"[{ctx.phase}:{trace}]".encode() + ctx.response_body
