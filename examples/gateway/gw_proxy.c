@@ -2,10 +2,16 @@
  * The request flow, as a continuation-passing state machine:
  *
  *   client request -> route -> [request headers] -> [request body]
- *     -> upstream request -> upstream head -> [response headers]
- *     -> stream the body, or buffer it -> [response body] -> reply
+ *     -> upstream request -> upstream head
+ *     -> [response headers] -> stream the body, or, when the chain needs
+ *        the response body: buffer it -> [response headers + body] -> reply
  *
- * Each [phase] runs through pe_chain_run_async(): it either completes at
+ * A buffered response reaches the client only after the body phase, so
+ * both response phases wait for the whole body and run as one
+ * (pe_chain_run_phases_async): their Python steps cost one round trip to
+ * a worker, not two.
+ *
+ * Each [phase] runs through pe_chain_run_phases_async(): it either completes at
  * once (native policies) and the flow goes straight on, or returns
  * PE_PENDING (a Python batch in flight) and the flow resumes from the
  * thread's dispatcher callback. Either way the next step is the same
@@ -51,7 +57,7 @@ struct gw_request {
   unsigned phase_pending : 1;
   unsigned in_upstream_cb : 1; /* inside an upstream callback */
   unsigned drop_upstream : 1;  /* tell the upstream callback to return -1 */
-  unsigned headers_done : 1;   /* the response-headers step is over */
+  unsigned headers_done : 1;   /* body bytes may go to the client or exchange */
   unsigned streaming : 1;      /* the response is started; body bytes pass through */
   unsigned client_done : 1;    /* the client has its whole answer */
   unsigned paused : 1;         /* upstream reads paused for a slow client */
@@ -155,15 +161,18 @@ static void on_phase_done(pe_exchange *ex, int rc, void *user_data) {
     r->resume(r);
 }
 
-/* Runs @p phase if the chain has steps there, then continues with @p next,
- * now or once the dispatcher completes the phase. */
-static void run_phase(gw_request *r, pe_phase phase, gw_next_fn next) {
-  if (!(r->route->phases & PE_PHASE_BIT(phase))) {
+/* Runs phases @p first to @p last if the chain has steps there, then
+ * continues with @p next, now or once the dispatcher completes them. */
+static void run_phases(gw_request *r, pe_phase first, pe_phase last, gw_next_fn next) {
+  unsigned wanted = 0;
+  for (unsigned p = first; p <= last; p++)
+    wanted |= PE_PHASE_BIT(p);
+  if (!(r->route->phases & wanted)) {
     next(r);
     return;
   }
-  int rc =
-      pe_chain_run_async(r->route->chain, r->ex, phase, r->thread->dispatcher, on_phase_done, r);
+  int rc = pe_chain_run_phases_async(r->route->chain, r->ex, first, last, r->thread->dispatcher,
+                                     on_phase_done, r);
   if (rc == PE_PENDING) {
     r->resume = next;
     r->phase_pending = 1;
@@ -171,12 +180,16 @@ static void run_phase(gw_request *r, pe_phase phase, gw_next_fn next) {
   }
   if (rc < 0) { /* nothing ran: answer as a closed failure would */
     pe_engine_log(r->thread->ctx->engine, PE_LOG_ERROR, "api %s: %s phase not run: %s",
-                  r->route->spec.name, pe_phase_name(phase), pe_strerror(rc));
+                  r->route->spec.name, pe_phase_name(first), pe_strerror(rc));
     pe_exchange_respond(r->ex, rc == PE_ERR_BUSY ? 503 : 500,
                         rc == PE_ERR_BUSY ? PE_LIT("policy workers busy\n")
                                           : PE_LIT("policy error\n"));
   }
   next(r);
+}
+
+static void run_phase(gw_request *r, pe_phase phase, gw_next_fn next) {
+  run_phases(r, phase, phase, next);
 }
 
 static int responded(const gw_request *r) {
@@ -217,7 +230,7 @@ static void finish_buffered_response(gw_request *r) {
     maybe_finish(r);
     return;
   }
-  run_phase(r, PE_PHASE_RESPONSE_BODY, after_response_body);
+  run_phases(r, PE_PHASE_RESPONSE_HEADERS, PE_PHASE_RESPONSE_BODY, after_response_body);
 }
 
 static void end_stream(gw_request *r) {
@@ -245,8 +258,9 @@ static void start_streaming(gw_request *r) {
   }
 }
 
-/* After the response-headers phase (or straight after the upstream's head
- * when the chain has no step there). May finish @p r. */
+/* After the response-headers phase of a streamed response (or straight
+ * after the upstream's head when the chain has no step there). May finish
+ * @p r. */
 static void after_response_headers(gw_request *r) {
   r->headers_done = 1;
   if (responded(r)) {
@@ -254,23 +268,6 @@ static void after_response_headers(gw_request *r) {
     drop_upstream(r);
     if (!r->drop_upstream)
       maybe_finish(r);
-    return;
-  }
-  if (r->route->needs & PE_NEEDS_RESPONSE_BODY) {
-    if (r->held.len > 0) {
-      int rc =
-          pe_exchange_body_append(r->ex, PE_RESPONSE, pe_bytes(gw_buf_ptr(&r->held), r->held.len));
-      gw_buf_free(&r->held);
-      if (rc < 0) {
-        reply_error(r, 502, "bad gateway: upstream response too large\n");
-        drop_upstream(r);
-        if (!r->drop_upstream)
-          maybe_finish(r);
-        return;
-      }
-    }
-    if (r->upstream_state == UPSTREAM_DONE)
-      finish_buffered_response(r);
     return;
   }
   start_streaming(r);
@@ -291,6 +288,10 @@ static int on_upstream_head(void *user, const gw_head *head) {
       framing == GW_BODY_LENGTH || bodiless(r, head->status) || gw_http_find(head, "content-length")
           ? GW_LENGTH_AS_IS
           : GW_LENGTH_CHUNKED;
+  if (r->route->needs & PE_NEEDS_RESPONSE_BODY) {
+    r->headers_done = 1; /* the body goes to the exchange; phases at its end */
+    return 0;
+  }
   r->in_upstream_cb = 1;
   run_phase(r, PE_PHASE_RESPONSE_HEADERS, after_response_headers);
   r->in_upstream_cb = 0;
