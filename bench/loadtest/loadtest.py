@@ -58,6 +58,9 @@ def parse_args(argv):
     ap.add_argument("--backend-workers", type=int, default=1, help="echo nginx worker processes")
     ap.add_argument("--py-workers", type=int, default=2, help="policyexec-pyworker processes")
     ap.add_argument("--py-timeout-ms", type=int, default=1000)
+    ap.add_argument("--no-sched-batch", action="store_true",
+                    help="run the gateway and its workers under the normal scheduling policy "
+                         "instead of SCHED_BATCH (the sample config's choice)")
     ap.add_argument("--allow-cpu-idle", action="store_true",
                     help="do not hold /dev/cpu_dma_latency at 0 (idle vCPUs then halt, and "
                          "their wake-up time shows in low-concurrency figures)")

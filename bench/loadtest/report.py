@@ -40,6 +40,8 @@ def _environment(run):
                  if o.get("max_requests") else "")],
              ["Gateway threads (= nginx proxy workers)", o.get("gateway_threads")],
              ["Python workers", o.get("py_workers")],
+             ["Gateway scheduling policy", "normal (--no-sched-batch)" if o.get("no_sched_batch")
+              else "SCHED_BATCH (sample config)"],
              ["wrk threads", f"{o.get('wrk_threads')} (at most one per connection)"],
              ["Echo backend", f"nginx + echo module, {o.get('backend_workers')} worker process(es)"],
              ["Resource sampling", f"every {o.get('sample_interval')} s from /proc"],

@@ -255,7 +255,7 @@ static int load_python(gw_config *cfg, json_t *py, const char *dir, char *err, s
 
 static int load_root(gw_config *cfg, json_t *root, const char *dir, char *err, size_t err_size) {
   static const char *const allowed[] = {
-      "listen",  "admin", "threads", "cpu_affinity",        "python",
+      "listen",  "admin", "threads", "cpu_affinity",        "sched_batch", "python",
       "plugins", "apis",  "limits",  "upstream_timeout_ms", NULL};
   static const char *const limit_keys[] = {"header_count", "header_bytes", "body_bytes", NULL};
   if (!json_is_object(root))
@@ -281,6 +281,10 @@ static int load_root(gw_config *cfg, json_t *root, const char *dir, char *err, s
   if (affinity && !json_is_boolean(affinity))
     return fail(err, err_size, "\"cpu_affinity\" must be true or false");
   cfg->cpu_affinity = json_is_true(affinity);
+  json_t *batch = json_object_get(root, "sched_batch");
+  if (batch && !json_is_boolean(batch))
+    return fail(err, err_size, "\"sched_batch\" must be true or false");
+  cfg->sched_batch = json_is_true(batch);
 
   json_t *limits = json_object_get(root, "limits");
   if (limits) {

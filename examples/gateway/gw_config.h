@@ -26,6 +26,7 @@ typedef struct gw_config {
   uint16_t admin_port;
   unsigned threads; /* 0: one per online CPU */
   int cpu_affinity; /* pin loop thread i and Python worker i to CPU i */
+  int sched_batch;  /* run the gateway and its workers under SCHED_BATCH */
   uint32_t upstream_timeout_ms;
 
   int python_enabled; /* a "python" object was given */

@@ -81,7 +81,8 @@ def run(opts, profile, size, concurrency, cell_dir):
         else:
             target, admin_port = procs.free_port(), procs.free_port()
             cfg = gateway.config(opts.build_dir, opts.source_dir, target, admin_port,
-                                 opts.gateway_threads, opts.py_workers, opts.py_timeout_ms)
+                                 opts.gateway_threads, opts.py_workers, opts.py_timeout_ms,
+                                 not opts.no_sched_batch)
             gw = gateway.start(opts.build_dir, opts.source_dir,
                                os.path.join(cell_dir, "gateway"), cfg)
             started.append(gw)

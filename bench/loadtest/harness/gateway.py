@@ -29,7 +29,8 @@ def missing(build_dir, source_dir):
     return [f for f in need if not os.path.exists(f)]
 
 
-def config(build_dir, source_dir, port, admin_port, threads, py_workers, py_timeout_ms):
+def config(build_dir, source_dir, port, admin_port, threads, py_workers, py_timeout_ms,
+           sched_batch=True):
     """The gateway's config file: listeners, engine, no API yet (the cell
     creates it through the admin API). Every gateway profile uses the same
     config, as one deployed gateway would: the Python pool starts even for
@@ -42,6 +43,9 @@ def config(build_dir, source_dir, port, admin_port, threads, py_workers, py_time
         # As in examples/gateway/sample-config.json: loop thread i and Python
         # worker i pinned to CPU i (the nginx anchor pins its workers too).
         "cpu_affinity": True,
+        # As in the sample config: SCHED_BATCH for the gateway and its
+        # workers (--no-sched-batch turns it off, for comparison).
+        "sched_batch": sched_batch,
         # The worker of the same build dir, named so a stale installed one
         # can never be picked up instead.
         "python": {"workers": py_workers, "timeout_ms": py_timeout_ms,

@@ -31,6 +31,7 @@ def entry(run, note):
              f"- Cells: {len(run.records)} ({sum(r.get('status') == 'ok' for r in run.records)} ran); "
              f"warm-up {o.get('warmup')} s, measured {o.get('duration')} s; "
              f"gateway threads {o.get('gateway_threads')}, Python workers {o.get('py_workers')}, "
+             f"{'normal scheduling' if o.get('no_sched_batch') else 'SCHED_BATCH'}, "
              f"wrk threads {o.get('wrk_threads')}."]
     if peak is not None:
         figures = []

@@ -90,8 +90,9 @@ class Setup:
         }
         if python:
             config["python"] = {"workers": 2, "timeout_ms": 2000, "paths": [args.python_paths]}
-            # Pinned threads and workers, as in the sample config.
+            # Pinned threads and workers under SCHED_BATCH, as in the sample config.
             config["cpu_affinity"] = True
+            config["sched_batch"] = True
         if limits:
             config["limits"] = limits
         if upstream_timeout_ms:
@@ -291,6 +292,17 @@ def scenario_smoke(args):
         if python:
             check("policyexec_python_worker_restarts_total" in text,
                   "/metrics lacks the worker restarts")
+            # sched_batch: the gateway's threads and its workers inherit it.
+            pid = gw.gateway.pid
+            tids = [int(t) for t in os.listdir("/proc/%d/task" % pid)]
+            children = []
+            for tid in tids:
+                with open("/proc/%d/task/%d/children" % (pid, tid)) as f:
+                    children += [int(c) for c in f.read().split()]
+            check(len(children) == 2, "expected 2 python workers, found %r" % children)
+            for who in tids + children:
+                check(os.sched_getscheduler(who) == os.SCHED_BATCH,
+                      "thread/process %d is not under SCHED_BATCH" % who)
 
 
 def scenario_admin(args):
@@ -475,13 +487,36 @@ def backend_busy(port):
     return False
 
 
+def scenario_config(args):
+    """Bad configuration files: a clear message on stderr and exit status 1,
+    before anything starts."""
+    cases = [
+        ("not json", "{", "gateway.json"),
+        ("a bad member", {"listen": "127.0.0.1:1", "bogus": 1}, "bogus"),
+        ("a bad cpu_affinity", {"cpu_affinity": "yes"}, '"cpu_affinity" must be true or false'),
+        ("a bad sched_batch", {"sched_batch": 1}, '"sched_batch" must be true or false'),
+        ("a bad threads", {"threads": -1}, "threads"),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "gateway.json")
+        for what, config, expected in cases:
+            with open(path, "w") as f:
+                f.write(config if isinstance(config, str) else json.dumps(config))
+            run = subprocess.run([args.gateway, "--config", path], capture_output=True,
+                                 text=True, timeout=30)
+            check(run.returncode == 1, "%s: exit status %d" % (what, run.returncode))
+            check(expected in run.stderr, "%s: stderr %r lacks %r" % (what, run.stderr, expected))
+            print("%s: refused (%s)" % (what, run.stderr.strip()))
+
+
 def main():
     parser = argparse.ArgumentParser(description="policyexec-gateway end-to-end tests")
     parser.add_argument("--gateway", required=True)
     parser.add_argument("--plugin", required=True)
     parser.add_argument("--python-paths", required=True)
     parser.add_argument("--python-available", default="OFF")
-    parser.add_argument("scenario", choices=["smoke", "admin", "errors", "chunked", "shutdown"])
+    parser.add_argument("scenario", choices=["smoke", "admin", "errors", "chunked", "shutdown",
+                                                 "config"])
     args = parser.parse_args()
     args.python_available = args.python_available.upper() in ("ON", "1", "TRUE", "YES")
     args.gateway = os.path.abspath(args.gateway)
