@@ -332,6 +332,11 @@ typedef struct pe__backend_ops {
   void (*shutdown)(struct pe__backend *be);
 } pe__backend_ops;
 
+/* pe_py_dispatch.c: cancels ex's pending async run on dispatcher d (a
+ * pe_dispatcher *) without calling its done callback: the worker's reply,
+ * when it comes, is dropped. Returns whether ex was found pending there. */
+bool pe__dispatch_forget(void *d, pe_exchange *ex);
+
 /* Continues ex->run from ex->run.phase / pos up to ex->run.last; returns
  * PE_OK or PE_PENDING. */
 int pe__run_continue(pe_exchange *ex);

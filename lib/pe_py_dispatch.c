@@ -103,10 +103,13 @@ static void call_put(pe_dispatcher *d, pe__py_call *k) {
 }
 
 /* Ends a call whose outcome has been applied: resumes its run and, if the
- * phase is complete, calls its done callback. Returns 1 if it completed. */
+ * phase is complete, calls its done callback. Returns 1 if it completed.
+ * A call whose exchange was freed meanwhile (ex NULL) just ends. */
 static int complete(pe_dispatcher *d, pe__py_call *k) {
   pe_exchange *ex = k->ex;
   call_put(d, k);
+  if (!ex)
+    return 0;
   d->pending--;
   ex->run.pending = false;
   int rc = pe__run_continue(ex);
@@ -188,6 +191,10 @@ static int conn_fail(pe_dispatcher *d, pe__py_conn *c, int rc, pe_step_outcome o
     calls = k->next;
     pe__py_inflight_give(d->engine->backend, k->worker);
     pe_exchange *ex = k->ex;
+    if (!ex) {
+      call_put(d, k);
+      continue;
+    }
     if (now_ns && k->deadline_ns <= now_ns) {
       pe__errmsg_set(timed_out, "no answer from python worker %zu in time (worker replaced)",
                      w->index);
@@ -357,7 +364,8 @@ static int process_conn(pe_dispatcher *d, pe__py_conn *c) {
       c->tail = NULL;
     c->calls--;
     pe__py_inflight_give(d->engine->backend, k->worker);
-    pe__py_apply_reply(k->ex, &k->batch, resp);
+    if (k->ex)
+      pe__py_apply_reply(k->ex, &k->batch, resp);
     pe__py_conn_consume(c);
     completed += complete(d, k);
     if (c->fd < 0)
@@ -412,6 +420,27 @@ int pe_dispatcher_dispatch(pe_dispatcher *d) {
   for (int i = 0; i < n; i++)
     completed += ev[i].data.ptr == d ? process_timer(d) : process_conn(d, ev[i].data.ptr);
   return completed;
+}
+
+static bool forget_in(pe__py_conn *c, const pe_exchange *ex) {
+  for (pe__py_call *k = c ? c->head : NULL; k; k = k->next)
+    if (k->ex == ex) {
+      k->ex = NULL; /* the call stays in line: its reply is still due */
+      return true;
+    }
+  return false;
+}
+
+bool pe__dispatch_forget(void *dispatcher, pe_exchange *ex) {
+  pe_dispatcher *d = dispatcher;
+  bool found = false;
+  for (size_t i = 0; i < d->nslots && !found; i++)
+    found = forget_in(d->slots[i], ex);
+  for (pe__py_conn *c = d->retired; c && !found; c = c->next)
+    found = forget_in(c, ex);
+  if (found)
+    d->pending--;
+  return found;
 }
 
 /* ---- lifetime ---- */

@@ -211,6 +211,45 @@ START_TEST(free_cancels_pending_runs) {
 }
 END_TEST
 
+/* Freeing an exchange whose run is pending cancels that run: no callback,
+ * no leak, and the late reply does not disturb the runs behind it. */
+START_TEST(exchange_free_cancels_its_run) {
+  pe_test_alloc alloc = {0};
+  py_config cfg = {.workers = 1};
+  pe_engine *e = py_engine_with(&alloc, cfg);
+  pe_chain *c = py_chain(e, python4);
+  pe_dispatcher *d = NULL;
+  ck_assert_int_eq(pe_dispatcher_new(&d, e), PE_OK);
+  pe_exchange *gone = py_exchange(e), *kept = py_exchange(e);
+  ck_assert_int_eq(pe_exchange_body_set(gone, PE_REQUEST, PE_LIT("a")), PE_OK);
+  ck_assert_int_eq(pe_exchange_body_set(kept, PE_REQUEST, PE_LIT("b")), PE_OK);
+  atomic_int gone_done = 0, kept_done = 0;
+  ck_assert_int_eq(pe_chain_run_async(c, gone, PE_PHASE_REQUEST_BODY, d, count_done, &gone_done),
+                   PE_PENDING);
+  ck_assert_int_eq(pe_chain_run_async(c, kept, PE_PHASE_REQUEST_BODY, d, count_done, &kept_done),
+                   PE_PENDING);
+  ck_assert_uint_eq(pe_dispatcher_pending(d), 2);
+  pe_exchange_free(gone);
+  ck_assert_uint_eq(pe_dispatcher_pending(d), 1);
+  ck_assert_int_eq(pe_test_log_contains("leaked"), 0);
+  py_drive(d, &kept_done, 10000);
+  ck_assert_slice_eq(pe_exchange_body(kept, PE_REQUEST), "[sample-request-body]b");
+  ck_assert_int_eq(atomic_load(&gone_done), 0);
+  ck_assert_uint_eq(pe_dispatcher_pending(d), 0);
+  /* The connection is in step: another run on it completes normally. */
+  ck_assert_int_eq(pe_exchange_reset(kept), PE_OK);
+  ck_assert_int_eq(pe_exchange_body_set(kept, PE_REQUEST, PE_LIT("c")), PE_OK);
+  run_phase(d, c, kept, PE_PHASE_REQUEST_BODY);
+  ck_assert_slice_eq(pe_exchange_body(kept, PE_REQUEST), "[sample-request-body]c");
+  ck_assert_uint_eq(pe_engine_python_restarts(e), 0);
+  pe_exchange_free(kept);
+  pe_dispatcher_free(d);
+  pe_chain_free(c);
+  pe_engine_free(e);
+  ck_assert_int_eq(alloc.allocs, alloc.frees);
+}
+END_TEST
+
 /* ---- two host threads, each with its own dispatcher ---- */
 
 #define RUNS_PER_THREAD 200
@@ -346,6 +385,7 @@ int main(void) {
   tcase_add_test(tc, timeout_through_timer);
   tcase_add_test(tc, worker_killed_in_flight);
   tcase_add_test(tc, free_cancels_pending_runs);
+  tcase_add_test(tc, exchange_free_cancels_its_run);
   tcase_add_test(tc, two_threads_two_dispatchers);
   suite_add_tcase(s, tc);
   return pe_test_run_suite(s);

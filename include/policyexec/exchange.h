@@ -44,7 +44,12 @@ typedef enum pe_verdict {
  */
 PE_API int pe_exchange_new(pe_exchange **out, pe_engine *engine);
 
-/** Frees @p ex. NULL is a no-op. Must not be called while a phase is pending. */
+/**
+ * Frees @p ex. NULL is a no-op. A phase of @p ex still pending
+ * (pe_chain_run_async()) is cancelled: its done callback is never called,
+ * and the worker's reply is dropped when it comes. In that case call this
+ * on the dispatcher's thread, like anything else touching that run.
+ */
 PE_API void pe_exchange_free(pe_exchange *ex);
 
 /**
