@@ -39,7 +39,7 @@ static void phase_done(pe_exchange *ex, int rc, void *user_data) {
     bh_record_failure(s->t, "async run completed with %s", pe_strerror(rc));
     s->t->error = 1;
   }
-  s->phase++;
+  s->phase = s->phase == PE_PHASE_RESPONSE_HEADERS ? PE_PHASE_COUNT : s->phase + 1;
   advance(s);
 }
 
@@ -74,7 +74,11 @@ static void advance(slot *s) {
         s->busy = false;
         return;
       }
-      int rc = pe_chain_run_async(s->t->chain, s->ex, (pe_phase)s->phase, s->d, phase_done, s);
+      /* The response phases run as one, as in the blocking driver. */
+      pe_phase last =
+          s->phase == PE_PHASE_RESPONSE_HEADERS ? PE_PHASE_RESPONSE_BODY : (pe_phase)s->phase;
+      int rc = pe_chain_run_phases_async(s->t->chain, s->ex, (pe_phase)s->phase, last, s->d,
+                                         phase_done, s);
       if (rc == PE_PENDING)
         return;
       if (rc == PE_ERR_BUSY)
@@ -85,7 +89,7 @@ static void advance(slot *s) {
         s->busy = false;
         return;
       }
-      s->phase++;
+      s->phase = last + 1;
       continue;
     }
     uint64_t end = bh_now_ns();
