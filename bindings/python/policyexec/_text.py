@@ -49,16 +49,32 @@ def as_text(value, what):
     raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
 
 
+# Header names (exactly str) already found valid -> their lowercase: policies
+# set the same few names over and over. Bounded: cleared when full.
+_VALID_NAMES = {}
+_VALID_NAMES_MAX = 256
+
+
 def header_name(name):
     """Validates a header name; returns (name, lowercased name)."""
+    if type(name) is str:
+        lname = _VALID_NAMES.get(name)
+        if lname is not None:
+            return name, lname
     name = as_text(name, "header name")
     if not _TOKEN.fullmatch(name):
         raise ValueError(f"invalid header name {name!r}: not an RFC 9110 token")
-    return name, name.lower()
+    lname = name.lower()
+    if len(_VALID_NAMES) >= _VALID_NAMES_MAX:
+        _VALID_NAMES.clear()
+    _VALID_NAMES[name] = lname
+    return name, lname
 
 
 def header_value(value):
     """Validates a header value (no CR, LF or NUL); returns it as str."""
+    if type(value) is str and value.isascii() and value.isprintable():
+        return value  # printable ASCII: no CR, LF, NUL, nor a lone surrogate
     value = as_text(value, "header value")
     if _FORBIDDEN_IN_VALUE.search(value):
         raise ValueError(f"invalid header value {value!r}: contains CR, LF or NUL")

@@ -12,14 +12,17 @@ import sys
 import traceback
 
 from . import policy as _policy
-from .context import Context
+from .context import UNCHANGED, Context
 
 # realpath of each imported module file (imported once per process).
 _loaded = set()
-# instance_id -> (name@version, bound phase methods or None, by phase).
+# instance_id -> (the bound method of each phase or None, ..., name@version):
+# entry[phase] is the hook of a phase (0..3), entry[4] the key for errors.
 _instances = {}
 
-_NOTHING = (True, None, None, None, None, 0, None, None, None)
+_NOTHING = UNCHANGED
+_FAILED_TAIL = _NOTHING[2:]
+_from_wire = Context._from_wire
 _MAX_ERROR = 4000
 _TRACEBACK_FRAMES = 3
 
@@ -80,10 +83,10 @@ def create(instance_id, name, version, params_json):
         return f"{key}: {exc}"
     except Exception as exc:
         return f"{key}: {type(exc).__name__}: {exc}"
-    methods = []
-    for phase, method in enumerate(_policy.PHASE_METHODS):
-        methods.append(getattr(instance, method) if cls.phases() & (1 << phase) else None)
-    _instances[instance_id] = (key, methods)
+    phases = cls.phases()
+    _instances[instance_id] = tuple(
+        getattr(instance, method) if phases & (1 << phase) else None
+        for phase, method in enumerate(_policy.PHASE_METHODS)) + (key,)
     return None
 
 
@@ -113,15 +116,15 @@ def run(phase, instance_ids, fail_open, method, path, authority, status,
         if entry is None:
             raise LookupError(f"unknown instance {instance_id}")
         steps.append(entry)
-    ctx = Context._from_wire(phase, method, path, authority, status, request_headers,
-                             response_headers, request_body, response_body, metadata)
+    ctx = _from_wire(phase, method, path, authority, status, request_headers,
+                     response_headers, request_body, response_body, metadata)
     results = []
-    for index, (key, methods) in enumerate(steps):
+    for index, entry in enumerate(steps):
         if step_phases is not None:
             # The context follows the step: what it lets the policy see and
             # set (bodies, status, request line) depends on the phase.
             phase = ctx.phase = step_phases[index]
-        hook = methods[phase]
+        hook = entry[phase]
         if hook is None:
             results.append(_NOTHING)
             continue
@@ -130,7 +133,7 @@ def run(phase, instance_ids, fail_open, method, path, authority, status,
             result = ctx._commit()
         except BaseException as exc:  # even SystemExit: a policy never stops the worker
             ctx._rollback()
-            results.append((False, _describe(key, exc)) + _NOTHING[2:])
+            results.append((False, _describe(entry[4], exc)) + _FAILED_TAIL)
             if index >= len(fail_open) or not fail_open[index]:
                 break
             continue

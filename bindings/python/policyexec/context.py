@@ -18,6 +18,9 @@ BODY_PREFIX = 0
 BODY_SUFFIX = 1
 BODY_REPLACE = 2
 
+# The result of a step that changed nothing (see Context._commit).
+UNCHANGED = (True, None, None, None, None, 0, None, None, None)
+
 
 class Context:
     """The exchange as a policy sees it during one phase.
@@ -50,8 +53,7 @@ class Context:
     __slots__ = (
         "phase", "_method", "_path", "_authority", "_status",
         "_rq_flat", "_rs_flat", "_rq", "_rs", "_meta_flat", "_meta",
-        "_rq_body", "_rs_body", "_respond",
-        "_method0", "_path0", "_status0", "_rq_body0", "_rs_body0",
+        "_rq_body", "_rs_body", "_respond", "_saved",
     )
 
     def __init__(self, phase=REQUEST_HEADERS, method="GET", path="/", authority="",
@@ -96,7 +98,7 @@ class Context:
         self._rq = self._rs = self._meta = None
         self._rq_body = rq_body
         self._rs_body = rs_body
-        self._begin()
+        self._respond = self._saved = None
         return self
 
     # ---- request line and status ----
@@ -109,7 +111,9 @@ class Context:
     @method.setter
     def method(self, value):
         self._request_phase_only("method")
-        self._method = _text.method(value)
+        value = _text.method(value)
+        self._save()
+        self._method = value
 
     @property
     def path(self):
@@ -119,7 +123,9 @@ class Context:
     @path.setter
     def path(self, value):
         self._request_phase_only("path")
-        self._path = _text.path(value)
+        value = _text.path(value)
+        self._save()
+        self._path = value
 
     @property
     def authority(self):
@@ -135,7 +141,9 @@ class Context:
     def status(self, value):
         if self.phase < RESPONSE_HEADERS:
             raise RuntimeError("status can only be set in a response phase")
-        self._status = _text.status(value)
+        value = _text.status(value)
+        self._save()
+        self._status = value
 
     def _request_phase_only(self, what):
         if self.phase > REQUEST_BODY:
@@ -182,7 +190,10 @@ class Context:
     def request_body(self, value):
         if self.phase != REQUEST_BODY or self._rq_body is None:
             raise RuntimeError("the request body is not available in this phase")
-        self._rq_body = _text.body(value, "request body")
+        value = _text.body(value, "request body")
+        if self._saved is None:
+            self._saved = (self._method, self._path, self._status, self._rq_body, self._rs_body)
+        self._rq_body = value
 
     @property
     def response_body(self):
@@ -193,7 +204,10 @@ class Context:
     def response_body(self, value):
         if self.phase != RESPONSE_BODY or self._rs_body is None:
             raise RuntimeError("the response body is not available in this phase")
-        self._rs_body = _text.body(value, "response body")
+        value = _text.body(value, "response body")
+        if self._saved is None:
+            self._saved = (self._method, self._path, self._status, self._rq_body, self._rs_body)
+        self._rs_body = value
 
     # ---- answering at once ----
 
@@ -223,39 +237,63 @@ class Context:
 
     # ---- step boundaries, used by the worker ----
 
+    # What a step may change besides headers and metadata (request line,
+    # status, bodies) is saved by its first change, in ``_saved``: a step
+    # that changes none of it costs no bookkeeping. Headers and metadata
+    # keep their own undo logs.
+
+    def _save(self):
+        """Called before a change of the request line, status or a body:
+        remembers their values at the start of the step, once per step."""
+        if self._saved is None:
+            self._saved = (self._method, self._path, self._status, self._rq_body, self._rs_body)
+
     def _begin(self):
-        """Starts a step: remembers what the step may change."""
-        self._method0 = self._method
-        self._path0 = self._path
-        self._status0 = self._status
-        self._rq_body0 = self._rq_body
-        self._rs_body0 = self._rs_body
+        """Starts a step: nothing changed yet."""
+        self._saved = None
         self._respond = None
 
     def _commit(self):
         """Ends a step that returned: its net effect as the tuple the worker
         turns into a StepResult, then starts the next step."""
-        headers = []
-        if self._rq is not None:
-            self._rq._commit(headers)
-        if self._rs is not None:
-            self._rs._commit(headers)
-        meta = None
-        if self._meta is not None:
-            meta = []
-            self._meta._commit(meta)
-        bodies = None
-        if self._rq_body is not self._rq_body0 and self._rq_body != self._rq_body0:
-            bodies = [_body_edit(SIDE_REQUEST, self._rq_body0, self._rq_body)]
-        if self._rs_body is not self._rs_body0 and self._rs_body != self._rs_body0:
-            edit = _body_edit(SIDE_RESPONSE, self._rs_body0, self._rs_body)
-            bodies = [edit] if bodies is None else bodies + [edit]
-        status = self._status if self._status != self._status0 else 0
-        method = _text.encode(self._method) if self._method != self._method0 else None
-        path = _text.encode(self._path) if self._path != self._path0 else None
+        rq = self._rq
+        rs = self._rs
+        meta = self._meta
+        saved = self._saved
         respond = self._respond
-        self._begin()
-        return (True, None, headers or None, bodies, meta or None, status, method, path,
+        if (saved is None and respond is None and (rq is None or not rq._undo)
+                and (rs is None or not rs._undo) and (meta is None or not meta._undo)):
+            return UNCHANGED  # the common "looked but did not touch" step
+        headers = []
+        if rq is not None and rq._undo:
+            rq._commit(headers)
+        if rs is not None and rs._undo:
+            rs._commit(headers)
+        meta_edits = None
+        if meta is not None and meta._undo:
+            meta_edits = []
+            meta._commit(meta_edits)
+        bodies = None
+        status = 0
+        method = path = None
+        if saved is not None:
+            method0, path0, status0, rq_body0, rs_body0 = saved
+            rq_body = self._rq_body
+            rs_body = self._rs_body
+            if rq_body is not rq_body0 and rq_body != rq_body0:
+                bodies = [_body_edit(SIDE_REQUEST, rq_body0, rq_body)]
+            if rs_body is not rs_body0 and rs_body != rs_body0:
+                edit = _body_edit(SIDE_RESPONSE, rs_body0, rs_body)
+                bodies = [edit] if bodies is None else bodies + [edit]
+            if self._status != status0:
+                status = self._status
+            if self._method != method0:
+                method = _text.encode(self._method)
+            if self._path != path0:
+                path = _text.encode(self._path)
+            self._saved = None
+        self._respond = None
+        return (True, None, headers or None, bodies, meta_edits or None, status, method, path,
                 respond)
 
     def _rollback(self):
@@ -266,11 +304,10 @@ class Context:
             self._rs._rollback()
         if self._meta is not None:
             self._meta._rollback()
-        self._method = self._method0
-        self._path = self._path0
-        self._status = self._status0
-        self._rq_body = self._rq_body0
-        self._rs_body = self._rs_body0
+        saved = self._saved
+        if saved is not None:
+            self._method, self._path, self._status, self._rq_body, self._rs_body = saved
+            self._saved = None
         self._respond = None
 
 

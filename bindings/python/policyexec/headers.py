@@ -1,6 +1,7 @@
 """Headers: the multi-valued, case-insensitive header map a policy edits."""
 
 from . import _text
+from ._text import _VALID_NAMES
 
 _MISSING = object()
 
@@ -43,15 +44,15 @@ class Headers:
         self = cls.__new__(cls)
         names = {}
         values = {}
-        for i in range(0, len(flat), 2):
-            name = flat[i]
+        it = iter(flat)
+        for name in it:
             lname = name.lower()
             old = values.get(lname)
             if old is None:
                 names[lname] = name
-                values[lname] = [flat[i + 1]]
+                values[lname] = [next(it)]
             else:
-                old.append(flat[i + 1])
+                old.append(next(it))
         self._names = names
         self._values = values
         self._undo = None
@@ -109,11 +110,22 @@ class Headers:
 
     def __setitem__(self, name, value):
         """Replaces every value of ``name`` with ``value``."""
-        name, lname = _text.header_name(name)
-        value = _text.header_value(value)
-        self._remember(lname)
-        self._names[lname] = name
-        self._values[lname] = [value]
+        # The checks of _text.header_name and header_value, inlined for the
+        # common case: a str name seen before, a printable ASCII str value.
+        lname = _VALID_NAMES.get(name) if type(name) is str else None
+        if lname is None:
+            name, lname = _text.header_name(name)
+        if not (type(value) is str and value.isascii() and value.isprintable()):
+            value = _text.header_value(value)
+        names = self._names
+        values = self._values
+        undo = self._undo
+        if undo is None:
+            self._undo = {lname: (names.get(lname), values.get(lname))}
+        elif lname not in undo:
+            undo[lname] = (names.get(lname), values.get(lname))
+        names[lname] = name
+        values[lname] = [value]
 
     def set(self, name, value):
         """Same as ``headers[name] = value``."""

@@ -4,7 +4,7 @@ import unittest
 
 import policyexec
 from policyexec import Context, Metadata
-from policyexec.context import BODY_PREFIX, BODY_REPLACE, BODY_SUFFIX
+from policyexec.context import BODY_PREFIX, BODY_REPLACE, BODY_SUFFIX, UNCHANGED
 
 
 class ContextTest(unittest.TestCase):
@@ -144,6 +144,78 @@ class ContextTest(unittest.TestCase):
         self.assertEqual((ctx.request_headers["h"], ctx.request_body, ctx.metadata["m"],
                           ctx.path, ctx.responded), ("1", b"b", "1", "/", False))
         self.assertEqual(ctx._commit(), (True, None, None, None, None, 0, None, None, None))
+
+
+
+class StepBoundaryTest(unittest.TestCase):
+    """_commit has a fast path for a step that changed nothing: it must give
+    the same results as the full comparison, step after step."""
+
+    def wire(self, phase=policyexec.REQUEST_BODY):
+        return Context._from_wire(phase, "GET", "/p", "example.com", 0, ["Host", "h"],
+                                  None, b"body", None, ["m", "1"])
+
+    def test_a_step_that_only_reads_is_unchanged(self):
+        ctx = self.wire()
+        (ctx.method, ctx.path, ctx.status, ctx.request_body, ctx.response_body)
+        (ctx.request_headers.items(), ctx.response_headers.items(), dict(ctx.metadata))
+        self.assertIs(ctx._commit(), UNCHANGED)
+        self.assertEqual(Context()._commit(), UNCHANGED)
+
+    def test_changes_undone_within_a_step_report_nothing(self):
+        ctx = self.wire()
+        ctx.request_body = b"other"
+        ctx.request_body = b"body"
+        ctx.method = "PUT"
+        ctx.method = "GET"
+        ctx.path = "/p"
+        ctx.request_headers["host"] = "x"
+        ctx.request_headers["Host"] = "h"
+        ctx.metadata["m"] = "1"
+        self.assertEqual(ctx._commit(), UNCHANGED)
+        self.assertIs(ctx._commit(), UNCHANGED)  # and the next step starts clean
+
+    def test_each_step_is_measured_from_its_own_start(self):
+        ctx = self.wire()
+        ctx.request_body = b">" + ctx.request_body
+        self.assertEqual(ctx._commit()[3], [(0, BODY_PREFIX, b">")])
+        self.assertIs(ctx._commit(), UNCHANGED)
+        ctx.request_body = b"dropped"
+        ctx.path = "/dropped"
+        ctx.request_headers["x-dropped"] = "1"
+        ctx._rollback()  # back to the start of this step, not of the exchange
+        self.assertEqual((ctx.request_body, ctx.path, "x-dropped" in ctx.request_headers),
+                         (b">body", "/p", False))
+        self.assertIs(ctx._commit(), UNCHANGED)
+        ctx.request_body += b"<"
+        ctx.method = "POST"
+        self.assertEqual(ctx._commit(), (True, None, None, [(0, BODY_SUFFIX, b"<")], None, 0,
+                                         b"POST", None, None))
+        ctx.phase = policyexec.RESPONSE_HEADERS
+        ctx.status = 201
+        self.assertEqual(ctx._commit()[5], 201)
+        ctx.status = 202
+        ctx._rollback()
+        self.assertEqual(ctx.status, 201)
+        ctx._rollback()  # nothing changed: nothing to undo
+        self.assertEqual((ctx.status, ctx.method, ctx.path), (201, "POST", "/p"))
+
+    def test_respond_alone_is_reported(self):
+        ctx = self.wire()
+        ctx.respond(204)
+        self.assertEqual(ctx._commit(), (True, None, None, None, None, 0, None, None,
+                                         (204, [], b"")))
+        self.assertIs(ctx._commit(), UNCHANGED)
+
+    def test_a_refused_change_is_not_a_change(self):
+        ctx = self.wire()
+        with self.assertRaises(ValueError):
+            ctx.path = "has space"
+        with self.assertRaises(TypeError):
+            ctx.request_body = 3
+        with self.assertRaises(ValueError):
+            ctx.request_headers["x"] = "a\nb"
+        self.assertIs(ctx._commit(), UNCHANGED)
 
 
 if __name__ == "__main__":

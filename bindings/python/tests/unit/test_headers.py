@@ -2,7 +2,7 @@
 
 import unittest
 
-from policyexec import Headers, to_bytes
+from policyexec import Headers, _text, to_bytes
 
 
 class HeadersTest(unittest.TestCase):
@@ -89,6 +89,78 @@ class HeadersTest(unittest.TestCase):
         self.assertEqual(self.h["x-tab"], "a\tb")
 
 
+class FastChecksTest(unittest.TestCase):
+    """``[]=`` checks known str names and printable ASCII values on a fast
+    path: it must accept and refuse exactly what the full checks do."""
+
+    VALUES = ["", "v", " spaced out ", "a\tb", "\x7f", "\x01", "caf\u00e9", "\u20ac",
+              "\udcff", "a\r\nb", "a\nb", "a\rb", "a\x00b", "\ud800", b"x", b"a\rb",
+              bytearray(b"y"), 3, None]
+
+    @staticmethod
+    def expected(value):
+        """The documented rule, written out: str or bytes-like, encodable,
+        and free of CR, LF and NUL."""
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("utf-8", "surrogateescape")
+        if not isinstance(value, str):
+            return TypeError
+        try:
+            value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return ValueError
+        return ValueError if any(c in value for c in "\r\n\x00") else value
+
+    def outcome(self, fn, *args):
+        try:
+            fn(*args)
+        except (TypeError, ValueError) as exc:
+            return type(exc)
+        return None
+
+    def test_values_on_fast_and_full_paths_agree(self):
+        for name in ("X-Seen", "x-seen", b"X-Seen"):  # new, then known, then bytes
+            for value in self.VALUES:
+                with self.subTest(name=name, value=value):
+                    h = Headers._from_wire(["X-Seen", "old"], 0)
+                    want = self.expected(value)
+                    if isinstance(want, type):
+                        self.assertIs(self.outcome(h.__setitem__, name, value), want)
+                        self.assertIs(self.outcome(_text.header_value, value), want)
+                        self.assertEqual(h.getall("x-seen"), ["old"])
+                        self.assertIsNone(h._undo)  # nothing to commit or roll back
+                    else:
+                        h[name] = value
+                        self.assertEqual(h.getall("X-SEEN"), [want])
+                        self.assertIs(type(h["x-seen"]), str)
+
+    def test_known_names_keep_their_checks(self):
+        h = Headers()
+        for _ in range(2):  # the second time, "X-Known" is a known name
+            h["X-Known"] = "1"
+            for bad in ["x known", "x:known", "X-Known\r\n", "X-Known\x00", ""]:
+                with self.assertRaises(ValueError):
+                    h[bad] = "v"
+        self.assertEqual(h.items(), [("X-Known", "1")])
+
+    def test_a_str_subclass_name_is_stored_as_str(self):
+        class Name(str):
+            pass
+
+        h = Headers()
+        h["x-sub"] = "1"  # known from now on
+        h[Name("X-Sub")] = "2"
+        self.assertEqual(h.items(), [("X-Sub", "2")])
+        self.assertIs(type(h.keys()[0]), str)
+
+    def test_the_known_names_are_bounded(self):
+        h = Headers()
+        for i in range(3 * _text._VALID_NAMES_MAX):
+            h[f"x-n{i}"] = "v"
+        self.assertLessEqual(len(_text._VALID_NAMES), _text._VALID_NAMES_MAX)
+        self.assertEqual(len(h), 3 * _text._VALID_NAMES_MAX)
+
+
 class ChangeTrackingTest(unittest.TestCase):
     """What the worker reports per step: net changes, full value lists."""
 
@@ -113,6 +185,23 @@ class ChangeTrackingTest(unittest.TestCase):
         self.assertEqual(sorted(self.commit()), [
             (0, b"Host", []), (0, b"X-A", [b"1", b"2", b"3"]), (0, b"X-New", [b"n"])])
         self.assertEqual(self.commit(), [])  # a new step starts clean
+
+    def test_wire_names_are_grouped_case_insensitively(self):
+        self.assertEqual(self.h.items(), [("Host", "h"), ("X-A", "1"), ("X-A", "2"),
+                                          ("X-Keep", "k")])
+        self.assertEqual(self.h.keys(), ["Host", "X-A", "X-Keep"])
+        self.assertEqual(len(Headers._from_wire((), 1)), 0)
+
+    def test_setitem_then_commit_and_rollback(self):
+        self.h["x-a"] = "only"
+        self.h["x-a"] = "only"  # the second set of a step logs nothing more
+        self.assertEqual(self.commit(), [(0, b"x-a", [b"only"])])  # []= respells
+        self.h["x-a"] = "only"  # same value: no edit
+        self.assertEqual(self.commit(), [])
+        self.h["X-A"] = "again"
+        self.h._rollback()
+        self.assertEqual(self.h.items()[1:], [("x-a", "only"), ("X-Keep", "k")])
+        self.assertEqual(self.commit(), [])
 
     def test_rollback_restores_the_step_start(self):
         self.h.add("x-a", "3")

@@ -4,7 +4,9 @@ import unittest
 
 import policyexec
 from policyexec import Policy, _worker
-from policyexec.context import BODY_PREFIX, BODY_SUFFIX
+from policyexec.context import BODY_PREFIX, BODY_SUFFIX, UNCHANGED
+
+import sample_policies
 
 RQH, RQB, RSH, RSB = (policyexec.REQUEST_HEADERS, policyexec.REQUEST_BODY,
                       policyexec.RESPONSE_HEADERS, policyexec.RESPONSE_BODY)
@@ -182,6 +184,28 @@ class WorkerRunTest(unittest.TestCase):
         ids = self.create(Trace)
         with self.assertRaisesRegex(LookupError, "unknown instance 999"):
             self.run_batch(ids + (999,), (RSH, RSB))
+
+
+    def test_the_load_test_batches(self):
+        """The two messages of the load test (bench_run.py times them)."""
+        ids = self.create(sample_policies.SampleRequestBody, sample_policies.SampleResponseHeader,
+                          sample_policies.SampleResponseHeader,
+                          sample_policies.SampleResponseBody)
+        rq = ["Host", "h", "Content-Type", "application/json", "X-Sample-Policy-Phase", "a"]
+        results = _worker.run(RQB, ids[:1], (False,), "POST", "/", "h", 0, list(rq), None,
+                              b"q" * 50, None, None, None)
+        self.assertEqual(results, [(True, None, None, [(0, BODY_PREFIX, b"[sample-request-body]")],
+                                    None, 0, None, None, None)])
+        rs = ["Content-Type", "text/plain", "x-sample-policy-phase", "a", "X-Sample-Policy-Phase",
+              "b"]
+        results = _worker.run(RSH, ids[1:], (False, False, False), "POST", "/", "h", 200, rq, rs,
+                              None, b"s" * 70, None, (RSH, RSH, RSB))
+        self.assertEqual(results, [
+            (True, None, [(1, b"x-sample-policy-phase", [b"response-header"])], None, None, 0,
+             None, None, None),
+            UNCHANGED,
+            (True, None, None, [(1, BODY_PREFIX, b"[sample-response-body]")], None, 0, None,
+             None, None)])
 
 
 if __name__ == "__main__":
