@@ -820,6 +820,44 @@ START_TEST(the_worker_ignores_pyenv_and_python_variables) {
 }
 END_TEST
 
+/* Workers share the engine's stderr: each log line must leave in one write,
+ * or lines of workers failing at the same time interleave (they did). */
+START_TEST(log_lines_of_concurrent_workers_stay_whole) {
+  enum { N = 64 };
+  int p[2];
+  ck_assert_int_eq(pipe(p), 0);
+  pid_t pids[N];
+  char bad[N][16];
+  for (int i = 0; i < N; i++) {
+    snprintf(bad[i], sizeof bad[i], "x%d", i);
+    pids[i] = fork();
+    ck_assert_int_ge(pids[i], 0);
+    if (pids[i] == 0) {
+      dup2(p[1], 2);
+      int devnull = open("/dev/null", O_WRONLY);
+      dup2(devnull, 1);
+      execl(PW_WORKER_PATH, PW_WORKER_PATH, "--max-message", bad[i], (char *)NULL);
+      _exit(127);
+    }
+  }
+  close(p[1]);
+  static char out[256 * 1024];
+  size_t len = 0;
+  for (ssize_t n; (n = read(p[0], out + len, sizeof out - 1 - len)) > 0;)
+    len += (size_t)n;
+  close(p[0]);
+  out[len] = '\0';
+  for (int i = 0; i < N; i++) {
+    int status;
+    ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    char line[64];
+    snprintf(line, sizeof line, "policyexec-pyworker: bad option --max-message %.15s\n", bad[i]);
+    ck_assert_msg(strstr(out, line), "not one whole line in the output: %s", line);
+  }
+}
+END_TEST
+
 START_TEST(the_worker_exits_with_its_parent) {
   /* A middle process starts the worker with a lifeline (the read end of a
    * pipe whose write end only the middle holds) and dies while we still
@@ -906,6 +944,7 @@ static Suite *pyworker_suite(void) {
   tcase_add_test(t, an_endless_policy_keeps_the_worker_busy_until_killed);
   tcase_add_test(t, sigterm_removes_the_socket);
   tcase_add_test(t, the_worker_ignores_pyenv_and_python_variables);
+  tcase_add_test(t, log_lines_of_concurrent_workers_stay_whole);
   tcase_add_test(t, the_worker_exits_with_its_parent);
   suite_add_tcase(s, t);
   return s;

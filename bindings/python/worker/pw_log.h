@@ -5,10 +5,9 @@
 
 #include <stdio.h>
 
-#define PW_LOG(...)                                                                                \
-  do {                                                                                             \
-    fprintf(stderr, "policyexec-pyworker: " __VA_ARGS__);                                          \
-    fputc('\n', stderr);                                                                           \
-  } while (0)
+/* One fprintf per line: glibc writes an unbuffered stream's formatted line
+ * in one write(2), so lines of workers sharing the engine's stderr do not
+ * interleave (two calls, text then newline, did). */
+#define PW_LOG(fmt, ...) fprintf(stderr, "policyexec-pyworker: " fmt "\n", ##__VA_ARGS__)
 
 #endif
