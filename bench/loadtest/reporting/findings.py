@@ -5,7 +5,7 @@ whose cells did not run is left out.
 Averages use c / TPS (Little's law), not wrk's mean: wrk's histogram carries
 coordinated-omission samples that stalls of the shared machine inflate.
 """
-from . import fmt
+from . import fmt, targets
 
 HOOKS = 4  # every policy profile has four policies
 
@@ -67,12 +67,44 @@ def findings(run):
         out.append(f"At c={hi} the gateway without policies reaches {100 * b_tps / p_tps:.0f} % "
                    f"of the nginx reverse proxy's throughput ({fmt.tps(p_tps)} req/s).")
 
+    out += _cpu_budget(run, size, hi)
+
     for big in run.extra_payloads:
         c = run.extra_concurrency[0]
         a, b = _little(run, "python-4", size, c), _little(run, "python-4", big, c)
         if a is not None and b is not None:
             out.append(f"For python-4 at c={c}, a {big}-byte body instead of {size} bytes "
                        f"changes the mean by {_sus(b - a)}.")
+    return out
+
+
+def _cpu_per_request_us(run, profile, size, c):
+    """Machine CPU (all processes, µs) per response: mean machine CPU % / TPS."""
+    r = run.ok(profile, size, c)
+    cpu = (((r or {}).get("resources") or {}).get("machine") or {}).get("cpu_pct_mean")
+    return 1e4 * cpu / r["tps"] if r and cpu and r["tps"] else None
+
+
+def _cpu_budget(run, size, c):
+    """A missed throughput target read as a CPU budget: when the machine is
+    saturated, ratio x TPS of no-policies leaves so much CPU per request for
+    the policies; compare with what they cost here."""
+    base = _cpu_per_request_us(run, "no-policies", size, c)
+    r = run.ok("no-policies", size, c)
+    cpu = (((r or {}).get("resources") or {}).get("machine") or {}).get("cpu_pct_mean")
+    out = []
+    if base is None or not cpu:
+        return out
+    for prof, ref, minimum in targets.THROUGHPUT:
+        t, cost = _tps(run, prof, size, c), _cpu_per_request_us(run, prof, size, c)
+        if ref != "no-policies" or t is None or cost is None or t >= minimum * r["tps"]:
+            continue
+        allowed = 1e4 * cpu / (minimum * r["tps"])  # same machine CPU, target TPS
+        out.append(f"At c={c}, {prof} costs {cost:.1f} µs of machine CPU per request "
+                   f"(no-policies {base:.1f} µs), so its policies add {cost - base:.1f} µs; "
+                   f"{100 * minimum:.0f} % of no-policies' throughput on the same "
+                   f"{cpu:.0f} % of CPU would leave them {allowed - base:.1f} µs. "
+                   f"Analysis of the misses: doc/BENCHMARKS.md, section Load test.")
     return out
 
 
