@@ -148,6 +148,8 @@ const char *pe_engine_errmsg(const pe_engine *engine) {
   return engine ? engine->errmsg : "";
 }
 
+static void log_v(pe_engine *e, pe_log_level level, const char *fmt, va_list ap) PE_PRINTF(3, 0);
+
 static void log_v(pe_engine *e, pe_log_level level, const char *fmt, va_list ap) {
   if (!e->opts.log || level > e->opts.log_level)
     return; /* nothing is formatted for a message nobody reads */

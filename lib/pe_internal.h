@@ -37,7 +37,7 @@
 /* ---- pe_error.c ---- */
 
 /* Formats into a fixed message buffer of PE__ERRMSG_SIZE bytes (truncating). */
-void pe__errmsg_vset(char *buf, const char *fmt, va_list ap);
+void pe__errmsg_vset(char *buf, const char *fmt, va_list ap) PE_PRINTF(2, 0);
 void pe__errmsg_set(char *buf, const char *fmt, ...) PE_PRINTF(2, 3);
 
 /* ---- pe_mem.c ---- */
