@@ -13,6 +13,7 @@ packages=(
   doxygen                              # API reference
   clang-format cppcheck                # style and static checks
   libevent-dev                         # reference gateway (examples/gateway)
+  clang libclang-rt-14-dev             # fuzz targets (scripts/fuzz.sh): libFuzzer runtime
 )
 
 missing=()

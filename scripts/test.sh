@@ -6,7 +6,8 @@
 #   3. the API reference (Doxygen, warnings are errors);
 #   4. an install into a scratch prefix, and the embed example built against
 #      it with pkg-config, the way a user builds;
-#   5. clang-format and cppcheck over every C file.
+#   5. clang-format and cppcheck over every C file;
+#   6. the libFuzzer targets (fuzz/), 30 s each.
 # Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,7 +58,10 @@ files=$(git ls-files '*.c' '*.h' '*.h.in' 2>/dev/null || find . -name '*.[ch]' -
 clang-format --dry-run --Werror $files
 cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 \
   --inline-suppr -I include -I lib -I tests --suppress=missingIncludeSystem \
-  lib examples bindings/python/worker bench tests 2>&1
+  lib examples bindings/python/worker bench tests fuzz 2>&1
 echo "clang-format and cppcheck clean"
+
+step "fuzz (30 s per target)"
+"$root/scripts/fuzz.sh" 30
 
 printf '\nall checks passed\n'
