@@ -11,6 +11,7 @@
  *   pe_py_codec.c     exchange -> HttpData, StepResult -> exchange
  *   pe_py_batch.c     run_batch: the blocking round trip
  *   pe_py_dispatch.c  pe_dispatcher and pe_chain_run_async
+ *   pe_py_supervisor.c  the thread that brings replaced workers back up
  *
  * Locking. Each worker has `lock` (its state, process and control
  * connection) and `pool_lock` (its idle blocking connections). The backend
@@ -186,6 +187,23 @@ void pe__py_workers_stop(pe__py_worker *workers, size_t n, uint32_t grace_ms);
 /* With w->lock held: one control round trip on w->control. */
 int pe__py_worker_control_call(pe__py_worker *w, pe__py_request *req, pe__py_response **out);
 
+/* ---- pe_py_supervisor.c ---- */
+
+typedef struct pe__py_supervisor {
+  pthread_t thread;
+  pthread_mutex_t lock; /* taken after a worker's lock, never before */
+  pthread_cond_t wake;  /* CLOCK_MONOTONIC */
+  bool running;         /* the thread exists (set and read by the owner) */
+  bool stop, poked;
+} pe__py_supervisor;
+
+/* Starts the thread once the pool is up. PE_OK or PE_ERR_NOMEM (err). */
+int pe__py_supervisor_start(struct pe__backend *be, char *err);
+/* A worker went down: have the thread replace it now. Any thread. */
+void pe__py_supervisor_poke(struct pe__backend *be);
+/* Stops and joins the thread (before the workers are stopped). */
+void pe__py_supervisor_stop(struct pe__backend *be);
+
 /* ---- pe_py_pool.c: the backend ---- */
 
 struct pe__py_instance {
@@ -214,6 +232,7 @@ struct pe__backend {
   pthread_mutex_t inst_lock;
   pe__py_instance *instances;
   atomic_ullong next_instance_id;
+  pe__py_supervisor supervisor;
   pe__policy **advertised; /* start-up only: worker 0's policies */
   size_t advertised_count;
 };

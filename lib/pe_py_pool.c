@@ -316,6 +316,7 @@ static int make_socket_dir(pe__py_backend *be, char *err) {
 }
 
 static void backend_free(pe__py_backend *be) {
+  pe__py_supervisor_stop(be);
   pe__py_workers_stop(be->workers, be->nworkers, be->cfg.shutdown_grace_ms);
   for (size_t i = 0; i < be->nworkers; i++) {
     pe__py_worker *w = &be->workers[i];
@@ -479,6 +480,8 @@ int pe_engine_start_python(pe_engine *engine, const pe_python_options *opts) {
   }
   if (rc == PE_OK)
     rc = register_policies(be, err);
+  if (rc == PE_OK)
+    rc = pe__py_supervisor_start(be, err);
   if (rc != PE_OK) {
     pe__engine_fail(engine, "%s", err);
     backend_free(be);

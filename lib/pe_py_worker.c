@@ -1,8 +1,9 @@
 /* One worker process: spawning it, its handshake, and killing, reaping and
- * replacing it. The library has no thread of its own, so supervision runs
- * in whichever thread notices a problem (a dead socket, a timeout) or
- * needs the worker (a replacement's handshake is finished lazily by the
- * first caller that wants it, so its start-up overlaps other work). */
+ * replacing it. Whichever thread notices a problem (a dead socket, a
+ * timeout) kills the worker and spawns its replacement; the pool's
+ * supervisor thread (pe_py_supervisor.c) then finishes the replacement's
+ * handshake, so no host thread waits for a fresh interpreter unless no
+ * worker at all is ready. */
 #include "pe_py.h"
 
 #include <errno.h>
@@ -276,10 +277,12 @@ void pe__py_worker_fail(pe__py_worker *w, unsigned gen, const char *why) {
   if (atomic_load(&w->gen) == gen && atomic_load(&w->state) != PE__PY_DEAD) {
     kill_locked(w, why);
     /* Start the replacement now so that its interpreter boots while the
-     * other workers serve; its handshake completes on first use. */
+     * other workers serve; the supervisor completes its handshake (or
+     * respawns it after the back-off) off the caller's thread. */
     char err[PE__ERRMSG_SIZE];
     if (w->next_spawn_ns <= pe__now_ns() && pe__py_worker_spawn(w, err) != PE_OK)
       pe__log(w->be->engine, PE_LOG_ERROR, "%s", err);
+    pe__py_supervisor_poke(w->be);
   }
   pthread_mutex_unlock(&w->lock);
 }

@@ -4,6 +4,8 @@
  * request succeeds. Shutdown leaves no process and no socket behind. */
 #include "test_python_util.h"
 
+#include "pe_py.h"
+
 #include <pthread.h>
 
 static const char sample[] = "[{\"name\":\"sample-python-request-header\",\"version\":\"1.0.0\"}]";
@@ -127,6 +129,39 @@ START_TEST(kill_idle_worker) {
   ck_assert_int_ne(fresh, pid);
   ck_assert_int_eq(py_process_exists(fresh), 1);
   pe_chain_free(good);
+  pe_engine_free(e);
+}
+END_TEST
+
+static bool all_workers_ready(pe_engine *e) {
+  const pe__py_backend *be = e->backend;
+  for (size_t i = 0; i < be->nworkers; i++)
+    if (atomic_load(&be->workers[i].state) != PE__PY_READY)
+      return false;
+  return true;
+}
+
+/* A crashed worker's replacement becomes ready by itself (the supervisor
+ * thread): the pool is whole again without anyone calling into it, and
+ * nobody's thread waited for the new interpreter. */
+START_TEST(replacement_becomes_ready_by_itself) {
+  pe_engine *e = py_engine(2);
+  pe_chain *bad = py_chain(e, "[{\"name\":\"test-exit\",\"version\":\"1.0.0\"}]");
+  pe_exchange *ex = py_exchange(e);
+  int before[2] = {py_worker_pid(e, 0), py_worker_pid(e, 1)};
+  ck_assert_int_eq(pe_chain_run(bad, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  ck_assert_int_eq(pe_exchange_status(ex), 500);
+  ck_assert_uint_eq(pe_engine_python_restarts(e), 1);
+  int waited = 0;
+  while (!all_workers_ready(e) && waited < 10000) {
+    py_sleep_ms(10);
+    waited += 10;
+  }
+  ck_assert_msg(all_workers_ready(e), "the replacement is not ready after %d ms", waited);
+  int after[2] = {py_worker_pid(e, 0), py_worker_pid(e, 1)};
+  ck_assert((after[0] != before[0]) != (after[1] != before[1])); /* exactly one replaced */
+  pe_exchange_free(ex);
+  pe_chain_free(bad);
   pe_engine_free(e);
 }
 END_TEST
@@ -320,6 +355,7 @@ int main(void) {
   TCase *tc = tcase_create("supervise");
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, step_timeout_overrides_pool_default);
+  tcase_add_test(tc, replacement_becomes_ready_by_itself);
   tcase_add_test(tc, timeout_fail_closed);
   tcase_add_test(tc, timeout_fail_open);
   tcase_add_test(tc, timeout_leaves_other_worker_serving);

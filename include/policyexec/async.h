@@ -14,8 +14,9 @@
  * Step timeouts are part of the same fd (a timer inside it), so a host need
  * not track them.
  *
- * The library starts no thread and takes no global lock on this path: each
- * dispatcher has its own connection to each worker.
+ * The library takes no global lock on this path and runs it on no thread of
+ * its own: each dispatcher has its own connection to each worker. (The
+ * pool's supervisor thread only brings replaced workers back up.)
  *
  *     pe_dispatcher *d;
  *     pe_dispatcher_new(&d, engine);

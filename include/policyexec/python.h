@@ -15,8 +15,12 @@
  * instance before it takes traffic. Steps in flight on it fail per their
  * failure mode (PE_STEP_CRASHED / PE_STEP_TIMEOUT). A worker that keeps
  * dying shortly after its start is restarted with an exponential back-off.
- * The library starts no thread: supervision happens in the threads that run
- * phases (or dispatch their completions).
+ * Failures are noticed by the threads that run phases (or dispatch their
+ * completions), which kill the worker and spawn its replacement; one
+ * supervisor thread, started with the pool and joined by pe_engine_free(),
+ * finishes the replacement's start-up and respawns workers whose back-off
+ * has passed, so that no host thread waits for a fresh interpreter while
+ * another worker is ready.
  */
 #ifndef POLICYEXEC_PYTHON_H
 #define POLICYEXEC_PYTHON_H
