@@ -70,13 +70,14 @@ int pe__py_supervisor_start(pe__py_backend *be, char *err) {
     return PE_ERR_NOMEM;
   }
   s->stop = s->poked = false;
+  s->running = true; /* before the thread exists: it shares a word with stop */
   if ((rc = pthread_create(&s->thread, NULL, supervise, be)) != 0) {
+    s->running = false;
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
     pe__errmsg_set(err, "supervisor thread: %s", strerror(rc));
     return PE_ERR_NOMEM;
   }
-  s->running = true;
   return PE_OK;
 }
 
