@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +54,10 @@ typedef struct pw_args {
 static volatile sig_atomic_t stop_requested;
 /* The socket paths we created, removed on exit (also from the signal handler). */
 static const char *created_paths[PW_MAX_SOCKETS];
-static size_t n_created_paths;
+/* Atomic: the lifeline thread and signal handlers read it while the main
+ * thread may still be creating sockets (the engine can die during start-up);
+ * a path is stored before the count that publishes it. */
+static atomic_size_t n_created_paths;
 
 static void usage(FILE *f) {
   fputs("usage: policyexec-pyworker (--socket PATH | --fd N)... [--max-message BYTES]\n"
@@ -113,7 +117,8 @@ static int parse_args(int argc, char **argv, pw_args *a) {
 }
 
 static void remove_created_paths(void) {
-  for (size_t i = 0; i < n_created_paths; i++) {
+  size_t n = atomic_load_explicit(&n_created_paths, memory_order_acquire);
+  for (size_t i = 0; i < n; i++) {
     unlink(created_paths[i]);
   }
 }
@@ -217,7 +222,9 @@ static int listen_at(const char *path) {
     close(fd);
     return -1;
   }
-  created_paths[n_created_paths++] = path;
+  size_t n = atomic_load_explicit(&n_created_paths, memory_order_relaxed);
+  created_paths[n] = path;
+  atomic_store_explicit(&n_created_paths, n + 1, memory_order_release);
   return fd;
 }
 
