@@ -32,26 +32,30 @@ static pe__py_arena arena;
 /* The instance a backend would keep per step; codec reads only its id. */
 static pe__py_instance instance = {.id = 7};
 
-static int fake_create(struct pe__backend *be, pe__step *step, char *err) {
+static int fake_create(pe__backend *be, pe__step *step, char *err) {
   (void)be, (void)err;
   step->instance = &instance;
   return PE_OK;
 }
 
-static void fake_destroy(struct pe__backend *be, pe__step *step) {
+static void fake_destroy(pe__backend *be, pe__step *step) {
   (void)be, (void)step;
 }
 
-static int fake_run_batch(struct pe__backend *be, pe_exchange *x, const pe__batch *b) {
+static int fake_run_batch(pe__backend *be, pe_exchange *x, const pe__batch *b) {
   (void)be, (void)x, (void)b;
   return PE_ERR_UNSUPPORTED; /* never called: the fuzzer drives the codec itself */
 }
 
-static void fake_shutdown(struct pe__backend *be) {
+static void fake_shutdown(pe__backend *be) {
   (void)be;
 }
 
-static const pe__backend_ops fake_ops = {fake_create, fake_destroy, fake_run_batch, fake_shutdown};
+static const pe__backend_ops fake_ops = {.kind = "fake",
+                                         .create_instance = fake_create,
+                                         .destroy_instance = fake_destroy,
+                                         .run_batch = fake_run_batch,
+                                         .shutdown = fake_shutdown};
 
 static void quiet_log(pe_log_level level, const char *message, void *ud) {
   (void)level, (void)message, (void)ud;
@@ -99,7 +103,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   pe__policy *p = pe__calloc(mem, 1, sizeof *p);
   if (!p)
     die("policy");
-  p->kind = PE__KIND_PYTHON;
+  p->kind = PE__KIND_EXECUTOR;
   p->name = pe__strndup(mem, "fz", 2);
   p->version = pe__strndup(mem, "1", 1);
   p->phases = PE_PHASE_BIT(PE_PHASE_REQUEST_HEADERS) | PE_PHASE_BIT(PE_PHASE_REQUEST_BODY) |
@@ -109,8 +113,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   pthread_mutex_unlock(&engine->lock);
   if (rc != PE_OK)
     die("registry");
-  engine->backend_ops = &fake_ops;
-  engine->backend = NULL; /* the fake ops need no state */
+  /* The fake ops need no state. */
+  char why[PE__ERRMSG_SIZE];
+  if (pe__engine_add_executor(engine, "python", &fake_ops, NULL, NULL, why) != PE_OK)
+    die("executor");
 
   /* Step 0 fails closed, step 1 fails open. */
   char msg[256];

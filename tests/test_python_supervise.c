@@ -134,7 +134,8 @@ START_TEST(kill_idle_worker) {
 END_TEST
 
 static bool all_workers_ready(pe_engine *e) {
-  const pe__py_backend *be = e->backend;
+  const pe__py_backend *be =
+      (const pe__py_backend *)(const void *)pe__engine_executor_of(e, &pe__py_backend_ops)->be;
   for (size_t i = 0; i < be->nworkers; i++)
     if (atomic_load(&be->workers[i].state) != PE__PY_READY)
       return false;

@@ -4,7 +4,7 @@
  * metrics events, zero allocations on the hot path, and the out-of-process
  * batch interface exercised with a fake backend. */
 #include "pe_test_util.h"
-#include "pe_internal.h"
+#include "pe_backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -517,7 +517,7 @@ typedef struct fake_backend {
   int next_rc; /* what run_batch returns (PE_OK, PE_PENDING or an error) */
 } fake_backend;
 
-static int fake_create(struct pe__backend *be, pe__step *step, char *err) {
+static int fake_create(pe__backend *be, pe__step *step, char *err) {
   fake_backend *fb = (fake_backend *)be;
   if (strstr(step->params_json, "\"refuse\"")) {
     pe__errmsg_set(err, "worker refused: %s", step->params_json);
@@ -528,13 +528,13 @@ static int fake_create(struct pe__backend *be, pe__step *step, char *err) {
   return PE_OK;
 }
 
-static void fake_destroy(struct pe__backend *be, pe__step *step) {
+static void fake_destroy(pe__backend *be, pe__step *step) {
   ck_assert_ptr_eq(step->instance, be);
   ((fake_backend *)be)->destroyed++;
 }
 
 /* Applies each step: records its index (as a digit) like "rec" does. */
-static int fake_run_batch(struct pe__backend *be, pe_exchange *ex, const pe__batch *b) {
+static int fake_run_batch(pe__backend *be, pe_exchange *ex, const pe__batch *b) {
   fake_backend *fb = (fake_backend *)be;
   ck_assert_ptr_null(ex->run.dispatcher);
   fb->batch_sizes[fb->batches++ % 8] = b->n;
@@ -549,16 +549,32 @@ static int fake_run_batch(struct pe__backend *be, pe_exchange *ex, const pe__bat
   return PE_OK;
 }
 
-static void fake_shutdown(struct pe__backend *be) {
+static void fake_shutdown(pe__backend *be) {
   ((fake_backend *)be)->shutdowns++;
 }
 
-static const pe__backend_ops fake_ops = {fake_create, fake_destroy, fake_run_batch, fake_shutdown};
+static const pe__backend_ops fake_ops = {.kind = "fake",
+                                         .create_instance = fake_create,
+                                         .destroy_instance = fake_destroy,
+                                         .run_batch = fake_run_batch,
+                                         .shutdown = fake_shutdown};
+
+/* Installs the fake backend as the engine's default executor. */
+static void use_fake_backend(pe_engine *e, fake_backend *fb) {
+  char err[PE__ERRMSG_SIZE];
+  ck_assert_int_eq(
+      pe__engine_add_executor(e, "python", &fake_ops, (pe__backend *)(void *)fb, NULL, err), PE_OK);
+}
+
+/* Hides the executors (as if none had been started), or shows them again. */
+static void hide_executors(pe_engine *e, bool hidden) {
+  atomic_store(&e->executor_count, hidden ? 0 : 1);
+}
 
 static void add_python_policy_in(pe_engine *e, const char *name, unsigned phases) {
   const pe_mem *mem = pe__engine_mem(e);
   pe__policy *p = pe__calloc(mem, 1, sizeof *p);
-  p->kind = PE__KIND_PYTHON;
+  p->kind = PE__KIND_EXECUTOR;
   p->name = pe__strndup(mem, name, strlen(name));
   p->version = pe__strndup(mem, "1", 1);
   p->phases = phases;
@@ -580,8 +596,7 @@ START_TEST(python_steps_go_in_batches) {
   pe_engine *e = pe_test_engine(&a);
   register_all(e);
   add_python_policy(e, "py");
-  e->backend_ops = &fake_ops;
-  e->backend = (struct pe__backend *)&fb;
+  use_fake_backend(e, &fb);
   pe_chain *c = chain_of(e, "[" REC("a") "," PY("py", "") "," PY("py", "") "," REC("b") "," PY(
                                 "py", "") "," PY("py", ",\"enabled\":false") "]");
   ck_assert_int_eq(fb.created, 3); /* not for the disabled step */
@@ -646,8 +661,7 @@ START_TEST(run_phases_sends_one_batch_across_phases) {
   pe_engine *e = pe_test_engine(&a);
   register_all(e);
   add_python_policy_in(e, "pyr", RESPONSE_PHASES);
-  e->backend_ops = &fake_ops;
-  e->backend = (struct pe__backend *)&fb;
+  use_fake_backend(e, &fb);
   pe_exchange *ex = NULL;
   ck_assert_int_eq(pe_exchange_new(&ex, e), PE_OK);
 
@@ -713,8 +727,7 @@ START_TEST(pending_batch_resumes_into_the_next_phase) {
   pe_engine *e = pe_test_engine(NULL);
   register_all(e);
   add_python_policy_in(e, "pyr", RESPONSE_PHASES);
-  e->backend_ops = &fake_ops;
-  e->backend = (struct pe__backend *)&fb;
+  use_fake_backend(e, &fb);
   pe_chain *c = chain_of(e, "[" REC("a") "," PY("pyr", "") "]");
   pe_exchange *ex = NULL;
   ck_assert_int_eq(pe_exchange_new(&ex, e), PE_OK);
@@ -740,8 +753,7 @@ START_TEST(pending_batch_resumes) {
   pe_engine *e = pe_test_engine(NULL);
   register_all(e);
   add_python_policy(e, "py");
-  e->backend_ops = &fake_ops;
-  e->backend = (struct pe__backend *)&fb;
+  use_fake_backend(e, &fb);
   pe_chain *c = chain_of(e, "[" REC("a") "," PY("py", "") "," REC("c") "]");
   pe_exchange *ex = NULL;
   ck_assert_int_eq(pe_exchange_new(&ex, e), PE_OK);
@@ -774,10 +786,9 @@ START_TEST(python_steps_without_backend) {
                    PE_ERR_UNSUPPORTED);
   ck_assert_str_eq(msg, "step 0 (py@1): no backend for out-of-process policies is running");
   /* A backend that went away after the build: the steps fail per mode. */
-  e->backend_ops = &fake_ops;
-  e->backend = (struct pe__backend *)&fb;
+  use_fake_backend(e, &fb);
   c = chain_of(e, "[" PY("py", ",\"failure_mode\":\"open\"") "," REC("b") "," PY("py", "") "]");
-  e->backend_ops = NULL;
+  hide_executors(e, true);
   pe_exchange *ex = NULL;
   ck_assert_int_eq(pe_exchange_new(&ex, e), PE_OK);
   ck_assert_int_eq(pe_chain_run(c, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
@@ -786,11 +797,11 @@ START_TEST(python_steps_without_backend) {
   ck_assert_str_eq(pe_exchange_errmsg(ex), "step 2 (py@1) failed in request_headers: no backend "
                                            "for out-of-process policies is running");
   pe_exchange_free(ex);
-  e->backend_ops = &fake_ops;
+  hide_executors(e, false);
   pe_chain_free(c);
   ck_assert_int_eq(fb.created, fb.destroyed);
-  e->backend_ops = NULL;
   pe_engine_free(e);
+  ck_assert_int_eq(fb.shutdowns, 1);
 }
 END_TEST
 

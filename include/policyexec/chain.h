@@ -73,13 +73,32 @@ PE_API int pe_chain_builder_set_timeout(pe_chain_builder *b, int step, uint32_t 
 PE_API int pe_chain_builder_set_enabled(pe_chain_builder *b, int step, int enabled);
 
 /**
+ * Names the executor that runs step @p step (an out-of-process policy): the
+ * name an executor was started under, e.g. "python" for the pool of
+ * pe_engine_start_python() (see pe_python_options_set_name()). Without it a
+ * step runs on the executor that advertised its policy, else on "python".
+ * One chain may mix native steps and steps of several executors; consecutive
+ * steps of one executor travel as one batch.
+ *
+ * The name is checked when the chain is built: no such executor fails the
+ * build with PE_ERR_NOT_FOUND, and a native step that names one with
+ * PE_ERR_INVALID_ARGUMENT.
+ *
+ * @return PE_OK; PE_ERR_INVALID_ARGUMENT (no such step, or a name that is
+ *         empty, longer than 63 bytes or holds NUL); PE_ERR_NOMEM.
+ */
+PE_API int pe_chain_builder_set_executor(pe_chain_builder *b, int step, pe_slice name);
+
+/**
  * Appends the steps described by a JSON document: either an array of step
  * objects or an object whose "policies" member is one. A step object is
  *
  *     {"name": "...", "version": "...", "params": {...},
- *      "failure_mode": "closed" | "open", "timeout_ms": 1000, "enabled": true}
+ *      "failure_mode": "closed" | "open", "timeout_ms": 1000, "enabled": true,
+ *      "executor": "python"}
  *
- * where only name and version are required.
+ * where only name and version are required ("executor": see
+ * pe_chain_builder_set_executor()).
  *
  * @return PE_OK; PE_ERR_JSON (syntax, or a member of the wrong type or an
  *         unknown member; the message names the step and member);
@@ -92,7 +111,9 @@ PE_API int pe_chain_builder_add_json(pe_chain_builder *b, pe_slice json);
  * against its spec, creates every instance, and computes the phases that run
  * and the bodies to buffer. The builder may then be freed or reused.
  *
- * @return PE_OK; PE_ERR_UNKNOWN_POLICY; PE_ERR_PARAM (missing, unknown or
+ * @return PE_OK; PE_ERR_UNKNOWN_POLICY; PE_ERR_NOT_FOUND (a step names an
+ *         executor that is not running); PE_ERR_INVALID_ARGUMENT (a native
+ *         step names an executor); PE_ERR_PARAM (missing, unknown or
  *         ill-typed param, or a create callback that refused its params);
  *         PE_ERR_NOMEM; or the error of a backend that could not create an
  *         instance. pe_chain_builder_errmsg() names the step, the policy and

@@ -53,6 +53,16 @@ PE_API int pe_python_options_new(pe_python_options **out);
 PE_API void pe_python_options_free(pe_python_options *opts);
 
 /**
+ * Names the pool as an executor (default "python"). A chain step runs on
+ * the pool that advertised its policy first, or on the executor it names
+ * (pe_chain_builder_set_executor(), "executor" in the JSON chain format), so
+ * an engine may run several pools, e.g. with different module paths.
+ * @return PE_OK, or PE_ERR_INVALID_ARGUMENT (NULL, empty, or longer than 63
+ *         bytes).
+ */
+PE_API int pe_python_options_set_name(pe_python_options *opts, const char *name);
+
+/**
  * Sets the number of worker processes (1 .. 256); 0 restores the default,
  * one per online CPU. Each worker has its own interpreter and GIL.
  * @return PE_OK or PE_ERR_INVALID_ARGUMENT.
@@ -147,8 +157,10 @@ PE_API int pe_python_options_set_cpu_affinity(pe_python_options *opts, int enabl
  *
  * @param engine the engine whose pool to start.
  * @param opts options (copied), or NULL for the defaults.
- * @return PE_OK; PE_ERR_INVALID_ARGUMENT (@p engine NULL); PE_ERR_STATE (the
- *         pool is already started); PE_ERR_WORKER (a worker could not be
+ * @return PE_OK; PE_ERR_INVALID_ARGUMENT (@p engine NULL); PE_ERR_STATE (a
+ *         pool or executor of the same name is already started: see
+ *         pe_python_options_set_name()); PE_ERR_UNSUPPORTED (the engine
+ *         holds 8 executors already); PE_ERR_WORKER (a worker could not be
  *         spawned, died or did not complete its handshake in time);
  *         PE_ERR_EXISTS (a Python policy's name\@version is already
  *         registered); PE_ERR_IO (no socket directory could be made);
@@ -159,9 +171,9 @@ PE_API int pe_python_options_set_cpu_affinity(pe_python_options *opts, int enabl
 PE_API int pe_engine_start_python(pe_engine *engine, const pe_python_options *opts);
 
 /**
- * Health check: sends Ping to every worker on its control connection, with
- * the start-up timeout. A worker that does not answer is killed and
- * replaced; one that is down is restarted (back-off permitting).
+ * Health check of the first pool started: sends Ping to every worker on its control connection,
+ * with the start-up timeout. A worker that does not answer is killed and replaced; one that is down
+ * is restarted (back-off permitting).
  *
  * @param engine the engine whose pool to check.
  * @param alive if not NULL, receives the number of workers that answered.

@@ -1,6 +1,7 @@
 /* The chain builder: collecting steps (one by one or from the JSON chain
  * format), then building the immutable chain: resolving policies, checking
  * params, creating instances and computing run orders, phases and needs. */
+#include "pe_backend.h"
 #include "pe_private.h"
 
 #include <jansson.h>
@@ -16,6 +17,7 @@ typedef struct builder_step {
   pe_failure_mode mode;
   uint32_t timeout_ms;
   bool enabled;
+  char *executor; /* named by the step, or NULL: the policy's own */
 } builder_step;
 
 struct pe_chain_builder {
@@ -41,6 +43,7 @@ static void step_free(const pe_mem *mem, builder_step *s) {
   pe__free(mem, s->name);
   pe__free(mem, s->version);
   pe__free(mem, s->params_json);
+  pe__free(mem, s->executor);
 }
 
 /* Drops the steps from index `keep` on (undoing a failed add_json). */
@@ -158,6 +161,19 @@ int pe_chain_builder_set_timeout(pe_chain_builder *b, int step, uint32_t timeout
   return PE_OK;
 }
 
+int pe_chain_builder_set_executor(pe_chain_builder *b, int step, pe_slice name) {
+  builder_step *s = step_at(b, step);
+  if (!s || !name.ptr || name.len == 0 || name.len > PE__EXECUTOR_NAME_MAX ||
+      memchr(name.ptr, '\0', name.len))
+    return PE_ERR_INVALID_ARGUMENT;
+  char *copy = pe__strndup(pe__engine_mem(b->engine), name.ptr, name.len);
+  if (!copy)
+    return builder_fail(b, PE_ERR_NOMEM, "out of memory");
+  pe__free(pe__engine_mem(b->engine), s->executor);
+  s->executor = copy;
+  return PE_OK;
+}
+
 int pe_chain_builder_set_enabled(pe_chain_builder *b, int step, int enabled) {
   builder_step *s = step_at(b, step);
   if (!s)
@@ -181,7 +197,8 @@ static int add_json_step(pe_chain_builder *b, size_t index, json_t *obj) {
   json_t *v;
   json_object_foreach(obj, key, v) {
     if (strcmp(key, "name") && strcmp(key, "version") && strcmp(key, "params") &&
-        strcmp(key, "failure_mode") && strcmp(key, "timeout_ms") && strcmp(key, "enabled"))
+        strcmp(key, "failure_mode") && strcmp(key, "timeout_ms") && strcmp(key, "enabled") &&
+        strcmp(key, "executor"))
       return builder_fail(b, PE_ERR_JSON, "step %zu: unknown member '%s'", index, key);
   }
   json_t *name = json_object_get(obj, "name");
@@ -190,6 +207,7 @@ static int add_json_step(pe_chain_builder *b, size_t index, json_t *obj) {
   json_t *mode = json_object_get(obj, "failure_mode");
   json_t *timeout = json_object_get(obj, "timeout_ms");
   json_t *enabled = json_object_get(obj, "enabled");
+  json_t *executor = json_object_get(obj, "executor");
   if (!json_is_string(name) || json_string_length(name) == 0)
     return json_step_fail(b, index, "name", "a non-empty string");
   if (!json_is_string(version) || json_string_length(version) == 0)
@@ -208,6 +226,10 @@ static int add_json_step(pe_chain_builder *b, size_t index, json_t *obj) {
     return json_step_fail(b, index, "timeout_ms", "an integer from 1 to 3600000");
   if (enabled && !json_is_boolean(enabled))
     return json_step_fail(b, index, "enabled", "true or false");
+  if (executor && (!json_is_string(executor) || json_string_length(executor) == 0 ||
+                   json_string_length(executor) > PE__EXECUTOR_NAME_MAX ||
+                   strlen(json_string_value(executor)) != json_string_length(executor)))
+    return json_step_fail(b, index, "executor", "an executor name of 1 to 63 characters");
 
   json_t *empty = NULL;
   if (!params && !(params = empty = json_object()))
@@ -223,6 +245,14 @@ static int add_json_step(pe_chain_builder *b, size_t index, json_t *obj) {
     s->timeout_ms = (uint32_t)json_integer_value(timeout);
   if (enabled)
     s->enabled = json_is_true(enabled);
+  if (executor) {
+    int r = pe_chain_builder_set_executor(
+        b, rc, pe_bytes(json_string_value(executor), json_string_length(executor)));
+    if (r != PE_OK) {
+      truncate_steps(b, (size_t)rc);
+      return r;
+    }
+  }
   return PE_OK;
 }
 
@@ -255,8 +285,8 @@ int pe_chain_builder_add_json(pe_chain_builder *b, pe_slice json) {
 
 /* ---- building ---- */
 
-/* Resolves every step's policy under the lock, so that a missing one fails
- * the build before any instance exists. */
+/* Resolves every step's policy (under the lock) and named executor, so
+ * that a missing one fails the build before any instance exists. */
 static int resolve_policies(pe_chain_builder *b, pe__step *steps) {
   pe_engine *e = b->engine;
   size_t missing = b->count;
@@ -267,10 +297,23 @@ static int resolve_policies(pe_chain_builder *b, pe__step *steps) {
       missing = i;
   }
   pthread_mutex_unlock(&e->lock);
-  if (missing == b->count)
-    return PE_OK;
-  return builder_fail(b, PE_ERR_UNKNOWN_POLICY, "step %zu: unknown policy '%s@%s'", missing,
-                      b->steps[missing].name, b->steps[missing].version);
+  if (missing != b->count)
+    return builder_fail(b, PE_ERR_UNKNOWN_POLICY, "step %zu: unknown policy '%s@%s'", missing,
+                        b->steps[missing].name, b->steps[missing].version);
+  for (size_t i = 0; i < b->count; i++) {
+    const char *name = b->steps[i].executor;
+    if (!name)
+      continue;
+    if (steps[i].policy->kind == PE__KIND_NATIVE)
+      return builder_fail(b, PE_ERR_INVALID_ARGUMENT,
+                          "step %zu (%s@%s): a native policy runs in process: it takes no "
+                          "executor",
+                          i, b->steps[i].name, b->steps[i].version);
+    if (!(steps[i].exec = pe__engine_find_executor(e, pe_str(name))))
+      return builder_fail(b, PE_ERR_NOT_FOUND, "step %zu (%s@%s): no executor named '%s'", i,
+                          b->steps[i].name, b->steps[i].version, name);
+  }
+  return PE_OK;
 }
 
 /* Creates step i's instance. A disabled native step has its params checked
@@ -284,11 +327,12 @@ static int create_instance(pe_engine *e, pe__step *step, char *err) {
   }
   if (!step->enabled)
     return PE_OK; /* out-of-process params are checked by the worker at create */
-  if (!e->backend_ops) {
+  const pe__executor *x = pe__step_executor(e, step);
+  if (!x) {
     pe__errmsg_set(err, "no backend for out-of-process policies is running");
     return PE_ERR_UNSUPPORTED;
   }
-  return e->backend_ops->create_instance(e->backend, step, err);
+  return x->ops->create_instance(x->be, step, err);
 }
 
 static int build_step(pe_chain_builder *b, pe_chain *c, size_t i) {

@@ -1,6 +1,7 @@
 /* The chain object: reference counting, the read-only queries, and the
  * teardown that destroys every policy instance. Building is pe_builder.c's
  * job, running pe_run.c's. */
+#include "pe_backend.h"
 #include "pe_private.h"
 
 static void destroy_instance(pe_engine *e, pe__step *step) {
@@ -11,8 +12,10 @@ static void destroy_instance(pe_engine *e, pe__step *step) {
     /* With no create callback there is no instance to hand back. */
     if (p->create && p->destroy)
       p->destroy(step->instance, p->user_data);
-  } else if (e->backend_ops) {
-    e->backend_ops->destroy_instance(e->backend, step);
+  } else {
+    const pe__executor *x = pe__step_executor(e, step);
+    if (x)
+      x->ops->destroy_instance(x->be, step);
   }
 }
 

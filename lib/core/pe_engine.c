@@ -114,8 +114,7 @@ void pe__engine_ref(pe_engine *e) {
 }
 
 static void engine_destroy(pe_engine *e) {
-  if (e->backend_ops)
-    e->backend_ops->shutdown(e->backend);
+  pe__executors_shutdown(e);
   /* Policies first: their free_user_data may live in a plugin's code. */
   pe__registry_free_all(e);
   pe__plugins_close_all(e);

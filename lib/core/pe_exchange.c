@@ -45,7 +45,7 @@ int pe_exchange_new(pe_exchange **out, pe_engine *engine) {
 void pe_exchange_free(pe_exchange *ex) {
   if (!ex)
     return;
-  if (ex->run.pending && !(ex->run.dispatcher && pe__dispatch_forget(ex->run.dispatcher, ex))) {
+  if (ex->run.pending && !pe__dispatch_forget(ex)) {
     /* A reply would still write into ex, and nothing can stop it: leaking
      * it is the only safe answer. */
     pe__log(ex->engine, PE_LOG_ERROR,

@@ -20,6 +20,11 @@
  *   pe_headers.c    pe_exchange_header_* and pe_exchange_meta_*
  *   pe_body.c       pe_exchange_body_*
  *   pe_txn.c        per-step snapshot/rollback of an exchange
+ *   pe_executor.c   the engine's named executors (out-of-process backends)
+ *   pe_dispatch.c   pe_dispatcher and the non-blocking runs
+ *
+ * Backends (lib/python/, ...) are reached only through the table in
+ * pe_backend.h, and reach the core only through what it declares.
  */
 #ifndef PE_INTERNAL_H
 #define PE_INTERNAL_H
@@ -110,7 +115,11 @@ bool pe__is_request_target(pe_slice s, bool allow_empty); /* visible ASCII, no s
 
 /* ---- pe_engine.c / pe_registry.c ---- */
 
-typedef enum pe__kind { PE__KIND_NATIVE = 0, PE__KIND_PYTHON = 1 } pe__kind;
+/* NATIVE: C callbacks in this process. EXECUTOR: run by an out-of-process
+ * executor (the Python pool, a remote executor) through its backend. */
+typedef enum pe__kind { PE__KIND_NATIVE = 0, PE__KIND_EXECUTOR = 1 } pe__kind;
+
+struct pe__executor; /* pe_backend.h */
 
 typedef struct pe__policy {
   pe__kind kind;
@@ -127,6 +136,9 @@ typedef struct pe__policy {
   void *user_data;
   void (*free_user_data)(void *user_data);
   void *plugin; /* the pe__plugin that registered it, or NULL */
+  /* executor only: the executor that advertised it (NULL: the engine's
+   * default executor, resolved when a step runs) */
+  const struct pe__executor *exec;
   struct pe__policy *next;
 } pe__policy;
 
@@ -140,7 +152,18 @@ struct pe_engine_options {
   size_t limits[5]; /* indexed by pe_limit */
 };
 
-struct pe__backend; /* out-of-process steps (Python): see pe__backend_ops */
+/* Executors an engine may hold: a fixed array, so that chains may keep
+ * pointers to entries and the hot path reads them without a lock. */
+#define PE__MAX_EXECUTORS 8
+#define PE__EXECUTOR_NAME_MAX 63
+/* The executor a step uses when neither it nor its policy names one. */
+#define PE__DEFAULT_EXECUTOR "python"
+
+struct pe__executor {
+  char name[PE__EXECUTOR_NAME_MAX + 1];
+  const struct pe__backend_ops *ops;
+  struct pe__backend *be;
+};
 
 struct pe_engine {
   atomic_int refs;
@@ -149,8 +172,10 @@ struct pe_engine {
   pe__policy *policies;
   void *plugins; /* pe_plugin.c's list of dlopen handles */
   char errmsg[PE__ERRMSG_SIZE];
-  const struct pe__backend_ops *backend_ops; /* NULL: no Python backend */
-  struct pe__backend *backend;
+  /* Entries [0, executor_count) are complete; added under lock, published
+   * with a release store, never removed before the engine goes. */
+  struct pe__executor executors[PE__MAX_EXECUTORS];
+  atomic_size_t executor_count;
 };
 
 void pe__engine_ref(pe_engine *e);
@@ -186,14 +211,24 @@ int pe__params_create_instance(const pe__policy *p, pe_slice params_json, void *
 
 typedef struct pe__step {
   pe__policy *policy;
-  void *instance;    /* native instance, or backend instance handle */
-  char *params_json; /* NUL-terminated compact JSON object */
+  const struct pe__executor *exec; /* named by the step ("executor"), or NULL */
+  void *instance;                  /* native instance, or backend instance handle */
+  char *params_json;               /* NUL-terminated compact JSON object */
   size_t params_len;
   pe_failure_mode mode;
   uint32_t timeout_ms; /* 0: not set; the backend applies its default */
   bool enabled;
   size_t index;
 } pe__step;
+
+/* pe_executor.c */
+/* The executor named name, or NULL. Lock-free. */
+const struct pe__executor *pe__engine_find_executor(const pe_engine *e, pe_slice name);
+/* The executor that runs step s of kind EXECUTOR: the step's own, its
+ * policy's, else the default one; NULL when none is running. */
+const struct pe__executor *pe__step_executor(const pe_engine *e, const pe__step *s);
+/* Shuts every executor down (engine teardown). */
+void pe__executors_shutdown(pe_engine *e);
 
 struct pe_chain {
   atomic_int refs;
@@ -236,14 +271,15 @@ typedef struct pe__snapshot {
  * resume where it stopped. */
 typedef struct pe__run_state {
   const pe_chain *chain;
-  pe_phase phase; /* the phase running now */
-  pe_phase last;  /* the run ends after this phase (pe_chain_run_phases) */
-  size_t pos;     /* next entry of chain->order[phase] */
-  bool pending;   /* an out-of-process batch is in flight */
-  void *done;     /* completion callback for async runs (issue: Python backend) */
+  pe_phase phase;      /* the phase running now */
+  pe_phase last;       /* the run ends after this phase (pe_chain_run_phases) */
+  size_t pos;          /* next entry of chain->order[phase] */
+  bool pending;        /* an out-of-process batch is in flight */
+  pe_run_done_fn done; /* completion of an async run */
   void *done_ud;
-  void *dispatcher;
-  uint64_t started_ns; /* clock when the current step or batch began (metrics on) */
+  pe_dispatcher *dispatcher;       /* NULL: a blocking run */
+  const struct pe__executor *exec; /* the executor of the pending batch */
+  uint64_t started_ns;             /* clock when the current step or batch began (metrics on) */
 } pe__run_state;
 
 struct pe_exchange {
@@ -310,32 +346,13 @@ static inline void pe__batch_copy(pe__batch *dst, const pe__batch *src) {
   memcpy(dst->phase, src->phase, src->n * sizeof src->phase[0]);
 }
 
-/*
- * Out-of-process backend interface (implemented by the Python backend).
- * The runner hands it each run of consecutive steps of kind PYTHON.
- */
-typedef struct pe__backend_ops {
-  /* Creates the instance of `step` (step->params_json) in the workers. */
-  int (*create_instance)(struct pe__backend *be, pe__step *step, char *err);
-  void (*destroy_instance)(struct pe__backend *be, pe__step *step);
-  /* Runs the steps of b (consecutive, in run order), each in its phase.
-   * The runner has already moved ex->run.phase / pos past the batch.
-   * Blocking mode (ex->run.dispatcher == NULL): returns PE_OK when every
-   * step's outcome has been applied with the txn / pe__step_failed rules.
-   * b lives on the runner's stack: copy it (pe__batch_copy) to keep it.
-   * A negative return means no step of the batch ran: the runner then fails
-   * each one with that code through pe__step_failed.
-   * Async mode: may return PE_PENDING; the runner then sets ex->run.pending
-   * and returns PE_PENDING. When the reply arrives the backend applies it,
-   * clears ex->run.pending and calls pe__run_continue(ex) to go on. */
-  int (*run_batch)(struct pe__backend *be, pe_exchange *ex, const pe__batch *b);
-  void (*shutdown)(struct pe__backend *be);
-} pe__backend_ops;
-
-/* pe_py_dispatch.c: cancels ex's pending async run on dispatcher d (a
- * pe_dispatcher *) without calling its done callback: the worker's reply,
- * when it comes, is dropped. Returns whether ex was found pending there. */
-bool pe__dispatch_forget(void *d, pe_exchange *ex);
+/* pe_dispatch.c: cancels ex's pending async run without calling its done
+ * callback (the reply, when it comes, is dropped). Returns whether it was
+ * found pending on its dispatcher. */
+bool pe__dispatch_forget(pe_exchange *ex);
+/* pe_dispatch.c: hands b to executor x for the async run of ex (on
+ * ex->run.dispatcher); returns as pe__backend_ops.submit. */
+int pe__dispatch_submit(pe_exchange *ex, const struct pe__executor *x, const pe__batch *b);
 
 /* Continues ex->run from ex->run.phase / pos up to ex->run.last; returns
  * PE_OK or PE_PENDING. */

@@ -5,7 +5,7 @@
  * This is the hot path. For native steps it allocates nothing, takes no
  * lock, reads no clock unless a metrics callback is set, and formats text
  * only when a step fails. */
-#include "pe_internal.h"
+#include "pe_backend.h"
 
 #include <time.h>
 
@@ -94,19 +94,21 @@ static void run_native_step(pe_exchange *ex, const pe__step *step, pe_phase phas
                     ex->verdict == PE_VERDICT_RESPOND ? PE_STEP_RESPONDED : PE_STEP_OK);
 }
 
-/* Sends the run of out-of-process steps starting at ex->run.pos as one
- * batch, crossing into the following phases of the run while they start
- * with such steps too (moving phase / pos past it first, so that a pending
- * batch resumes after it). Returns PE_OK or PE_PENDING. */
+/* Sends the run of consecutive steps for one executor starting at
+ * ex->run.pos as one batch, crossing into the following phases of the run
+ * while they start with such steps too (moving phase / pos past it first,
+ * so that a pending batch resumes after it). Returns PE_OK or PE_PENDING. */
 static int run_backend_batch(pe_exchange *ex) {
   const pe_chain *c = ex->run.chain;
+  pe_engine *e = ex->engine;
+  const pe__executor *x = pe__step_executor(e, &c->steps[c->order[ex->run.phase][ex->run.pos]]);
   pe__batch b;
   b.n = 0;
   for (;;) {
     pe_phase phase = ex->run.phase;
     while (ex->run.pos < c->order_len[phase] && b.n < PE__BATCH_MAX) {
       const pe__step *s = &c->steps[c->order[phase][ex->run.pos]];
-      if (s->policy->kind == PE__KIND_NATIVE)
+      if (s->policy->kind == PE__KIND_NATIVE || pe__step_executor(e, s) != x)
         break;
       b.step[b.n] = s;
       b.phase[b.n++] = phase;
@@ -117,12 +119,12 @@ static int run_backend_batch(pe_exchange *ex) {
     ex->run.phase = phase + 1;
     ex->run.pos = 0;
   }
-  pe_engine *e = ex->engine;
   if (e->opts.metrics)
     ex->run.started_ns = pe__now_ns();
   int rc = PE_ERR_UNSUPPORTED;
-  if (e->backend_ops) {
-    rc = e->backend_ops->run_batch(e->backend, ex, &b);
+  if (x) {
+    ex->run.exec = x;
+    rc = ex->run.dispatcher ? pe__dispatch_submit(ex, x, &b) : x->ops->run_batch(x->be, ex, &b);
     if (rc == PE_PENDING) {
       ex->run.pending = true;
       return PE_PENDING;
@@ -133,7 +135,7 @@ static int run_backend_batch(pe_exchange *ex) {
   /* No step of the batch ran: each one fails, following its own mode. */
   for (size_t i = 0; i < b.n && ex->verdict != PE_VERDICT_RESPOND; i++)
     pe__step_failed(ex, b.step[i], b.phase[i], rc, PE_STEP_FAILED,
-                    e->backend_ops ? NULL : "no backend for out-of-process policies is running");
+                    x ? NULL : "no backend for out-of-process policies is running");
   return PE_OK;
 }
 

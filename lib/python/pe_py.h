@@ -10,7 +10,7 @@
  *   pe_py_pool.c      the pool: start, pick a worker, instances, shutdown
  *   pe_py_codec.c     exchange -> HttpData, StepResult -> exchange
  *   pe_py_batch.c     run_batch: the blocking round trip
- *   pe_py_dispatch.c  pe_dispatcher and pe_chain_run_async
+ *   pe_py_dispatch.c  non-blocking runs: per-dispatcher connections and calls
  *   pe_py_supervisor.c  the thread that brings replaced workers back up
  *
  * Locking. Each worker has `lock` (its state, process and control
@@ -22,7 +22,7 @@
 #ifndef PE_PY_H
 #define PE_PY_H
 
-#include "pe_internal.h"
+#include "pe_backend.h"
 
 #include <policyexec/v1/executor.pb-c.h>
 #include <sched.h>
@@ -35,7 +35,8 @@ typedef Policyexec__V1__Response pe__py_response;
 /* ---- pe_py_options.c ---- */
 
 struct pe_python_options {
-  unsigned workers; /* 0: one per online CPU */
+  char name[PE__EXECUTOR_NAME_MAX + 1]; /* "": PE__DEFAULT_EXECUTOR */
+  unsigned workers;                     /* 0: one per online CPU */
   char *worker_path;
   char **module_paths;
   size_t module_path_count;
@@ -100,7 +101,10 @@ typedef struct pe__py_conn {
   protobuf_c_boolean *fail_open;
   Policyexec__V1__Phase *step_phases;
   size_t step_cap;
-  /* Dispatcher connections: calls awaiting replies, oldest first. */
+  /* Dispatcher connections: the dispatcher state that owns it, its watch
+   * on the dispatcher's epoll set, calls awaiting replies, oldest first. */
+  struct pe__py_dstate *ds;
+  pe__watch watch;
   pe__py_call *head, *tail;
   size_t calls;
   bool watching_out;        /* EPOLLOUT is registered */
@@ -144,7 +148,7 @@ int pe__py_conn_hello(pe__py_conn *c, uint64_t deadline_ns, pe__py_response **ou
 enum { PE__PY_DEAD = 0, PE__PY_STARTING = 1, PE__PY_READY = 2 };
 
 struct pe__py_worker {
-  struct pe__backend *be;
+  struct pe__py_backend *be;
   size_t index;
   pthread_mutex_t lock;
   atomic_int state;
@@ -172,7 +176,7 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err);
  * passes the reply to on_hello (if not NULL; its error fails the
  * handshake), re-creates every live instance, and marks w READY. */
 int pe__py_worker_handshake(pe__py_worker *w,
-                            int (*on_hello)(struct pe__backend *be,
+                            int (*on_hello)(struct pe__py_backend *be,
                                             const Policyexec__V1__HelloReply *hello, char *err),
                             char *err);
 /* Without locks: makes w READY (spawning / handshaking it if needed).
@@ -198,11 +202,11 @@ typedef struct pe__py_supervisor {
 } pe__py_supervisor;
 
 /* Starts the thread once the pool is up. PE_OK or PE_ERR_NOMEM (err). */
-int pe__py_supervisor_start(struct pe__backend *be, char *err);
+int pe__py_supervisor_start(struct pe__py_backend *be, char *err);
 /* A worker went down: have the thread replace it now. Any thread. */
-void pe__py_supervisor_poke(struct pe__backend *be);
+void pe__py_supervisor_poke(struct pe__py_backend *be);
 /* Stops and joins the thread (before the workers are stopped). */
-void pe__py_supervisor_stop(struct pe__backend *be);
+void pe__py_supervisor_stop(struct pe__py_backend *be);
 
 /* ---- pe_py_pool.c: the backend ---- */
 
@@ -213,7 +217,7 @@ struct pe__py_instance {
   struct pe__py_instance *prev, *next;
 };
 
-struct pe__backend {
+struct pe__py_backend {
   pe_engine *engine; /* not a reference: the engine owns the backend */
   const pe_mem *mem;
   pe_python_options cfg;
@@ -237,7 +241,7 @@ struct pe__backend {
   size_t advertised_count;
 };
 
-typedef struct pe__backend pe__py_backend;
+typedef struct pe__py_backend pe__py_backend;
 
 extern const pe__backend_ops pe__py_backend_ops;
 
@@ -251,9 +255,8 @@ uint64_t pe__py_batch_deadline(const pe__batch *b, uint64_t now_ns);
 
 /* ---- pe_py_batch.c ---- */
 
-/* The backend's run_batch: blocking round trip, or hands over to the
- * dispatcher of an async run. */
-int pe__py_run_batch(pe__py_backend *be, pe_exchange *ex, const pe__batch *b);
+/* The backend's blocking run_batch: one round trip. */
+int pe__py_run_batch(pe__backend *be, pe_exchange *ex, const pe__batch *b);
 
 /* ---- pe_py_codec.c ---- */
 
@@ -269,9 +272,12 @@ void pe__py_apply_reply(pe_exchange *ex, const pe__batch *b, const pe__py_respon
 void pe__py_fail_steps(pe_exchange *ex, const pe__batch *b, int rc, pe_step_outcome outcome,
                        const char *why);
 
-/* ---- pe_py_dispatch.c ---- */
+/* ---- pe_py_dispatch.c: the table's non-blocking entries ---- */
 
-/* run_batch for a run started by pe_chain_run_async. */
-int pe__py_dispatch_submit(pe_dispatcher *d, pe_exchange *ex, const pe__batch *b);
+int pe__py_submit(pe__backend *be, pe__dstate *ds, pe_exchange *ex, const pe__batch *b);
+int pe__py_dispatcher_attach(pe__backend *be, pe_dispatcher *d, pe__dstate **out);
+void pe__py_dispatcher_detach(pe__dstate *ds);
+int pe__py_dispatcher_timer(pe__dstate *ds, uint64_t now_ns);
+bool pe__py_forget(pe__dstate *ds, pe_exchange *ex);
 
 #endif /* PE_PY_H */

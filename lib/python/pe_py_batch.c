@@ -1,4 +1,4 @@
-/* run_batch in blocking mode: one round trip per batch on a connection
+/* The table's run_batch (blocking runs): one round trip per batch on a connection
  * borrowed from the chosen worker's pool of idle connections. The pool's
  * mutex is held only to pop or push a connection; each connection keeps
  * its encode and decode buffers, so a warm round trip allocates nothing. */
@@ -51,18 +51,20 @@ static void pool_put(pe__py_backend *be, pe__py_worker *w, pe__py_conn *c) {
 }
 
 /* One attempt on one worker. Returns PE_OK when the batch's outcome has
- * been applied (successes and failures alike), PE_PENDING when the request
- * never reached the worker and may be retried elsewhere, or a negative code
- * when no step ran. */
+ * been applied (successes and failures alike), or a negative code when no
+ * step ran; then *retry says whether the request never reached the worker,
+ * so that another may take it. */
 static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex, const pe__batch *b,
-                   bool last_try) {
+                   bool last_try, bool *retry) {
+  *retry = false;
   int rc = pe__py_inflight_take(be, w);
   if (rc != PE_OK)
     return rc;
   pe__py_conn *c = pool_take(be, w);
   if (!c) {
     pe__py_inflight_give(be, w);
-    return last_try ? PE_ERR_WORKER : PE_PENDING;
+    *retry = !last_try;
+    return PE_ERR_WORKER;
   }
   uint64_t id;
   uint64_t start = pe__now_ns();
@@ -99,8 +101,10 @@ static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex, const 
   }
   if (rc == PE_ERR_WORKER) {
     pe__py_worker_fail(w, gen, why);
-    if (unsent && !last_try)
-      return PE_PENDING; /* the worker never saw it: safe to retry */
+    if (unsent && !last_try) {
+      *retry = true; /* the worker never saw it: safe to retry */
+      return PE_ERR_WORKER;
+    }
     char msg[PE__ERRMSG_SIZE];
     pe__errmsg_set(msg, "python worker %zu crashed or broke the protocol: %s", w->index, why);
     pe__py_fail_steps(ex, b, PE_ERR_WORKER, PE_STEP_CRASHED, msg);
@@ -109,9 +113,8 @@ static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex, const 
   return rc;
 }
 
-int pe__py_run_batch(pe__py_backend *be, pe_exchange *ex, const pe__batch *b) {
-  if (ex->run.dispatcher)
-    return pe__py_dispatch_submit(ex->run.dispatcher, ex, b);
+int pe__py_run_batch(pe__backend *self, pe_exchange *ex, const pe__batch *b) {
+  pe__py_backend *be = (pe__py_backend *)(void *)self;
   /* Two tries: a worker that died while idle is found out only when the
    * request cannot be written, and then its replacement (or another
    * worker) gets the request. */
@@ -122,8 +125,9 @@ int pe__py_run_batch(pe__py_backend *be, pe_exchange *ex, const pe__batch *b) {
                         "no python worker is available (restarting after failures)");
       return PE_OK;
     }
-    int rc = attempt(be, w, ex, b, i == 1);
-    if (rc != PE_PENDING)
+    bool retry;
+    int rc = attempt(be, w, ex, b, i == 1, &retry);
+    if (!retry)
       return rc;
   }
   return PE_ERR_WORKER;

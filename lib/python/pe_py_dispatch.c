@@ -1,23 +1,21 @@
-/* Non-blocking runs. A dispatcher belongs to one host thread: it has its
- * own connection to each worker (connected lazily, reconnected lazily after
- * a worker is replaced), one epoll fd over them, and one timerfd armed to
- * the earliest deadline of its calls. Requests are pipelined: a worker
- * answers the requests of one connection in order, so each connection
- * keeps a FIFO of the calls it awaits. Nothing here takes a lock; the
- * in-flight budget and worker choice use atomics.
+/* Non-blocking runs on the Python pool. The core's dispatcher (one per
+ * host thread) owns the epoll fd and the timer; this file keeps, per
+ * dispatcher, its own connection to each worker (connected lazily,
+ * reconnected lazily after a worker is replaced), registers those fds with
+ * the dispatcher and asks its timer for the earliest deadline of its calls.
+ * Requests are pipelined: a worker answers the requests of one connection
+ * in order, so each connection keeps a FIFO of the calls it awaits. Nothing
+ * here takes a lock; the in-flight budget and worker choice use atomics.
  *
- * Connection objects are never freed while the dispatcher lives (closed
- * ones are kept for reuse), so an event that names one stays safe to read
- * even if a callback closed it meanwhile: processing just finds nothing. */
+ * Connection objects are never freed while the dispatcher state lives
+ * (closed ones are kept for reuse), so an event that names one stays safe
+ * to read even if a callback closed it meanwhile: processing just finds
+ * nothing. */
 #include "pe_py.h"
 
 #include <errno.h>
 #include <stdio.h>
-#include <sys/epoll.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
-
-#define EVENTS_PER_CALL 64
 
 struct pe__py_call {
   pe__py_call *next;
@@ -28,43 +26,25 @@ struct pe__py_call {
   pe__py_worker *worker;
 };
 
-struct pe_dispatcher {
-  pe_engine *engine; /* a reference */
+/* This backend's state on one dispatcher (a pe__dstate to the core). */
+typedef struct pe__py_dstate {
+  pe_dispatcher *d;
+  pe__py_backend *be;
   const pe_mem *mem;
-  int epfd, timerfd;
   pe__py_conn **slots; /* current connection per worker, or NULL */
   size_t nslots;
   pe__py_conn *retired; /* stale connections with calls still listed */
   pe__py_conn *spare;   /* closed, kept for reuse */
   pe__py_call *free_calls;
-  size_t pending;
-  uint64_t timer_at; /* armed expiry (CLOCK_MONOTONIC ns), 0: none */
-  bool closing;
-};
+} pe__py_dstate;
 
-_Static_assert(sizeof(void *) == sizeof(pe_run_done_fn), "run state keeps done as void *");
-
-/* ---- timer ---- */
-
-static void timer_set(pe_dispatcher *d, uint64_t at) {
-  struct itimerspec its = {{0, 0}, {(time_t)(at / 1000000000u), (long)(at % 1000000000u)}};
-  timerfd_settime(d->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
-  d->timer_at = at;
+static pe__py_dstate *py_ds(pe__dstate *ds) {
+  return (pe__py_dstate *)(void *)ds;
 }
 
-/* Arms the timer for `at` unless it already fires earlier. */
-static void timer_arm(pe_dispatcher *d, uint64_t at) {
-  if (d->timer_at && d->timer_at <= at)
-    return;
-  timer_set(d, at ? at : 1);
-}
-
-/* Makes the fd readable at once, so that the host calls dispatch. */
-static void timer_arm_now(pe_dispatcher *d) {
-  timer_arm(d, 1);
-}
-
-static void timer_rearm(pe_dispatcher *d) {
+/* The earliest deadline of the calls still awaited, re-armed on the
+ * dispatcher's timer. */
+static void timer_rearm(pe__py_dstate *d) {
   uint64_t earliest = 0;
   for (size_t i = 0; i < d->nslots; i++)
     for (const pe__py_call *k = d->slots[i] ? d->slots[i]->head : NULL; k; k = k->next)
@@ -74,18 +54,13 @@ static void timer_rearm(pe_dispatcher *d) {
     for (const pe__py_call *k = c->head; k; k = k->next)
       if (!earliest || k->deadline_ns < earliest)
         earliest = k->deadline_ns;
-  d->timer_at = 0;
   if (earliest)
-    timer_set(d, earliest);
-  else {
-    struct itimerspec off = {{0, 0}, {0, 0}};
-    timerfd_settime(d->timerfd, 0, &off, NULL);
-  }
+    pe__dispatcher_arm(d->d, earliest);
 }
 
 /* ---- calls ---- */
 
-static pe__py_call *call_get(pe_dispatcher *d, const pe__batch *b) {
+static pe__py_call *call_get(pe__py_dstate *d, const pe__batch *b) {
   pe__py_call *k = d->free_calls;
   if (k)
     d->free_calls = k->next;
@@ -96,48 +71,33 @@ static pe__py_call *call_get(pe_dispatcher *d, const pe__batch *b) {
   return k;
 }
 
-static void call_put(pe_dispatcher *d, pe__py_call *k) {
+static void call_put(pe__py_dstate *d, pe__py_call *k) {
   k->ex = NULL;
   k->next = d->free_calls;
   d->free_calls = k;
 }
 
-/* Ends a call whose outcome has been applied: resumes its run and, if the
- * phase is complete, calls its done callback. Returns 1 if it completed.
- * A call whose exchange was freed meanwhile (ex NULL) just ends. */
-static int complete(pe_dispatcher *d, pe__py_call *k) {
+/* Ends a call whose outcome has been applied: the core resumes its run
+ * and, if it is complete, calls its done callback. Returns 1 if it
+ * completed. A call whose exchange was freed meanwhile (ex NULL) just ends. */
+static int complete(pe__py_dstate *d, pe__py_call *k) {
   pe_exchange *ex = k->ex;
   call_put(d, k);
-  if (!ex)
-    return 0;
-  d->pending--;
-  ex->run.pending = false;
-  int rc = pe__run_continue(ex);
-  if (rc == PE_PENDING)
-    return 0;
-  pe_run_done_fn done;
-  memcpy(&done, &ex->run.done, sizeof done);
-  void *ud = ex->run.done_ud;
-  ex->run.dispatcher = NULL;
-  ex->run.done = NULL;
-  ex->run.done_ud = NULL;
-  done(ex, rc, ud);
-  return 1;
+  return ex ? pe__dispatch_complete(ex) : 0;
 }
 
 /* ---- connections ---- */
 
-static void conn_shut(pe_dispatcher *d, pe__py_conn *c) {
+static void conn_shut(pe__py_dstate *d, pe__py_conn *c) {
   if (c->fd >= 0)
-    epoll_ctl(d->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    pe__dispatcher_unwatch(d->d, c->fd);
   pe__py_conn_close(c);
 }
 
-static void watch_out(pe_dispatcher *d, pe__py_conn *c, bool on) {
+static void watch_out(pe__py_dstate *d, pe__py_conn *c, bool on) {
   if (c->watching_out == on || c->fd < 0)
     return;
-  struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c};
-  epoll_ctl(d->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+  pe__dispatcher_rewatch(d->d, c->fd, EPOLLIN | (on ? EPOLLOUT : 0), &c->watch);
   c->watching_out = on;
 }
 
@@ -152,12 +112,12 @@ static void list_remove(pe__py_conn **list, pe__py_conn *c) {
 
 /* Moves a slot's connection aside so that the slot can reconnect: its
  * calls (if any) are failed by the next dispatch. */
-static void conn_retire(pe_dispatcher *d, pe__py_conn *c) {
+static void conn_retire(pe__py_dstate *d, pe__py_conn *c) {
   d->slots[c->worker->index] = NULL;
   if (c->calls) {
     c->next = d->retired;
     d->retired = c;
-    timer_arm_now(d);
+    pe__dispatcher_arm(d->d, 1); /* its calls fail at the next dispatch */
   } else {
     conn_shut(d, c);
     c->next = d->spare;
@@ -168,7 +128,7 @@ static void conn_retire(pe_dispatcher *d, pe__py_conn *c) {
 /* Closes c and fails every call it awaits: those past their deadline (when
  * now_ns is set) as timed out, the others with rc / outcome. Kills the
  * worker when kill_reason is set. Returns the number of runs completed. */
-static int conn_fail(pe_dispatcher *d, pe__py_conn *c, int rc, pe_step_outcome outcome,
+static int conn_fail(pe__py_dstate *d, pe__py_conn *c, int rc, pe_step_outcome outcome,
                      const char *why, uint64_t now_ns, const char *kill_reason) {
   pe__py_call *calls = c->head;
   c->head = c->tail = NULL;
@@ -189,7 +149,7 @@ static int conn_fail(pe_dispatcher *d, pe__py_conn *c, int rc, pe_step_outcome o
   while (calls) {
     pe__py_call *k = calls;
     calls = k->next;
-    pe__py_inflight_give(d->engine->backend, k->worker);
+    pe__py_inflight_give(d->be, k->worker);
     pe_exchange *ex = k->ex;
     if (!ex) {
       call_put(d, k);
@@ -209,7 +169,9 @@ static int conn_fail(pe_dispatcher *d, pe__py_conn *c, int rc, pe_step_outcome o
 
 /* The dispatcher's connection to w's current process, connecting (and
  * saying Hello, blocking) if needed. NULL if w cannot be reached. */
-static pe__py_conn *slot_conn(pe_dispatcher *d, pe__py_backend *be, pe__py_worker *w) {
+static int conn_ready(pe__watch *w, uint32_t events);
+
+static pe__py_conn *slot_conn(pe__py_dstate *d, pe__py_backend *be, pe__py_worker *w) {
   unsigned gen = atomic_load(&w->gen);
   pe__py_conn *c = d->slots[w->index];
   if (c && c->fd >= 0 && c->gen == gen)
@@ -224,6 +186,8 @@ static pe__py_conn *slot_conn(pe_dispatcher *d, pe__py_backend *be, pe__py_worke
     if (!(c = pe__calloc(d->mem, 1, sizeof *c)))
       return NULL;
     pe__py_conn_init(c, d->mem, be->max_message);
+    c->ds = d;
+    c->watch.ready = conn_ready;
   }
   conn_shut(d, c);
   c->next = NULL;
@@ -231,10 +195,10 @@ static pe__py_conn *slot_conn(pe_dispatcher *d, pe__py_backend *be, pe__py_worke
   c->gen = gen;
   d->slots[w->index] = c;
   uint64_t deadline = pe__now_ns() + (uint64_t)be->cfg.startup_timeout_ms * 1000000u;
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+  c->watching_out = false;
   if (pe__py_conn_connect(c, w->sock_path) != PE_OK ||
       pe__py_conn_hello(c, deadline, NULL) != PE_OK ||
-      epoll_ctl(d->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+      pe__dispatcher_watch(d->d, c->fd, EPOLLIN, &c->watch) != PE_OK) {
     conn_shut(d, c);
     pe__py_worker_fail(w, gen, "a new connection to it failed");
     return NULL;
@@ -242,7 +206,7 @@ static pe__py_conn *slot_conn(pe_dispatcher *d, pe__py_backend *be, pe__py_worke
   return c;
 }
 
-static int ensure_slots(pe_dispatcher *d, const pe__py_backend *be) {
+static int ensure_slots(pe__py_dstate *d, const pe__py_backend *be) {
   if (d->nslots == be->nworkers)
     return PE_OK;
   d->slots = pe__calloc(d->mem, be->nworkers, sizeof *d->slots);
@@ -255,7 +219,7 @@ static int ensure_slots(pe_dispatcher *d, const pe__py_backend *be) {
 /* One attempt to send the batch through w: PE_PENDING when sent, PE_OK when
  * its failure has been applied, PE_ERR_WORKER when it never reached the
  * worker (retry elsewhere), or a negative code when no step ran. */
-static int submit_to(pe_dispatcher *d, pe__py_backend *be, pe__py_worker *w, pe_exchange *ex,
+static int submit_to(pe__py_dstate *d, pe__py_backend *be, pe__py_worker *w, pe_exchange *ex,
                      const pe__batch *b) {
   int rc = pe__py_inflight_take(be, w);
   if (rc != PE_OK)
@@ -300,16 +264,13 @@ static int submit_to(pe_dispatcher *d, pe__py_backend *be, pe__py_worker *w, pe_
     c->head = k;
   c->tail = k;
   c->calls++;
-  d->pending++;
-  timer_arm(d, k->deadline_ns);
-  ex->run.pending = true;
+  pe__dispatcher_arm(d->d, k->deadline_ns);
   return PE_PENDING;
 }
 
-int pe__py_dispatch_submit(pe_dispatcher *d, pe_exchange *ex, const pe__batch *b) {
-  if (d->closing)
-    return PE_ERR_STATE;
-  pe__py_backend *be = d->engine->backend;
+int pe__py_submit(pe__backend *self, pe__dstate *ds, pe_exchange *ex, const pe__batch *b) {
+  pe__py_backend *be = (pe__py_backend *)(void *)self;
+  pe__py_dstate *d = py_ds(ds);
   int rc = ensure_slots(d, be);
   if (rc != PE_OK)
     return rc;
@@ -328,7 +289,7 @@ int pe__py_dispatch_submit(pe_dispatcher *d, pe_exchange *ex, const pe__batch *b
 
 /* ---- dispatching ---- */
 
-static int process_conn(pe_dispatcher *d, pe__py_conn *c) {
+static int process_conn(pe__py_dstate *d, pe__py_conn *c) {
   if (c->fd < 0)
     return 0;
   if (c->out_off < c->out.len) {
@@ -363,7 +324,7 @@ static int process_conn(pe_dispatcher *d, pe__py_conn *c) {
     if (!c->head)
       c->tail = NULL;
     c->calls--;
-    pe__py_inflight_give(d->engine->backend, k->worker);
+    pe__py_inflight_give(d->be, k->worker);
     if (k->ex)
       pe__py_apply_reply(k->ex, &k->batch, resp);
     pe__py_conn_consume(c);
@@ -383,16 +344,19 @@ static int process_conn(pe_dispatcher *d, pe__py_conn *c) {
   return completed;
 }
 
-static int process_timer(pe_dispatcher *d) {
-  uint64_t ticks;
-  while (read(d->timerfd, &ticks, sizeof ticks) < 0 && errno == EINTR) {
-  }
+static int conn_ready(pe__watch *w, uint32_t events) {
+  (void)events;
+  pe__py_conn *c = (pe__py_conn *)(void *)((char *)w - offsetof(pe__py_conn, watch));
+  return process_conn(c->ds, c);
+}
+
+int pe__py_dispatcher_timer(pe__dstate *ds, uint64_t now) {
+  pe__py_dstate *d = py_ds(ds);
   int completed = 0;
   /* Calls of replaced workers: their process is gone. */
   while (d->retired)
     completed += conn_fail(d, d->retired, PE_ERR_WORKER, PE_STEP_CRASHED,
                            "its process was replaced while the batch was in flight", 0, NULL);
-  uint64_t now = pe__now_ns();
   for (size_t i = 0; i < d->nslots; i++) {
     pe__py_conn *c = d->slots[i];
     bool expired = false;
@@ -409,19 +373,6 @@ static int process_timer(pe_dispatcher *d) {
   return completed;
 }
 
-int pe_dispatcher_dispatch(pe_dispatcher *d) {
-  if (!d)
-    return PE_ERR_INVALID_ARGUMENT;
-  struct epoll_event ev[EVENTS_PER_CALL];
-  int n;
-  while ((n = epoll_wait(d->epfd, ev, EVENTS_PER_CALL, 0)) < 0 && errno == EINTR) {
-  }
-  int completed = 0;
-  for (int i = 0; i < n; i++)
-    completed += ev[i].data.ptr == d ? process_timer(d) : process_conn(d, ev[i].data.ptr);
-  return completed;
-}
-
 static bool forget_in(pe__py_conn *c, const pe_exchange *ex) {
   for (pe__py_call *k = c ? c->head : NULL; k; k = k->next)
     if (k->ex == ex) {
@@ -431,46 +382,31 @@ static bool forget_in(pe__py_conn *c, const pe_exchange *ex) {
   return false;
 }
 
-bool pe__dispatch_forget(void *dispatcher, pe_exchange *ex) {
-  pe_dispatcher *d = dispatcher;
+bool pe__py_forget(pe__dstate *ds, pe_exchange *ex) {
+  pe__py_dstate *d = py_ds(ds);
   bool found = false;
   for (size_t i = 0; i < d->nslots && !found; i++)
     found = forget_in(d->slots[i], ex);
   for (pe__py_conn *c = d->retired; c && !found; c = c->next)
     found = forget_in(c, ex);
-  if (found)
-    d->pending--;
   return found;
 }
 
 /* ---- lifetime ---- */
 
-int pe_dispatcher_new(pe_dispatcher **out, pe_engine *engine) {
-  if (!out || !engine)
-    return PE_ERR_INVALID_ARGUMENT;
-  const pe_mem *mem = pe__engine_mem(engine);
-  pe_dispatcher *d = pe__calloc(mem, 1, sizeof *d);
+int pe__py_dispatcher_attach(pe__backend *self, pe_dispatcher *dispatcher, pe__dstate **out) {
+  pe__py_backend *be = (pe__py_backend *)(void *)self;
+  pe__py_dstate *d = pe__calloc(be->mem, 1, sizeof *d);
   if (!d)
     return PE_ERR_NOMEM;
-  d->mem = mem;
-  d->epfd = epoll_create1(EPOLL_CLOEXEC);
-  d->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = d};
-  if (d->epfd < 0 || d->timerfd < 0 || epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->timerfd, &ev) != 0) {
-    if (d->epfd >= 0)
-      close(d->epfd);
-    if (d->timerfd >= 0)
-      close(d->timerfd);
-    pe__free(mem, d);
-    return PE_ERR_IO;
-  }
-  pe__engine_ref(engine);
-  d->engine = engine;
-  *out = d;
+  d->d = dispatcher;
+  d->be = be;
+  d->mem = be->mem;
+  *out = (pe__dstate *)(void *)d;
   return PE_OK;
 }
 
-static void conn_list_free(pe_dispatcher *d, pe__py_conn *c) {
+static void conn_list_free(pe__py_dstate *d, pe__py_conn *c) {
   while (c) {
     pe__py_conn *next = c->next;
     conn_shut(d, c);
@@ -480,10 +416,8 @@ static void conn_list_free(pe_dispatcher *d, pe__py_conn *c) {
   }
 }
 
-void pe_dispatcher_free(pe_dispatcher *d) {
-  if (!d)
-    return;
-  d->closing = true;
+void pe__py_dispatcher_detach(pe__dstate *ds) {
+  pe__py_dstate *d = py_ds(ds);
   /* Cancel pending runs; the workers stay (they did nothing wrong). */
   while (d->retired)
     conn_fail(d, d->retired, PE_ERR_WORKER, PE_STEP_CRASHED, "dispatcher freed", 0, NULL);
@@ -499,66 +433,5 @@ void pe_dispatcher_free(pe_dispatcher *d) {
     pe__free(d->mem, k);
   }
   pe__free(d->mem, d->slots);
-  close(d->epfd);
-  close(d->timerfd);
-  pe_engine *e = d->engine;
   pe__free(d->mem, d);
-  pe__engine_unref(e);
-}
-
-int pe_dispatcher_fd(const pe_dispatcher *d) {
-  return d ? d->epfd : PE_ERR_INVALID_ARGUMENT;
-}
-
-size_t pe_dispatcher_pending(const pe_dispatcher *d) {
-  return d ? d->pending : 0;
-}
-
-/* Whether running phases first..last of `chain` would send anything to a
- * worker. */
-static bool phases_have_python(const pe_chain *chain, pe_phase first, pe_phase last) {
-  for (unsigned p = first; p <= last; p++)
-    for (size_t i = 0; i < chain->order_len[p]; i++)
-      if (chain->steps[chain->order[p][i]].policy->kind != PE__KIND_NATIVE)
-        return true;
-  return false;
-}
-
-int pe_chain_run_phases_async(const pe_chain *chain, pe_exchange *ex, pe_phase first, pe_phase last,
-                              pe_dispatcher *d, pe_run_done_fn done, void *user_data) {
-  if (!chain || !ex || !d || !done || (unsigned)first >= PE_PHASE_COUNT ||
-      (unsigned)last >= PE_PHASE_COUNT || first > last || ex->engine != chain->engine ||
-      d->engine != ex->engine)
-    return PE_ERR_INVALID_ARGUMENT;
-  if (ex->run.pending)
-    return pe__exchange_fail(ex, PE_ERR_STATE,
-                             "pe_chain_run_async: a phase of this exchange is pending");
-  if (d->closing)
-    return PE_ERR_STATE;
-  if (ex->verdict == PE_VERDICT_RESPOND)
-    return PE_OK; /* answered already: later phases do nothing */
-  pe__py_backend *be = ex->engine->backend;
-  if (ex->engine->backend_ops == &pe__py_backend_ops && phases_have_python(chain, first, last) &&
-      (size_t)atomic_load_explicit(&be->inflight, memory_order_relaxed) >= be->cfg.max_in_flight)
-    return pe__exchange_fail(ex, PE_ERR_BUSY, "pe_chain_run_async: %zu python calls in flight",
-                             be->cfg.max_in_flight);
-  ex->run.chain = chain;
-  ex->run.phase = first;
-  ex->run.last = last;
-  ex->run.pos = 0;
-  ex->run.dispatcher = d;
-  memcpy(&ex->run.done, &done, sizeof done);
-  ex->run.done_ud = user_data;
-  int rc = pe__run_continue(ex);
-  if (rc == PE_PENDING)
-    return PE_PENDING;
-  ex->run.dispatcher = NULL;
-  ex->run.done = NULL;
-  ex->run.done_ud = NULL;
-  return rc;
-}
-
-int pe_chain_run_async(const pe_chain *chain, pe_exchange *ex, pe_phase phase, pe_dispatcher *d,
-                       pe_run_done_fn done, void *user_data) {
-  return pe_chain_run_phases_async(chain, ex, phase, phase, d, done, user_data);
 }

@@ -42,6 +42,14 @@ int pe_python_options_set_cpu_affinity(pe_python_options *opts, int enabled) {
   return PE_OK;
 }
 
+int pe_python_options_set_name(pe_python_options *opts, const char *name) {
+  size_t len = name ? strlen(name) : 0;
+  if (!opts || len == 0 || len > PE__EXECUTOR_NAME_MAX)
+    return PE_ERR_INVALID_ARGUMENT;
+  memcpy(opts->name, name, len + 1);
+  return PE_OK;
+}
+
 int pe_python_options_set_workers(pe_python_options *opts, unsigned workers) {
   if (!opts || workers > MAX_WORKERS)
     return PE_ERR_INVALID_ARGUMENT;

@@ -236,7 +236,7 @@ static int collect_policies(pe__py_backend *be, const Policyexec__V1__HelloReply
     if (!p)
       goto nomem;
     be->advertised[be->advertised_count++] = p;
-    p->kind = PE__KIND_PYTHON;
+    p->kind = PE__KIND_EXECUTOR;
     p->phases = phases;
     /* A body phase needs its body buffered, whatever the flags say. */
     p->needs = (info->needs_request_body || (phases & PE_PHASE_BIT(PE_PHASE_REQUEST_BODY))
@@ -256,14 +256,18 @@ nomem:
   return PE_ERR_NOMEM;
 }
 
-/* Adds every advertised policy, or none: all names are checked first. */
-static int register_policies(pe__py_backend *be, char *err) {
+/* Registers the pool as an executor and adds every advertised policy with
+ * it, in one critical section: all of it or none. A name@version that
+ * another executor has advertised already stays with that one (a step may
+ * still name this pool); one taken by a native policy is an error. */
+static int register_pool(pe__py_backend *be, char *err) {
   pe_engine *e = be->engine;
   int rc = PE_OK;
   pthread_mutex_lock(&e->lock);
   for (size_t i = 0; i < be->advertised_count && rc == PE_OK; i++) {
     const pe__policy *p = be->advertised[i];
-    bool dup = pe__registry_find(e, pe_str(p->name), pe_str(p->version)) != NULL;
+    const pe__policy *old = pe__registry_find(e, pe_str(p->name), pe_str(p->version));
+    bool dup = old && old->kind == PE__KIND_NATIVE;
     for (size_t j = 0; j < i && !dup; j++)
       dup = !strcmp(p->name, be->advertised[j]->name) &&
             !strcmp(p->version, be->advertised[j]->version);
@@ -273,9 +277,20 @@ static int register_policies(pe__py_backend *be, char *err) {
       rc = PE_ERR_EXISTS;
     }
   }
+  const pe__executor *x = NULL;
+  if (rc == PE_OK)
+    rc = pe__engine_add_executor_locked(e, be->cfg.name, &pe__py_backend_ops,
+                                        (pe__backend *)(void *)be, &x, err);
   if (rc == PE_OK) {
-    for (size_t i = 0; i < be->advertised_count; i++)
-      pe__registry_add(e, be->advertised[i]); /* cannot fail: checked above */
+    for (size_t i = 0; i < be->advertised_count; i++) {
+      pe__policy *p = be->advertised[i];
+      if (pe__registry_find(e, pe_str(p->name), pe_str(p->version))) {
+        pe__policy_free(e, p); /* served by an executor started before */
+        continue;
+      }
+      p->exec = x;
+      pe__registry_add(e, p); /* cannot fail: checked above */
+    }
     pe__free(be->mem, be->advertised);
     be->advertised = NULL;
     be->advertised_count = 0;
@@ -350,8 +365,12 @@ static void backend_free(pe__py_backend *be) {
   pe__free(be->mem, be);
 }
 
-static void py_shutdown(pe__py_backend *be) {
-  backend_free(be);
+static pe__py_backend *py_be(pe__backend *be) {
+  return (pe__py_backend *)(void *)be;
+}
+
+static void py_shutdown(pe__backend *be) {
+  backend_free(py_be(be));
 }
 
 /* With cpu_affinity, worker i goes to the i-th CPU this process may use. */
@@ -407,6 +426,8 @@ static int backend_new(pe_engine *e, const pe_python_options *opts, pe__py_backe
   pe_python_options defaults;
   pe__py_options_defaults(&defaults);
   int rc = pe__py_options_copy(&be->cfg, opts ? opts : &defaults, mem);
+  if (!be->cfg.name[0])
+    memcpy(be->cfg.name, PE__DEFAULT_EXECUTOR, sizeof PE__DEFAULT_EXECUTOR);
   if (rc == PE_OK && !be->cfg.worker_path)
     rc = default_worker_path(mem, &be->cfg.worker_path);
   be->nworkers = be->cfg.workers ? be->cfg.workers : default_workers();
@@ -456,8 +477,9 @@ static int backend_new(pe_engine *e, const pe_python_options *opts, pe__py_backe
 int pe_engine_start_python(pe_engine *engine, const pe_python_options *opts) {
   if (!engine)
     return PE_ERR_INVALID_ARGUMENT;
-  if (engine->backend_ops) {
-    pe__engine_fail(engine, "the python worker pool is already started");
+  const char *name = opts && opts->name[0] ? opts->name : PE__DEFAULT_EXECUTOR;
+  if (pe__engine_find_executor(engine, pe_str(name))) {
+    pe__engine_fail(engine, "an executor named '%s' is already running", name);
     return PE_ERR_STATE;
   }
   char err[PE__ERRMSG_SIZE] = "";
@@ -479,29 +501,24 @@ int pe_engine_start_python(pe_engine *engine, const pe_python_options *opts) {
     pthread_mutex_unlock(&be->inst_lock);
   }
   if (rc == PE_OK)
-    rc = register_policies(be, err);
-  if (rc == PE_OK)
     rc = pe__py_supervisor_start(be, err);
+  /* Last: once registered, the engine owns the pool. */
+  if (rc == PE_OK)
+    rc = register_pool(be, err);
   if (rc != PE_OK) {
     pe__engine_fail(engine, "%s", err);
     backend_free(be);
     return rc;
   }
-  engine->backend = be;
-  engine->backend_ops = &pe__py_backend_ops;
-  pe__log(engine, PE_LOG_INFO, "python pool started: %zu workers, sockets in %s", be->nworkers,
-          be->dir);
+  pe__log(engine, PE_LOG_INFO, "python pool '%s' started: %zu workers, sockets in %s", name,
+          be->nworkers, be->dir);
   return PE_OK;
 }
 
 /* ---- health and introspection ---- */
 
-int pe_engine_python_ping(pe_engine *engine, size_t *alive) {
-  if (!engine)
-    return PE_ERR_INVALID_ARGUMENT;
-  if (!engine->backend_ops)
-    return PE_ERR_STATE;
-  pe__py_backend *be = engine->backend;
+static int py_ping(pe__backend *self, size_t *alive) {
+  pe__py_backend *be = py_be(self);
   Policyexec__V1__Ping ping = POLICYEXEC__V1__PING__INIT;
   pe__py_request req = POLICYEXEC__V1__REQUEST__INIT;
   req.body_case = POLICYEXEC__V1__REQUEST__BODY_PING;
@@ -531,24 +548,60 @@ int pe_engine_python_ping(pe_engine *engine, size_t *alive) {
   return answered == be->nworkers ? PE_OK : PE_ERR_WORKER;
 }
 
+static int py_admit(pe__backend *self, char *why) {
+  pe__py_backend *be = py_be(self);
+  if ((size_t)atomic_load_explicit(&be->inflight, memory_order_relaxed) < be->cfg.max_in_flight)
+    return PE_OK;
+  pe__errmsg_set(why, "%zu python calls in flight", be->cfg.max_in_flight);
+  return PE_ERR_BUSY;
+}
+
+/* The first Python pool started, for the pe_engine_python_* calls. */
+static pe__py_backend *first_pool(const pe_engine *engine) {
+  const pe__executor *x = engine ? pe__engine_executor_of(engine, &pe__py_backend_ops) : NULL;
+  return x ? py_be(x->be) : NULL;
+}
+
+int pe_engine_python_ping(pe_engine *engine, size_t *alive) {
+  if (!engine)
+    return PE_ERR_INVALID_ARGUMENT;
+  pe__py_backend *be = first_pool(engine);
+  return be ? py_ping((pe__backend *)(void *)be, alive) : PE_ERR_STATE;
+}
+
 size_t pe_engine_python_worker_pids(pe_engine *engine, int *pids, size_t cap) {
-  if (!engine || !engine->backend_ops)
+  pe__py_backend *be = first_pool(engine);
+  if (!be)
     return 0;
-  pe__py_backend *be = engine->backend;
   for (size_t i = 0; i < be->nworkers && i < cap && pids; i++)
     pids[i] = atomic_load(&be->workers[i].pid);
   return be->nworkers;
 }
 
 uint64_t pe_engine_python_restarts(pe_engine *engine) {
-  if (!engine || !engine->backend_ops)
-    return 0;
-  return atomic_load(&((pe__py_backend *)engine->backend)->restarts);
+  pe__py_backend *be = first_pool(engine);
+  return be ? atomic_load(&be->restarts) : 0;
+}
+
+static int py_create_op(pe__backend *be, pe__step *step, char *err) {
+  return py_create_instance(py_be(be), step, err);
+}
+
+static void py_destroy_op(pe__backend *be, pe__step *step) {
+  py_destroy_instance(py_be(be), step);
 }
 
 const pe__backend_ops pe__py_backend_ops = {
-    .create_instance = py_create_instance,
-    .destroy_instance = py_destroy_instance,
+    .kind = "python",
+    .create_instance = py_create_op,
+    .destroy_instance = py_destroy_op,
     .run_batch = pe__py_run_batch,
+    .submit = pe__py_submit,
+    .dispatcher_attach = pe__py_dispatcher_attach,
+    .dispatcher_detach = pe__py_dispatcher_detach,
+    .dispatcher_timer = pe__py_dispatcher_timer,
+    .forget = pe__py_forget,
+    .admit = py_admit,
+    .ping = py_ping,
     .shutdown = py_shutdown,
 };
