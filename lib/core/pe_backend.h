@@ -26,7 +26,7 @@ typedef struct pe__backend pe__backend;
 typedef struct pe__dstate pe__dstate;
 
 typedef struct pe__backend_ops {
-  const char *kind; /* "python", "grpc": for logs */
+  const char *kind; /* what the backend is, for logs */
   /* Creates the instance of `step` (step->params_json) in the executor;
    * err gets the reason on failure. */
   int (*create_instance)(pe__backend *be, pe__step *step, char *err);
