@@ -302,14 +302,38 @@ START_TEST(failure_closed_answers_500) {
   pe_exchange_free(ex);
   pe_chain_free(c);
 
-  /* A timeout answers 504; a policy that says nothing gets the code's text. */
+  /* A timeout answers 504; a policy that says nothing gets the value it
+   * returned named. */
   c = chain_of(e, "[{\"name\":\"mutator\",\"version\":\"1\",\"params\":{\"rc\":-15,"
                   "\"quiet\":true}}]");
   ex = prepared_exchange(e);
   ck_assert_int_eq(pe_chain_run(c, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
   ck_assert_int_eq(pe_exchange_status(ex), 504);
   ck_assert_str_eq(pe_exchange_errmsg(ex), "step 0 (mutator@1) failed in request_headers: "
-                                           "timed out");
+                                           "policy returned -15 (PE_ERR_TIMEOUT: timed out)");
+  pe_exchange_free(ex);
+  pe_chain_free(c);
+
+  /* -1 is the policy's failure, not an invalid argument of the library's;
+   * any other negative value too. */
+  c = chain_of(e, "[{\"name\":\"mutator\",\"version\":\"1\",\"params\":{\"rc\":-1,"
+                  "\"quiet\":true}}]");
+  ex = prepared_exchange(e);
+  pe_test_log_clear();
+  ck_assert_int_eq(pe_chain_run(c, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  ck_assert_int_eq(pe_exchange_status(ex), 500);
+  ck_assert_str_eq(pe_exchange_errmsg(ex),
+                   "step 0 (mutator@1) failed in request_headers: policy returned -1 "
+                   "(PE_ERR_INVALID_ARGUMENT: invalid argument)");
+  ck_assert(pe_test_log_contains("[PE_ERR_POLICY; failure mode closed: answering 500]"));
+  pe_exchange_free(ex);
+  pe_chain_free(c);
+  c = chain_of(e, "[{\"name\":\"mutator\",\"version\":\"1\",\"params\":{\"rc\":-4242,"
+                  "\"quiet\":true}}]");
+  ex = prepared_exchange(e);
+  ck_assert_int_eq(pe_chain_run(c, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  ck_assert_str_eq(pe_exchange_errmsg(ex),
+                   "step 0 (mutator@1) failed in request_headers: policy returned -4242");
   pe_exchange_free(ex);
   pe_chain_free(c);
   pe_engine_free(e);

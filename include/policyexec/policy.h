@@ -46,9 +46,13 @@ typedef struct pe_param_spec {
  * functions, which enforce the same rules as for the host.
  *
  * Return PE_OK to go on (having called pe_exchange_respond() to answer at
- * once, if it wants), or a negative code to fail: the step then follows its
+ * once, if it wants), or a negative value to fail: the step then follows its
  * failure mode and its changes to @p ex are discarded. A policy may call
- * pe_exchange_set_errmsg() first to say why.
+ * pe_exchange_set_errmsg() first to say why; otherwise the message names the
+ * value it returned. Any negative value is the policy's failure, reported as
+ * PE_ERR_POLICY (a callback returning -1 is not an "invalid argument" of the
+ * library's), except PE_ERR_TIMEOUT, which keeps its meaning (504 when the
+ * step fails closed).
  *
  * @p instance is shared by every thread that runs the chain: treat it as
  * read-only here (or protect what you change).

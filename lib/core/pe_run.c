@@ -67,6 +67,26 @@ void pe__step_failed(pe_exchange *ex, const pe__step *step, pe_phase phase, int 
   respond_failure(ex, rc);
 }
 
+/* A native callback returned rc < 0. Whatever it returned, the failure is
+ * the policy's (PE_ERR_POLICY), not the library's: a callback returning -1
+ * must not read as "invalid argument". Only PE_ERR_TIMEOUT keeps its
+ * meaning (504 when fail-closed). Without the policy's own explanation the
+ * message names the value it returned. */
+static void policy_failed(pe_exchange *ex, const pe__step *step, pe_phase phase, int rc) {
+  int failure = rc == PE_ERR_TIMEOUT ? PE_ERR_TIMEOUT : PE_ERR_POLICY;
+  if (ex->errmsg[0]) {
+    pe__step_failed(ex, step, phase, failure, PE_STEP_FAILED, ex->errmsg);
+    return;
+  }
+  char why[PE__ERRMSG_SIZE];
+  const char *name = pe_errname(rc);
+  if (strcmp(name, "PE_ERR_UNKNOWN"))
+    pe__errmsg_set(why, "policy returned %d (%s: %s)", rc, name, pe_strerror(rc));
+  else
+    pe__errmsg_set(why, "policy returned %d", rc);
+  pe__step_failed(ex, step, phase, failure, PE_STEP_FAILED, why);
+}
+
 static void run_native_step(pe_exchange *ex, const pe__step *step, pe_phase phase) {
   const pe__policy *p = step->policy;
   bool timed = ex->engine->opts.metrics != NULL;
@@ -82,7 +102,7 @@ static void run_native_step(pe_exchange *ex, const pe__step *step, pe_phase phas
   ex->errmsg[0] = '\0';
   int rc = p->on[phase](ex, step->instance, p->user_data);
   if (rc < 0) {
-    pe__step_failed(ex, step, phase, rc, PE_STEP_FAILED, ex->errmsg);
+    policy_failed(ex, step, phase, rc);
     return;
   }
   if (!ex->errmsg[0])
