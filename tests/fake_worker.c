@@ -12,6 +12,8 @@
  *   fake-oversized  announces a 2 GiB reply
  *   fake-extra      answers with one result more than asked
  */
+#include "pe_frame.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <policyexec/v1/executor.pb-c.h>
@@ -68,9 +70,9 @@ static int write_all(int fd, const void *buf, size_t len) {
 }
 
 static int send_raw(int fd, uint32_t announced, const void *payload, size_t len) {
-  unsigned char hdr[4] = {(unsigned char)(announced >> 24), (unsigned char)(announced >> 16),
-                          (unsigned char)(announced >> 8), (unsigned char)announced};
-  return write_all(fd, hdr, 4) || write_all(fd, payload, len) ? -1 : 0;
+  unsigned char hdr[PE__FRAME_HEADER];
+  pe__frame_len_put(hdr, announced);
+  return write_all(fd, hdr, sizeof hdr) || write_all(fd, payload, len) ? -1 : 0;
 }
 
 static int send_response(int fd, Policyexec__V1__Response *resp) {
@@ -160,10 +162,10 @@ static int answer_run(int fd, uint64_t id, const Policyexec__V1__RunPhase *run) 
 
 /* Serves one request; -1 ends the connection. */
 static int serve(int fd) {
-  unsigned char hdr[4];
-  if (read_all(fd, hdr, 4))
+  unsigned char hdr[PE__FRAME_HEADER];
+  if (read_all(fd, hdr, sizeof hdr))
     return -1;
-  size_t len = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+  size_t len = pe__frame_len_get(hdr);
   unsigned char *buf = malloc(len ? len : 1);
   if (!buf || read_all(fd, buf, len)) {
     free(buf);

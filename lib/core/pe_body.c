@@ -2,14 +2,6 @@
  * is checked before anything changes, so a refused call keeps the body. */
 #include "pe_internal.h"
 
-static bool slice_ok(pe_slice s) {
-  return s.ptr || s.len == 0;
-}
-
-static bool dir_ok(pe_dir dir) {
-  return dir == PE_REQUEST || dir == PE_RESPONSE;
-}
-
 static const char *side(pe_dir dir) {
   return dir == PE_REQUEST ? "request" : "response";
 }
@@ -17,7 +9,7 @@ static const char *side(pe_dir dir) {
 typedef enum body_op { BODY_SET, BODY_PREPEND, BODY_APPEND } body_op;
 
 static int change_body(pe_exchange *ex, pe_dir dir, pe_slice data, body_op op) {
-  if (!ex || !dir_ok(dir) || !slice_ok(data))
+  if (!ex || !pe__dir_ok(dir) || !pe__slice_ok(data))
     return PE_ERR_INVALID_ARGUMENT;
   pe__buf *body = &ex->body[dir];
   size_t limit = ex->limits[PE_LIMIT_BODY_BYTES];
@@ -47,7 +39,7 @@ static int change_body(pe_exchange *ex, pe_dir dir, pe_slice data, body_op op) {
 }
 
 pe_slice pe_exchange_body(const pe_exchange *ex, pe_dir dir) {
-  if (!ex || !dir_ok(dir) || ex->body[dir].len == 0)
+  if (!ex || !pe__dir_ok(dir) || ex->body[dir].len == 0)
     return PE_LIT("");
   return pe__buf_slice(&ex->body[dir]);
 }

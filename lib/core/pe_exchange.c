@@ -4,10 +4,6 @@
 #include "pe_internal.h"
 #include "pe_escape.h"
 
-static bool slice_ok(pe_slice s) {
-  return s.ptr || s.len == 0;
-}
-
 static pe_slice buf_view(const pe__buf *b) {
   return b->len ? pe__buf_slice(b) : PE_LIT("");
 }
@@ -106,7 +102,7 @@ static int set_request_part(pe_exchange *ex, pe__buf *dst, pe_slice v) {
 }
 
 int pe_exchange_set_method(pe_exchange *ex, pe_slice method) {
-  if (!ex || !slice_ok(method))
+  if (!ex || !pe__slice_ok(method))
     return PE_ERR_INVALID_ARGUMENT;
   if (!pe__is_token(method)) {
     char shown[PE__ESCAPE_SIZE];
@@ -117,7 +113,7 @@ int pe_exchange_set_method(pe_exchange *ex, pe_slice method) {
 }
 
 int pe_exchange_set_path(pe_exchange *ex, pe_slice path) {
-  if (!ex || !slice_ok(path))
+  if (!ex || !pe__slice_ok(path))
     return PE_ERR_INVALID_ARGUMENT;
   if (!pe__is_request_target(path, false)) {
     char shown[PE__ESCAPE_SIZE];
@@ -129,7 +125,7 @@ int pe_exchange_set_path(pe_exchange *ex, pe_slice path) {
 }
 
 int pe_exchange_set_authority(pe_exchange *ex, pe_slice authority) {
-  if (!ex || !slice_ok(authority))
+  if (!ex || !pe__slice_ok(authority))
     return PE_ERR_INVALID_ARGUMENT;
   if (!pe__is_request_target(authority, true)) {
     char shown[PE__ESCAPE_SIZE];
@@ -173,7 +169,7 @@ int pe_exchange_status(const pe_exchange *ex) {
 }
 
 int pe_exchange_respond(pe_exchange *ex, int status, pe_slice body) {
-  if (!ex || !slice_ok(body))
+  if (!ex || !pe__slice_ok(body))
     return PE_ERR_INVALID_ARGUMENT;
   if (!status_ok(status))
     return pe__exchange_fail(ex, PE_ERR_INVALID_VALUE, "status %d is outside 100..999", status);

@@ -5,14 +5,6 @@
 #include "pe_internal.h"
 #include "pe_escape.h"
 
-static bool slice_ok(pe_slice s) {
-  return s.ptr || s.len == 0;
-}
-
-static bool dir_ok(pe_dir dir) {
-  return dir == PE_REQUEST || dir == PE_RESPONSE;
-}
-
 static const char *side(pe_dir dir) {
   return dir == PE_REQUEST ? "request" : "response";
 }
@@ -31,7 +23,7 @@ static size_t bad_value_byte(pe_slice v) {
 
 /* Shared tail of set and add: checks, snapshot, then the fields call. */
 static int write_header(pe_exchange *ex, pe_dir dir, pe_slice name, pe_slice value, bool replace) {
-  if (!ex || !dir_ok(dir) || !slice_ok(name) || !slice_ok(value))
+  if (!ex || !pe__dir_ok(dir) || !pe__slice_ok(name) || !pe__slice_ok(value))
     return PE_ERR_INVALID_ARGUMENT;
   char shown[PE__ESCAPE_SIZE];
   if (!pe__is_token(name))
@@ -82,7 +74,7 @@ int pe_exchange_header_add(pe_exchange *ex, pe_dir dir, pe_slice name, pe_slice 
 }
 
 int pe_exchange_header_remove(pe_exchange *ex, pe_dir dir, pe_slice name) {
-  if (!ex || !dir_ok(dir) || !slice_ok(name))
+  if (!ex || !pe__dir_ok(dir) || !pe__slice_ok(name))
     return PE_ERR_INVALID_ARGUMENT;
   pe__fields *f = &ex->headers[dir];
   if (pe__fields_find(f, name, 0) < 0)
@@ -94,12 +86,12 @@ int pe_exchange_header_remove(pe_exchange *ex, pe_dir dir, pe_slice name) {
 }
 
 size_t pe_exchange_header_count(const pe_exchange *ex, pe_dir dir) {
-  return ex && dir_ok(dir) ? ex->headers[dir].count : 0;
+  return ex && pe__dir_ok(dir) ? ex->headers[dir].count : 0;
 }
 
 int pe_exchange_header_at(const pe_exchange *ex, pe_dir dir, size_t index, pe_slice *name,
                           pe_slice *value) {
-  if (!ex || !dir_ok(dir) || !name || !value)
+  if (!ex || !pe__dir_ok(dir) || !name || !value)
     return PE_ERR_INVALID_ARGUMENT;
   const pe__fields *f = &ex->headers[dir];
   if (index >= f->count)
@@ -111,7 +103,7 @@ int pe_exchange_header_at(const pe_exchange *ex, pe_dir dir, size_t index, pe_sl
 
 int pe_exchange_header_get_nth(const pe_exchange *ex, pe_dir dir, pe_slice name, size_t nth,
                                pe_slice *value) {
-  if (!ex || !dir_ok(dir) || !slice_ok(name) || !value)
+  if (!ex || !pe__dir_ok(dir) || !pe__slice_ok(name) || !value)
     return PE_ERR_INVALID_ARGUMENT;
   long i = pe__fields_find(&ex->headers[dir], name, nth);
   if (i < 0)
@@ -141,7 +133,7 @@ int pe_exchange_meta_at(const pe_exchange *ex, size_t index, pe_slice *key, pe_s
 }
 
 int pe_exchange_meta_get(const pe_exchange *ex, pe_slice key, pe_slice *value) {
-  if (!ex || !slice_ok(key) || !value)
+  if (!ex || !pe__slice_ok(key) || !value)
     return PE_ERR_INVALID_ARGUMENT;
   long i = pe__fields_find(&ex->meta, key, 0);
   if (i < 0)
@@ -151,7 +143,7 @@ int pe_exchange_meta_get(const pe_exchange *ex, pe_slice key, pe_slice *value) {
 }
 
 int pe_exchange_meta_set(pe_exchange *ex, pe_slice key, pe_slice value) {
-  if (!ex || !slice_ok(key) || !slice_ok(value))
+  if (!ex || !pe__slice_ok(key) || !pe__slice_ok(value))
     return PE_ERR_INVALID_ARGUMENT;
   if (key.len == 0)
     return pe__exchange_fail(ex, PE_ERR_INVALID_ARGUMENT, "metadata key must not be empty");
@@ -180,7 +172,7 @@ int pe_exchange_meta_set(pe_exchange *ex, pe_slice key, pe_slice value) {
 }
 
 int pe_exchange_meta_remove(pe_exchange *ex, pe_slice key) {
-  if (!ex || !slice_ok(key))
+  if (!ex || !pe__slice_ok(key))
     return PE_ERR_INVALID_ARGUMENT;
   if (pe__fields_find(&ex->meta, key, 0) < 0)
     return 0;

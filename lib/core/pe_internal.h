@@ -39,6 +39,15 @@
 
 #define PE__ERRMSG_SIZE 256
 
+/* A slice a caller passed: NULL only when empty. */
+static inline bool pe__slice_ok(pe_slice s) {
+  return s.ptr || s.len == 0;
+}
+
+static inline bool pe__dir_ok(pe_dir dir) {
+  return dir == PE_REQUEST || dir == PE_RESPONSE;
+}
+
 /* ---- pe_error.c ---- */
 
 /* Formats into a fixed message buffer of PE__ERRMSG_SIZE bytes (truncating). */

@@ -7,12 +7,10 @@
  * only when a step fails. */
 #include "pe_backend.h"
 
-#include <time.h>
+#include "pe_clock.h"
 
 uint64_t pe__now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  return pe__clock_ns(CLOCK_MONOTONIC);
 }
 
 void pe__step_report(pe_exchange *ex, const pe__step *step, pe_phase phase,

@@ -4,6 +4,8 @@
  * a large body is being written. */
 #include "pe_py.h"
 
+#include "pe_frame.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -11,7 +13,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define FRAME_HEADER 4u
 #define READ_CHUNK (64u * 1024u)
 
 void pe__py_conn_init(pe__py_conn *c, const pe_mem *mem, size_t max_message) {
@@ -92,16 +93,13 @@ int pe__py_conn_queue(pe__py_conn *c, pe__py_request *req) {
    * partly written queue is moved at most once per new message. */
   if (c->out_off == c->out.len)
     c->out.len = c->out_off = 0;
-  int rc = pe__buf_reserve(&c->out, c->mem, FRAME_HEADER + size);
+  int rc = pe__buf_reserve(&c->out, c->mem, PE__FRAME_HEADER + size);
   if (rc != PE_OK)
     return rc;
   unsigned char *p = (unsigned char *)c->out.data + c->out.len;
-  p[0] = (unsigned char)(size >> 24);
-  p[1] = (unsigned char)(size >> 16);
-  p[2] = (unsigned char)(size >> 8);
-  p[3] = (unsigned char)size;
-  policyexec__v1__request__pack(req, p + FRAME_HEADER);
-  c->out.len += FRAME_HEADER + size;
+  pe__frame_len_put(p, (uint32_t)size);
+  policyexec__v1__request__pack(req, p + PE__FRAME_HEADER);
+  c->out.len += PE__FRAME_HEADER + size;
   return PE_OK;
 }
 
@@ -128,11 +126,11 @@ int pe__py_conn_flush(pe__py_conn *c) {
 /* Bytes still needed to complete the frame that starts at in_off. */
 static size_t frame_wanted(const pe__py_conn *c) {
   size_t have = c->in.len - c->in_off;
-  if (have < FRAME_HEADER)
+  if (have < PE__FRAME_HEADER)
     return READ_CHUNK;
   const unsigned char *p = (const unsigned char *)c->in.data + c->in_off;
-  size_t len = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
-  size_t total = FRAME_HEADER + len;
+  size_t len = pe__frame_len_get(p);
+  size_t total = PE__FRAME_HEADER + len;
   return total > have && len <= c->max_message ? total - have : READ_CHUNK;
 }
 
@@ -169,24 +167,24 @@ int pe__py_conn_fill(pe__py_conn *c) {
 
 int pe__py_conn_next(pe__py_conn *c, pe__py_response **out) {
   size_t have = c->in.len - c->in_off;
-  if (have < FRAME_HEADER)
+  if (have < PE__FRAME_HEADER)
     return PE_PENDING;
   const unsigned char *p = (const unsigned char *)c->in.data + c->in_off;
-  size_t len = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+  size_t len = pe__frame_len_get(p);
   if (len > c->max_message) {
     snprintf(c->why, sizeof c->why, "reply of %zu bytes exceeds the message limit of %zu", len,
              c->max_message);
     return PE_ERR_WORKER;
   }
-  if (have < FRAME_HEADER + len)
+  if (have < PE__FRAME_HEADER + len)
     return PE_PENDING;
-  pe__py_response *resp = policyexec__v1__response__unpack(&c->arena.pc, len, p + FRAME_HEADER);
+  pe__py_response *resp = policyexec__v1__response__unpack(&c->arena.pc, len, p + PE__FRAME_HEADER);
   if (!resp) {
     pe__py_arena_reset(&c->arena);
     snprintf(c->why, sizeof c->why, "reply of %zu bytes does not parse", len);
     return PE_ERR_WORKER;
   }
-  c->frame_len = FRAME_HEADER + len;
+  c->frame_len = PE__FRAME_HEADER + len;
   *out = resp;
   return PE_OK;
 }

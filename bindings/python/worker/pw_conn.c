@@ -34,9 +34,9 @@ int pw_conn_receive(pw_conn *c, size_t max_message) {
     c->in_off = 0;
   }
   size_t want = c->in.len + PW_RECV_CHUNK;
-  if (c->in.len >= PW_FRAME_HEADER) {
-    size_t frame = PW_FRAME_HEADER + (size_t)pw_frame_get_len(c->in.data);
-    if (frame - PW_FRAME_HEADER <= max_message && frame > want) {
+  if (c->in.len >= PE__FRAME_HEADER) {
+    size_t frame = PE__FRAME_HEADER + (size_t)pe__frame_len_get(c->in.data);
+    if (frame - PE__FRAME_HEADER <= max_message && frame > want) {
       want = frame; /* read a big body straight into its final place */
     }
   }
@@ -64,23 +64,23 @@ int pw_conn_receive(pw_conn *c, size_t max_message) {
 pw_frame_status pw_conn_next_frame(pw_conn *c, size_t max_message, const uint8_t **msg,
                                    size_t *len) {
   size_t avail = c->in.len - c->in_off;
-  if (avail < PW_FRAME_HEADER) {
+  if (avail < PE__FRAME_HEADER) {
     return PW_FRAME_PARTIAL;
   }
-  size_t n = pw_frame_get_len(c->in.data + c->in_off);
+  size_t n = pe__frame_len_get(c->in.data + c->in_off);
   if (n > max_message) {
     return PW_FRAME_TOO_LARGE;
   }
-  if (avail - PW_FRAME_HEADER < n) {
+  if (avail - PE__FRAME_HEADER < n) {
     return PW_FRAME_PARTIAL;
   }
-  *msg = c->in.data + c->in_off + PW_FRAME_HEADER;
+  *msg = c->in.data + c->in_off + PE__FRAME_HEADER;
   *len = n;
   return PW_FRAME_READY;
 }
 
 void pw_conn_consume(pw_conn *c, size_t len) {
-  c->in_off += PW_FRAME_HEADER + len;
+  c->in_off += PE__FRAME_HEADER + len;
   if (c->in_off == c->in.len) {
     c->in_off = c->in.len = 0;
     if (c->in.cap > PW_KEEP_BUFFER) {
@@ -90,13 +90,13 @@ void pw_conn_consume(pw_conn *c, size_t len) {
 }
 
 uint8_t *pw_conn_reply_space(pw_conn *c, size_t len) {
-  if (len > UINT32_MAX || pw_buf_reserve(&c->out, c->out.len + PW_FRAME_HEADER + len) != 0) {
+  if (len > UINT32_MAX || pw_buf_reserve(&c->out, c->out.len + PE__FRAME_HEADER + len) != 0) {
     return NULL;
   }
   uint8_t *header = c->out.data + c->out.len;
-  pw_frame_put_len(header, (uint32_t)len);
-  c->out.len += PW_FRAME_HEADER + len;
-  return header + PW_FRAME_HEADER;
+  pe__frame_len_put(header, (uint32_t)len);
+  c->out.len += PE__FRAME_HEADER + len;
+  return header + PE__FRAME_HEADER;
 }
 
 int pw_conn_flush(pw_conn *c) {

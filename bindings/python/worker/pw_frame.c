@@ -29,24 +29,13 @@ void pw_buf_free(pw_buf *b) {
   b->len = b->cap = 0;
 }
 
-uint32_t pw_frame_get_len(const uint8_t *h) {
-  return (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | (uint32_t)h[3];
-}
-
-void pw_frame_put_len(uint8_t *h, uint32_t len) {
-  h[0] = (uint8_t)(len >> 24);
-  h[1] = (uint8_t)(len >> 16);
-  h[2] = (uint8_t)(len >> 8);
-  h[3] = (uint8_t)len;
-}
-
 int pw_frame_write(int fd, const uint8_t *msg, size_t len) {
   if (len > UINT32_MAX) {
     errno = EMSGSIZE;
     return -1;
   }
-  uint8_t header[PW_FRAME_HEADER];
-  pw_frame_put_len(header, (uint32_t)len);
+  uint8_t header[PE__FRAME_HEADER];
+  pe__frame_len_put(header, (uint32_t)len);
   struct iovec iov[2] = {{header, sizeof(header)}, {(void *)msg, len}};
   struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
   size_t left = sizeof(header) + len;
@@ -98,12 +87,12 @@ static int read_exact(int fd, uint8_t *p, size_t len) {
 }
 
 int pw_frame_read(int fd, pw_buf *b, size_t max) {
-  uint8_t header[PW_FRAME_HEADER];
+  uint8_t header[PE__FRAME_HEADER];
   int rc = read_exact(fd, header, sizeof(header));
   if (rc != 0) {
     return rc;
   }
-  size_t len = pw_frame_get_len(header);
+  size_t len = pe__frame_len_get(header);
   if (len > max) {
     return -2;
   }

@@ -4,10 +4,11 @@
 #ifndef PW_FRAME_H
 #define PW_FRAME_H
 
+#include "pe_frame.h" /* the frame's length header, shared with the library */
+
 #include <stddef.h>
 #include <stdint.h>
 
-#define PW_FRAME_HEADER 4u
 #define PW_DEFAULT_MAX_MESSAGE (40u * 1024u * 1024u)
 
 /* A growable byte buffer, reused from message to message. */
@@ -20,9 +21,6 @@ typedef struct pw_buf {
 /* Makes room for at least @p cap bytes; returns 0, or -1 when out of memory. */
 int pw_buf_reserve(pw_buf *b, size_t cap);
 void pw_buf_free(pw_buf *b);
-
-uint32_t pw_frame_get_len(const uint8_t *header);
-void pw_frame_put_len(uint8_t *header, uint32_t len);
 
 /* Blocking helpers for clients of the worker. */
 

@@ -69,7 +69,7 @@ static int serve_frames(pw_conn *c, pw_handler *h, size_t max_message) {
     }
     if (st == PW_FRAME_TOO_LARGE) {
       PW_LOG("a message of %u bytes exceeds the limit of %zu; closing the connection",
-             pw_frame_get_len(c->in.data + c->in_off), max_message);
+             pe__frame_len_get(c->in.data + c->in_off), max_message);
       return -1;
     }
     if (pw_handle_request(h, c, msg, len) != 0) {
