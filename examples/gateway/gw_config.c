@@ -5,6 +5,8 @@
  */
 #include "gw_config.h"
 
+#include "gw_path.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -111,6 +113,14 @@ static int from_json(gw_api_spec *spec, json_t *obj, char *err, size_t err_size)
     return fail(err, err_size, "api: \"name\" must be a non-empty string without '/'");
   if (!context || context[0] != '/')
     return fail(err, err_size, "api %s: \"context\" must be a path starting with '/'", name);
+  /* Requests are routed on their normalised path, so a context in any other
+   * form (or with characters a request target cannot carry) never matches. */
+  if (!gw_path_context_ok(context))
+    return fail(err, err_size,
+                "api %s: \"context\" %s is not a normalised path: use RFC 3986 path characters "
+                "(percent-encode others, not unreserved ones), no '?', no empty, '.' or '..' "
+                "segments",
+                name, context);
   if (!upstream)
     return fail(err, err_size, "api %s: \"upstream\" must be a string", name);
   if (policies && !json_is_array(policies))

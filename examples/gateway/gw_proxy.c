@@ -24,6 +24,7 @@
 #include "gw_proxy.h"
 
 #include "gw_headers.h"
+#include "gw_path.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -439,10 +440,10 @@ static void after_request_headers(gw_request *r) {
 
 /* Fills the request side of the exchange. Returns 0, or the status to
  * answer with. */
-static int fill_request(gw_request *r, const gw_head *head) {
+static int fill_request(gw_request *r, const gw_head *head, const char *path, size_t path_len) {
   const gw_field *host = gw_http_find(head, "host");
   if (pe_exchange_set_method(r->ex, pe_bytes(head->method, head->method_len)) < 0 ||
-      pe_exchange_set_path(r->ex, pe_bytes(head->target, head->target_len)) < 0 ||
+      pe_exchange_set_path(r->ex, pe_bytes(path, path_len)) < 0 ||
       (host && pe_exchange_set_authority(r->ex, pe_bytes(host->value, host->value_len)) < 0))
     return 400;
   int rc = gw_headers_to_exchange(head, r->ex, PE_REQUEST);
@@ -453,17 +454,39 @@ static int fill_request(gw_request *r, const gw_head *head) {
   return 0;
 }
 
+/* The request's own checks, before any routing. Returns NULL, or why it
+ * is refused with a 400. */
+static const char *refusal(const gw_head *head) {
+  if (head->target[0] != '/') /* origin-form only: this is not a forward proxy */
+    return "bad request: request target must be a path\n";
+  /* RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one in 1.0.
+   * Two could mean different authorities to a policy and to the upstream. */
+  size_t hosts = gw_http_count(head, "host");
+  if (hosts > 1 || (hosts == 0 && head->minor >= 1))
+    return "bad request: exactly one Host header field is required\n";
+  return NULL;
+}
+
 void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body) {
   gw_thread *t = gw_client_thread(c);
-  if (head->target[0] != '/') { /* origin-form only: this is not a forward proxy */
-    gw_client_send_simple(c, 400, "bad request: request target must be a path\n");
+  const char *why = refusal(head);
+  if (why) {
+    gw_client_send_simple(c, 400, why);
     return;
   }
   if (head->method_len == 7 && memcmp(head->method, "CONNECT", 7) == 0) {
     gw_client_send_simple(c, 405, "method not allowed\n");
     return;
   }
-  gw_route *route = gw_apis_route(t->ctx->apis, &t->view, head->target, head->target_len);
+  /* Routing, policies and the upstream all see the normalised target, so
+   * that no other spelling of a protected path slips through a shorter
+   * context (see README.md, "Routing and path normalisation"). */
+  size_t path_len = gw_path_normalize(head->target, head->target_len, t->path_buf);
+  if (path_len == 0) {
+    gw_client_send_simple(c, 400, "bad request: request target cannot be normalised\n");
+    return;
+  }
+  gw_route *route = gw_apis_route(t->ctx->apis, &t->view, t->path_buf, path_len);
   if (!route) {
     gw_metrics_count_unrouted(t->ctx->metrics);
     gw_client_send_simple(c, 404, "no API serves this path\n");
@@ -492,7 +515,7 @@ void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body) {
   t->inflight_count++;
   gw_client_set_owner(c, r);
 
-  int status = fill_request(r, head);
+  int status = fill_request(r, head, t->path_buf, path_len);
   if (status) {
     reply_error(r, status, status == 431 ? "request header fields too large\n" : "bad request\n");
     maybe_finish(r);

@@ -134,9 +134,10 @@ int gw_thread_init(gw_thread *t, unsigned index, gw_context *ctx) {
   t->max_head_bytes = pe_engine_limit(ctx->engine, PE_LIMIT_HEADER_BYTES) + HEAD_SLACK;
   t->field_cap = pe_engine_limit(ctx->engine, PE_LIMIT_HEADER_COUNT) + 1;
   t->fields = calloc(t->field_cap, sizeof *t->fields);
+  t->path_buf = malloc(t->max_head_bytes);
   t->spare_exchanges = calloc(MAX_SPARE_EXCHANGES, sizeof *t->spare_exchanges);
   t->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (!t->base || !t->fields || !t->spare_exchanges || t->stop_fd < 0 ||
+  if (!t->base || !t->fields || !t->path_buf || !t->spare_exchanges || t->stop_fd < 0 ||
       gw_upstream_pool_new(&t->upstreams, t->base, cfg->upstream_timeout_ms, t->field_cap) < 0) {
     fprintf(stderr, "policyexec-gateway: thread %u: out of resources\n", index);
     return -1;
@@ -241,6 +242,7 @@ void gw_thread_join_and_free(gw_thread *t) {
     pe_exchange_free(t->spare_exchanges[i]);
   free(t->spare_exchanges);
   free(t->fields);
+  free(t->path_buf);
   gw_apis_view_release(&t->view);
   if (t->base)
     event_base_free(t->base);

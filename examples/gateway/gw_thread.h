@@ -57,6 +57,7 @@ typedef struct gw_thread {
    * header count limit + 1, so one field too many is noticed). */
   gw_field *fields;
   size_t field_cap;
+  char *path_buf; /* the normalised request target (max_head_bytes) */
 
   gw_client *clients; /* every open client connection */
 
