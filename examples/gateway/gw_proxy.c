@@ -31,10 +31,6 @@
 #include <string.h>
 #include <time.h>
 
-/* A streamed response body pauses the upstream above this much unsent
- * output, so a slow client cannot make the gateway buffer a whole body. */
-#define STREAM_HIGH_WATER (1024 * 1024)
-
 typedef void (*gw_next_fn)(gw_request *r);
 
 typedef enum upstream_state { UPSTREAM_NONE, UPSTREAM_ACTIVE, UPSTREAM_DONE } upstream_state;
@@ -63,6 +59,7 @@ struct gw_request {
   unsigned client_done : 1;    /* the client has its whole answer */
   unsigned paused : 1;         /* upstream reads paused for a slow client */
   unsigned had_body : 1;       /* the client's request carried a body */
+  unsigned client_gone : 1;    /* the client went away: answer nobody upstream */
   gw_buf held;                 /* response body that arrived while a phase ran */
 };
 
@@ -235,19 +232,24 @@ static void finish_buffered_response(gw_request *r) {
 }
 
 static void end_stream(gw_request *r) {
-  r->client_done = 1;
-  if (r->upstream_result == GW_UPSTREAM_OK)
+  if (r->upstream_result == GW_UPSTREAM_OK) {
+    r->client_done = 1;
     gw_client_end_response(r->client);
-  else
+  } else if (!r->client_gone && gw_client_retract_response(r->client)) {
+    reply_upstream_failure(r); /* nothing was out yet: a 502 is still possible */
+  } else {
+    r->client_done = 1;
     gw_client_abort(r->client); /* the only honest end of a cut-off body */
+  }
 }
 
 static void start_streaming(gw_request *r) {
   int status = pe_exchange_status(r->ex);
   r->status = status;
   r->streaming = 1;
-  /* The body passes unchanged, so the upstream's Content-Length (if it
-   * sent one) stays right; without one the body is chunked. */
+  /* The body passes unchanged, so its framing is the upstream's, whatever
+   * the policies did to Content-Length or Transfer-Encoding: the gateway
+   * writes both fields itself (the upstream's length, or chunked). */
   gw_client_start_response(r->client, status, r->ex, r->upstream_length);
   if (r->held.len > 0) {
     gw_client_send_body(r->client, gw_buf_ptr(&r->held), r->held.len);
@@ -285,10 +287,11 @@ static int on_upstream_head(void *user, const gw_head *head) {
     reply_error(r, 502, "bad gateway: upstream response head refused\n");
     return upstream_dropped(r);
   }
-  r->upstream_length =
-      framing == GW_BODY_LENGTH || bodiless(r, head->status) || gw_http_find(head, "content-length")
-          ? GW_LENGTH_AS_IS
-          : GW_LENGTH_CHUNKED;
+  /* The length the gateway will state: the upstream's (for HEAD that of
+   * the resource), else chunked; never the exchange's field. */
+  r->upstream_length = framing == GW_BODY_LENGTH              ? (int64_t)length
+                       : gw_http_find(head, "content-length") ? 0
+                                                              : GW_LENGTH_CHUNKED;
   if (r->route->needs & PE_NEEDS_RESPONSE_BODY) {
     r->headers_done = 1; /* the body goes to the exchange; phases at its end */
     return 0;
@@ -311,7 +314,9 @@ static int on_upstream_body(void *user, const char *data, size_t len) {
   }
   if (r->streaming) {
     gw_client_send_body(r->client, data, len);
-    if (gw_client_pending_output(r->client) > STREAM_HIGH_WATER) {
+    /* Backpressure: a slow client pauses the upstream, so the gateway
+     * holds at most this much of a streamed body per client. */
+    if (gw_client_pending_output(r->client) > r->thread->stream_buffer_bytes) {
       gw_upstream_pause(r->upstream);
       r->paused = 1;
     }
@@ -346,6 +351,32 @@ static void on_upstream_done(void *user, gw_upstream_result result) {
 
 static const gw_upstream_callbacks upstream_callbacks = {
     .on_head = on_upstream_head, .on_body = on_upstream_body, .on_done = on_upstream_done};
+
+void gw_proxy_client_gone(void *owner) {
+  gw_request *r = owner;
+  r->client_gone = 1;
+  if (r->client_done)
+    return;
+  if (r->upstream_state == UPSTREAM_ACTIVE && !r->in_upstream_cb) {
+    gw_upstream_cancel(r->upstream);
+    r->upstream = NULL;
+    r->upstream_state = UPSTREAM_DONE;
+    r->upstream_result = GW_UPSTREAM_BROKEN;
+    r->status = 499; /* for the metrics, as nginx logs it */
+    if (r->phase_pending)
+      return; /* the phase's continuation ends it */
+    if (r->streaming) {
+      end_stream(r);
+    } else {
+      r->client_done = 1;
+      gw_client_abort(r->client);
+    }
+    maybe_finish(r);
+  }
+  /* Otherwise a phase runs (its continuation ends the request on the dead
+   * client) or the upstream request has not started (send_upstream sees
+   * client_gone). */
+}
 
 void gw_proxy_client_drained(void *owner) {
   gw_request *r = owner;
@@ -389,6 +420,13 @@ static int write_upstream_request(gw_request *r, gw_buf *out) {
 
 static void send_upstream(gw_request *r) {
   const gw_api_spec *api = &r->route->spec;
+  if (r->client_gone) {
+    r->client_done = 1;
+    r->status = 499;
+    gw_client_abort(r->client);
+    maybe_finish(r);
+    return;
+  }
   r->upstream = gw_upstream_acquire(r->thread->upstreams, api->upstream_host, api->upstream_port);
   if (!r->upstream) {
     r->upstream_result = GW_UPSTREAM_UNREACHABLE;

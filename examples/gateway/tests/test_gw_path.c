@@ -54,9 +54,9 @@ int main(void) {
   expect("a/b", NULL);
   /* API contexts must be in normal form and plain path characters. */
   if (!gw_path_context_ok("/static") || !gw_path_context_ok("/static/secret") ||
-      !gw_path_context_ok("/a%20b") || gw_path_context_ok("/a b") ||
-      gw_path_context_ok("/a//b") || gw_path_context_ok("/a/./b") ||
-      gw_path_context_ok("/%73ecret") || gw_path_context_ok("/a?b") || gw_path_context_ok("a")) {
+      !gw_path_context_ok("/a%20b") || gw_path_context_ok("/a b") || gw_path_context_ok("/a//b") ||
+      gw_path_context_ok("/a/./b") || gw_path_context_ok("/%73ecret") ||
+      gw_path_context_ok("/a?b") || gw_path_context_ok("a")) {
     fprintf(stderr, "gw_path_context_ok: wrong verdict\n");
     failures++;
   }
