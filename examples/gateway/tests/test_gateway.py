@@ -79,7 +79,7 @@ class Setup:
     """The echo backend and one gateway, with a config built from @apis."""
 
     def __init__(self, args, apis, python=False, limits=None, upstream_timeout_ms=None,
-                 extra=None, nofile=None):
+                 extra=None, nofile=None, python_timeout_ms=2000):
         self.args = args
         self.tmp = tempfile.TemporaryDirectory(prefix="gw-test-")
         self.backend_port = free_port()
@@ -93,7 +93,8 @@ class Setup:
             "apis": [dict(api, upstream=api.get("upstream", self.backend_url)) for api in apis],
         }
         if python:
-            config["python"] = {"workers": 2, "timeout_ms": 2000, "paths": [args.python_paths]}
+            config["python"] = {"workers": 2, "timeout_ms": python_timeout_ms,
+                                "paths": [args.python_paths, os.path.join(HERE, "python")]}
             # Pinned threads and workers under SCHED_BATCH, as in the sample config.
             config["cpu_affinity"] = True
             config["sched_batch"] = True
@@ -822,6 +823,62 @@ def scenario_spares(args):
         values = [int(line.split()[1]) for line in text.splitlines()
                   if line.startswith("policyexec_gateway_spare_exchange_bytes ")]
         check(values and 0 < values[0] <= budget, "spare exchange bytes %r" % values)
+
+
+def scenario_admin_async(args):
+    """A chain whose policy takes seconds to create (a Python __init__):
+    the admin API answers meanwhile, the POST still succeeds, and SIGTERM
+    during such a build does not wait for it."""
+    if not args.python_available:
+        print("SKIP: the Python backend is not built here")
+        sys.exit(77)
+    sleep_ms = 3000
+
+    def slow_api(name):
+        return {"name": name, "context": "/" + name,
+                "policies": [{"name": "gw-test-slow-init", "version": "1.0.0",
+                              "params": {"sleep_ms": sleep_ms}, "failure_mode": "closed"}]}
+
+    with Setup(args, profile_apis(False), python=True, python_timeout_ms=30000) as gw:
+        order = []
+        result = {}
+
+        def post(name):
+            api = dict(slow_api(name), upstream=gw.backend_url)
+            try:
+                result[name] = gw.admin("POST", "/apis", json.dumps(api))
+            except OSError as e:  # the gateway stopped before answering
+                result[name] = e
+            order.append("post")
+
+        t = threading.Thread(target=post, args=("slow",))
+        t.start()
+        time.sleep(0.5)  # the build has started (its __init__ sleeps 3 s)
+        status, _ = gw.admin("GET", "/health")
+        order.append("health")
+        status_list, body = gw.admin("GET", "/apis")
+        order.append("list")
+        expect_plain(*gw.request("POST", "/no-policies/x", body=b"x"), b"x", "during the build")
+        t.join()
+        check(status == 200 and status_list == 200, "/health %d, /apis %d" % (status, status_list))
+        check(order[:2] == ["health", "list"],
+              "the admin API waited for the build: answers in order %r" % order)
+        check(result["slow"][0] == 200, "POST of the slow chain: %r" % (result["slow"],))
+        check(b'"slow"' in gw.admin("GET", "/apis")[1], "the slow API is not listed")
+        check(gw.request("GET", "/slow/x")[0] == 200, "request on the slow API")
+
+        # SIGTERM while another build runs: no waiting for its __init__.
+        t = threading.Thread(target=post, args=("slower",))
+        t.start()
+        time.sleep(0.5)
+        start = time.monotonic()
+        gw.gateway.send_signal(signal.SIGTERM)
+        code = gw.gateway.wait(timeout=60)
+        took = time.monotonic() - start
+        t.join()
+        check(code == 0, "exit status %d" % code)
+        check(took < sleep_ms / 1000.0 - 0.5,
+              "SIGTERM took %.1f s with a %d ms build in progress" % (took, sleep_ms))
 
 
 def main():
