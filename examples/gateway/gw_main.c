@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <malloc.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,6 +36,9 @@ static struct {
   pe_engine *engine;
   gw_metrics *metrics;
 } left_at_exit;
+
+/* Allocations from this size up are mmapped (see main()). */
+#define MMAP_THRESHOLD (256 * 1024)
 
 /* How long requests in flight may take to finish after SIGTERM. */
 #define SHUTDOWN_GRACE_MS 5000
@@ -168,6 +172,11 @@ int main(int argc, char **argv) {
     return 1;
   }
   signal(SIGPIPE, SIG_IGN);
+  /* Large buffers (bodies) straight from mmap, so that freeing one gives it
+   * back to the system: glibc's dynamic threshold would otherwise rise to
+   * the largest body freed, and later ones would come from the threads'
+   * arenas, whose freed middles stay resident after a burst for good. */
+  mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
 
   int status = 1;
   gw_context ctx = {.config = &cfg};
