@@ -792,6 +792,26 @@ def scenario_fd_limit(args):
         status, metrics = gw.admin("GET", "/metrics")
         check(b"policyexec_gateway_accept_failures_total " in metrics, "no accept failure metric")
 
+    # Nothing idle to close (every connection has a request head under way):
+    # accepting pauses instead of spinning.
+    with Setup(args, profile_apis(False), nofile=64) as gw:
+        busy = []
+        try:
+            for i in range(80):
+                s = socket.create_connection(("127.0.0.1", gw.port), timeout=30)
+                s.sendall(b"GET /no-policies/x HTTP/1.1\r\n")
+                busy.append(s)
+            time.sleep(0.5)
+            cpu_before, log_before = process_cpu_s(gw.gateway.pid), len(gw.gateway_log())
+            time.sleep(2)
+            cpu = process_cpu_s(gw.gateway.pid) - cpu_before
+            logged = len(gw.gateway_log()) - log_before
+            check(cpu < 1.0, "%.2f s of CPU in 2 s at the fd limit, nothing idle" % cpu)
+            check(logged < 4096, "%d bytes of log in 2 s at the fd limit, nothing idle" % logged)
+        finally:
+            for s in busy:
+                s.close()
+
 
 def rss_mib(pid):
     with open("/proc/%d/status" % pid) as f:
