@@ -86,7 +86,7 @@ static void publish(gw_apis *apis, gw_route_table *next) {
   table_unref(old);
 }
 
-static gw_route *route_build(gw_apis *apis, const gw_api_spec *spec, char *err, size_t err_size) {
+gw_route *gw_apis_build(pe_engine *engine, const gw_api_spec *spec, char *err, size_t err_size) {
   gw_route *route = calloc(1, sizeof *route);
   if (!route || gw_api_spec_copy(&route->spec, spec) < 0) {
     free(route);
@@ -96,8 +96,8 @@ static gw_route *route_build(gw_apis *apis, const gw_api_spec *spec, char *err, 
   atomic_init(&route->refs, 1);
   route->context_len = strlen(spec->context);
   char chain_err[512] = "";
-  int rc = pe_chain_new_from_json(&route->chain, apis->engine, pe_str(spec->policies_json),
-                                  chain_err, sizeof chain_err);
+  int rc = pe_chain_new_from_json(&route->chain, engine, pe_str(spec->policies_json), chain_err,
+                                  sizeof chain_err);
   if (rc < 0) {
     snprintf(err, err_size, "api %s: %s: %s", spec->name, pe_strerror(rc), chain_err);
     gw_route_unref(route);
@@ -105,15 +105,18 @@ static gw_route *route_build(gw_apis *apis, const gw_api_spec *spec, char *err, 
   }
   route->phases = pe_chain_phases(route->chain);
   route->needs = pe_chain_needs(route->chain);
-  route->metrics = gw_metrics_api(apis->metrics, spec->name);
   return route;
 }
 
 int gw_apis_put(gw_apis *apis, const gw_api_spec *spec, char *err, size_t err_size) {
   /* Build outside the lock: it may wait for Python workers. */
-  gw_route *route = route_build(apis, spec, err, err_size);
-  if (!route)
-    return -1;
+  gw_route *route = gw_apis_build(apis->engine, spec, err, err_size);
+  return route ? gw_apis_install(apis, route, err, err_size) : -1;
+}
+
+int gw_apis_install(gw_apis *apis, gw_route *route, char *err, size_t err_size) {
+  const gw_api_spec *spec = &route->spec;
+  route->metrics = gw_metrics_api(apis->metrics, spec->name);
   pthread_mutex_lock(&apis->lock);
   gw_route_table *cur = apis->current;
   gw_route_table *next = table_new(cur->count + 1);

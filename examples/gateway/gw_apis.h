@@ -43,6 +43,17 @@ void gw_apis_free(gw_apis *apis);
  * unchanged). Thread-safe; may block while Python workers create instances. */
 int gw_apis_put(gw_apis *apis, const gw_api_spec *spec, char *err, size_t err_size);
 
+/* The two halves of gw_apis_put(), for a caller that builds on another
+ * thread. gw_apis_build() creates the route of @p spec (its chain's
+ * instances; may block while Python workers create them); it touches only
+ * @p engine, so it may run on any thread. Returns the route (one
+ * reference), or NULL with a message in @p err. */
+gw_route *gw_apis_build(pe_engine *engine, const gw_api_spec *spec, char *err, size_t err_size);
+/* Publishes @p route (its reference passes to the table, or is dropped on
+ * failure). Returns 0, or -1 with a message (a context served by another
+ * API). Thread-safe. */
+int gw_apis_install(gw_apis *apis, gw_route *route, char *err, size_t err_size);
+
 /* Removes API @p name. Returns 0, or -1 if there is none. Thread-safe. */
 int gw_apis_delete(gw_apis *apis, const char *name);
 

@@ -20,10 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* A connection with no request for this long is closed. */
-#define IDLE_TIMEOUT_NS (60ull * 1000000000ull)
-/* A request whose head or body stalls for this long is closed. */
-#define READ_TIMEOUT_NS (30ull * 1000000000ull)
 /* Read buffer kept between requests; larger ones are released. */
 #define KEEP_BUFFER 16384
 /* Pipelined bytes read ahead while a request is being answered. */
@@ -51,6 +47,11 @@ struct gw_client {
   uint64_t body_remaining;
   gw_chunked chunked;
   uint64_t last_activity_ns;
+  uint64_t head_start_ns;     /* first byte of the request head being read */
+  uint64_t body_start_ns;     /* end of the head whose body is being read */
+  uint64_t write_progress_ns; /* last write progress, or when writes began to block */
+  uint64_t out_written;       /* bytes ever written from out */
+  uint64_t response_begin;    /* offset in that stream of the current response */
 
   unsigned keep_alive : 1;   /* of the current request */
   unsigned http10 : 1;       /* the current request is HTTP/1.0 */
@@ -68,6 +69,7 @@ struct gw_client {
 };
 
 static void process_input(gw_client *c);
+static void mark_closing(gw_client *c);
 static void parse_requests(gw_client *c, gw_thread *t);
 
 static uint64_t now_ns(void) {
@@ -97,7 +99,8 @@ static void client_free(gw_client *c) {
 
 /* Closes the socket. While the proxy holds the request the structure
  * stays, so that its later calls land somewhere; it is freed when the
- * response ends. */
+ * response ends, which the proxy is told to bring about at once (its
+ * upstream request has nobody to answer any more). May free @p c. */
 static void client_close(gw_client *c) {
   if (c->state != BUSY) {
     client_free(c);
@@ -109,6 +112,8 @@ static void client_close(gw_client *c) {
     close(c->fd);
   c->fd = -1;
   c->dead = 1;
+  if (c->owner)
+    gw_proxy_client_gone(c->owner);
 }
 
 /* Writes what it can; arms the write event if the socket is full. */
@@ -117,6 +122,8 @@ static void flush(gw_client *c) {
     ssize_t n = send(c->fd, gw_buf_ptr(&c->out), c->out.len, MSG_NOSIGNAL);
     if (n > 0) {
       gw_buf_consume(&c->out, (size_t)n);
+      c->out_written += (uint64_t)n;
+      c->write_progress_ns = now_ns();
       continue;
     }
     if (n < 0 && errno == EINTR)
@@ -125,6 +132,7 @@ static void flush(gw_client *c) {
       if (!c->write_armed) {
         event_add(c->write_event, NULL);
         c->write_armed = 1;
+        c->write_progress_ns = now_ns(); /* the send timeout runs from here */
       }
       return;
     }
@@ -184,14 +192,23 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
     return;
   if (n <= 0) {
+    /* EOF: no more requests, but those already read are answered (a
+     * half-closed client still reads); a request cut short is dropped. */
     c->peer_gone = 1;
     stop_reading(c);
-    if (c->state != BUSY)
+    if (c->state == BUSY)
+      return;
+    if (n == 0 && c->out.len > 0)
+      mark_closing(c); /* the answers written so far still go out */
+    else
       client_close(c);
     return;
   }
+  uint64_t now = now_ns();
+  if (c->state == READING_HEAD && c->in.len == 0)
+    c->head_start_ns = now; /* the whole head must come within the timeout */
   c->in.len += (size_t)n;
-  c->last_activity_ns = now_ns();
+  c->last_activity_ns = now;
   if (c->state == BUSY) { /* pipelined: parsed once the response is out */
     if (c->in.len >= MAX_READ_AHEAD)
       stop_reading(c);
@@ -221,7 +238,7 @@ void gw_client_accept(gw_thread *t, int fd) {
   if (t->clients)
     t->clients->prev = c;
   t->clients = c;
-  c->last_activity_ns = now_ns();
+  c->last_activity_ns = c->head_start_ns = now_ns();
   start_reading(c);
 }
 
@@ -286,14 +303,16 @@ static void process_input(gw_client *c) {
 }
 
 static void parse_requests(gw_client *c, gw_thread *t) {
-  while (!c->dead && c->state != BUSY && c->in.len > 0) {
+  /* Nothing after a request that closes the connection is read (it is not
+   * forwarded, nor answered): closing stops the loop. */
+  while (!c->dead && !c->closing && c->state != BUSY && c->in.len > 0) {
     gw_head head = {.fields = t->fields, .field_cap = t->field_cap};
     if (c->state == READING_HEAD) {
       size_t end = gw_http_head_end(gw_buf_ptr(&c->in), c->in.len, &c->scanned);
       if (end == 0) {
         if (c->in.len > t->max_head_bytes)
           refuse(c, 431, "request header fields too large\n");
-        return;
+        break;
       }
       if (end > t->max_head_bytes) {
         refuse(c, 431, "request header fields too large\n");
@@ -335,15 +354,20 @@ static void parse_requests(gw_client *c, gw_thread *t) {
       }
       gw_buf_consume(&c->in, end);
       c->state = READING_BODY;
+      c->body_start_ns = now_ns();
     }
     int complete = read_body(c);
     if (complete < 0)
       return;
     if (!complete)
-      return;
+      break;
     gw_http_parse_request(gw_buf_ptr(&c->head), c->head.len, &head);
     dispatch(c, &head);
   }
+  /* A client that closed its side gets the answers to every complete
+   * request it sent (pipelined, then a half-close), then the close. */
+  if (c->peer_gone && !c->dead && !c->closing && c->state != BUSY)
+    mark_closing(c);
 }
 
 gw_thread *gw_client_thread(const gw_client *c) {
@@ -409,6 +433,11 @@ static const char *reason(int status) {
   }
 }
 
+/* Whether the connection closes after the current response. */
+static int last_response(const gw_client *c) {
+  return !c->keep_alive || c->thread->draining || (c->peer_gone && c->in.len == 0);
+}
+
 static void status_line(gw_client *c, int status) {
   char line[64];
   int n = snprintf(line, sizeof line, "HTTP/1.1 %03d %s\r\n", status, reason(status));
@@ -420,6 +449,7 @@ void gw_client_start_response(gw_client *c, int status, const pe_exchange *ex, i
     return;
   c->no_body = c->head_method || status == 204 || status == 304 || status < 200;
   c->chunked_out = 0;
+  c->response_begin = c->out_written + c->out.len;
   status_line(c, status);
   gw_headers_write(ex, PE_RESPONSE, &c->out, length == GW_LENGTH_AS_IS);
   if (length >= 0) {
@@ -436,10 +466,17 @@ void gw_client_start_response(gw_client *c, int status, const pe_exchange *ex, i
       c->chunked_out = 1;
     }
   }
-  if (!c->keep_alive || c->peer_gone || c->thread->draining)
+  if (last_response(c))
     gw_buf_append_str(&c->out, "connection: close\r\n");
   gw_buf_append(&c->out, "\r\n", 2);
   queue_flush(c);
+}
+
+int gw_client_retract_response(gw_client *c) {
+  if (c->dead || c->out_written > c->response_begin)
+    return 0;
+  c->out.len = (size_t)(c->response_begin - c->out_written);
+  return 1;
 }
 
 void gw_client_send_body(gw_client *c, const char *data, size_t len) {
@@ -464,17 +501,25 @@ void gw_client_end_response(gw_client *c) {
     gw_buf_append(&c->out, "0\r\n\r\n", 5);
   c->state = READING_HEAD;
   c->owner = NULL;
+  c->head_start_ns = now_ns(); /* a pipelined head's clock starts now */
   if (c->body.cap > KEEP_BUFFER)
     gw_buf_reset(&c->body, 0);
-  if (!c->keep_alive || c->peer_gone || c->thread->draining) {
-    c->closing = 1;
-    stop_reading(c);
-    queue_flush(c);
+  if (!c->keep_alive || c->thread->draining) {
+    mark_closing(c);
     return;
   }
   queue_flush(c);
   start_reading(c);
   process_input(c); /* a pipelined request may be waiting */
+}
+
+/* No more requests: close once the output is written. Unread pipelined
+ * input is dropped. */
+static void mark_closing(gw_client *c) {
+  c->closing = 1;
+  c->in.len = c->in.off = 0;
+  stop_reading(c);
+  queue_flush(c);
 }
 
 void gw_client_send_simple(gw_client *c, int status, const char *text) {
@@ -483,11 +528,12 @@ void gw_client_send_simple(gw_client *c, int status, const char *text) {
     return;
   }
   size_t len = strlen(text);
+  c->response_begin = c->out_written + c->out.len;
   status_line(c, status);
   gw_buf_append_str(&c->out, "content-type: text/plain\r\ncontent-length: ");
   gw_buf_append_dec(&c->out, len);
   gw_buf_append(&c->out, "\r\n", 2);
-  if (!c->keep_alive || c->peer_gone || c->thread->draining)
+  if (last_response(c))
     gw_buf_append_str(&c->out, "connection: close\r\n");
   gw_buf_append(&c->out, "\r\n", 2);
   if (!c->head_method)
@@ -502,18 +548,54 @@ void gw_client_abort(gw_client *c) {
   client_free(c);
 }
 
+/* Whether a request body arriving since @p c->body_start_ns is too slow:
+ * it may take the body timeout plus one second per body_min_rate bytes
+ * received, and may not stall for longer than the body timeout. */
+static int body_too_slow(const gw_client *c, const gw_thread *t, uint64_t now) {
+  uint64_t allowed =
+      t->body_timeout_ns + (uint64_t)(c->body.len / t->body_min_rate) * 1000000000ull;
+  return now - c->body_start_ns > allowed || now - c->last_activity_ns > t->body_timeout_ns;
+}
+
 void gw_client_sweep(gw_thread *t, uint64_t now) {
   gw_client *c = t->clients;
   while (c) {
     gw_client *next = c->next;
-    if (c->state == READING_HEAD && c->in.len == 0 && c->out.len == 0) {
-      if (now - c->last_activity_ns > IDLE_TIMEOUT_NS || t->draining)
+    if (c->dead) {
+      /* the proxy frees it */
+    } else if (c->write_armed && now - c->write_progress_ns > t->send_timeout_ns) {
+      client_close(c); /* reads nothing of its response: frees the upstream too */
+    } else if (c->state == BUSY) {
+      /* the proxy has it; its upstream has its own timeout */
+    } else if (c->state == READING_HEAD && c->in.len == 0) {
+      if (c->out.len == 0 && (now - c->last_activity_ns > t->idle_timeout_ns || t->draining))
         client_free(c);
-    } else if (c->state != BUSY && now - c->last_activity_ns > READ_TIMEOUT_NS) {
-      client_free(c); /* a stalled head or body (slowloris) */
+    } else if (c->state == READING_HEAD) {
+      /* The whole head, not each byte: a head trickling in (slowloris)
+       * cannot hold the connection beyond the timeout. */
+      if (now - c->head_start_ns > t->header_timeout_ns)
+        client_free(c);
+    } else if (body_too_slow(c, t, now)) {
+      client_free(c);
     }
     c = next;
   }
+}
+
+size_t gw_client_close_idle(gw_thread *t, size_t max) {
+  gw_client *c = t->clients;
+  while (c && c->next)
+    c = c->next; /* the oldest: new connections go to the front */
+  size_t closed = 0;
+  while (c && closed < max) {
+    gw_client *prev = c->prev;
+    if (!c->dead && c->state == READING_HEAD && c->in.len == 0 && c->out.len == 0) {
+      client_free(c);
+      closed++;
+    }
+    c = prev;
+  }
+  return closed;
 }
 
 int gw_client_any_output(gw_thread *t) {

@@ -36,6 +36,10 @@ void gw_client_send_body(gw_client *c, const char *data, size_t len);
 void gw_client_end_response(gw_client *c);
 /* A complete text/plain response (the gateway's own errors). */
 void gw_client_send_simple(gw_client *c, int status, const char *text);
+/* Takes back the started response if none of its bytes was written yet
+ * (so that an error response can replace it). Returns 1 if it did, 0 if
+ * part of it is out (or the connection is gone). */
+int gw_client_retract_response(gw_client *c);
 /* Closes the connection at once: the end of a response the upstream broke off. */
 void gw_client_abort(gw_client *c);
 
@@ -49,8 +53,12 @@ size_t gw_client_pending_output(const gw_client *c);
 /* Whether the request's method is HEAD. */
 int gw_client_is_head(const gw_client *c);
 
-/* Closes connections idle longer than the limits (called periodically). */
+/* Closes connections past their timeouts (called periodically): idle,
+ * request head, request body, and a response the client does not read. */
 void gw_client_sweep(gw_thread *t, uint64_t now_ns);
+/* Closes up to @p max idle connections (no request in progress, nothing to
+ * write), oldest first, to free descriptors. Returns how many it closed. */
+size_t gw_client_close_idle(gw_thread *t, size_t max);
 /* Whether some connection still has response bytes to write. */
 int gw_client_any_output(gw_thread *t);
 /* Closes and frees every connection of @p t (shutdown). */

@@ -5,6 +5,8 @@
  */
 #include "gw_config.h"
 
+#include "gw_path.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -111,6 +113,14 @@ static int from_json(gw_api_spec *spec, json_t *obj, char *err, size_t err_size)
     return fail(err, err_size, "api: \"name\" must be a non-empty string without '/'");
   if (!context || context[0] != '/')
     return fail(err, err_size, "api %s: \"context\" must be a path starting with '/'", name);
+  /* Requests are routed on their normalised path, so a context in any other
+   * form (or with characters a request target cannot carry) never matches. */
+  if (!gw_path_context_ok(context))
+    return fail(err, err_size,
+                "api %s: \"context\" %s is not a normalised path: use RFC 3986 path characters "
+                "(percent-encode others, not unreserved ones), no '?', no empty, '.' or '..' "
+                "segments",
+                name, context);
   if (!upstream)
     return fail(err, err_size, "api %s: \"upstream\" must be a string", name);
   if (policies && !json_is_array(policies))
@@ -253,10 +263,53 @@ static int load_python(gw_config *cfg, json_t *py, const char *dir, char *err, s
                          &cfg->python_path_count, err, err_size);
 }
 
+/* The "client" object: timeouts and buffers of client connections. */
+static int load_client(gw_config *cfg, json_t *client, char *err, size_t err_size) {
+  static const char *const allowed[] = {"header_timeout_ms",
+                                        "body_timeout_ms",
+                                        "body_min_rate",
+                                        "send_timeout_ms",
+                                        "idle_timeout_ms",
+                                        "stream_buffer_bytes",
+                                        NULL};
+  size_t header = 30000, body = 60000, rate = 1024, send = 60000, idle = 60000;
+  size_t stream = 256 * 1024;
+  if (client) {
+    if (!json_is_object(client))
+      return fail(err, err_size, "\"client\" must be an object");
+    if (check_members(client, "client", allowed, err, err_size) < 0 ||
+        get_size(client, "header_timeout_ms", 1, 3600000, &header, err, err_size) < 0 ||
+        get_size(client, "body_timeout_ms", 1, 3600000, &body, err, err_size) < 0 ||
+        get_size(client, "body_min_rate", 1, SIZE_MAX >> 1, &rate, err, err_size) < 0 ||
+        get_size(client, "send_timeout_ms", 1, 3600000, &send, err, err_size) < 0 ||
+        get_size(client, "idle_timeout_ms", 1, 3600000, &idle, err, err_size) < 0 ||
+        get_size(client, "stream_buffer_bytes", 4096, (size_t)1 << 30, &stream, err, err_size) < 0)
+      return -1;
+  }
+  cfg->header_timeout_ms = (uint32_t)header;
+  cfg->body_timeout_ms = (uint32_t)body;
+  cfg->body_min_rate = rate;
+  cfg->send_timeout_ms = (uint32_t)send;
+  cfg->idle_timeout_ms = (uint32_t)idle;
+  cfg->stream_buffer_bytes = stream;
+  return 0;
+}
+
 static int load_root(gw_config *cfg, json_t *root, const char *dir, char *err, size_t err_size) {
-  static const char *const allowed[] = {
-      "listen",  "admin", "threads", "cpu_affinity",        "sched_batch", "python",
-      "plugins", "apis",  "limits",  "upstream_timeout_ms", NULL};
+  static const char *const allowed[] = {"listen",
+                                        "admin",
+                                        "threads",
+                                        "cpu_affinity",
+                                        "sched_batch",
+                                        "python",
+                                        "plugins",
+                                        "apis",
+                                        "limits",
+                                        "upstream_timeout_ms",
+                                        "listen_backlog",
+                                        "client",
+                                        "spare_exchange_bytes",
+                                        NULL};
   static const char *const limit_keys[] = {"header_count", "header_bytes", "body_bytes", NULL};
   if (!json_is_object(root))
     return fail(err, err_size, "the configuration must be a JSON object");
@@ -271,12 +324,17 @@ static int load_root(gw_config *cfg, json_t *root, const char *dir, char *err, s
   if (gw_parse_host_port(admin ? admin : "127.0.0.1:9901", &cfg->admin_host, &cfg->admin_port) < 0)
     return fail(err, err_size, "\"admin\" must look like \"127.0.0.1:9901\"");
 
-  size_t threads = 0, timeout_ms = 30000;
+  size_t threads = 0, timeout_ms = 30000, backlog = 1024, spare = 8 << 20;
   if (get_size(root, "threads", 0, 1024, &threads, err, err_size) < 0 ||
-      get_size(root, "upstream_timeout_ms", 1, 3600000, &timeout_ms, err, err_size) < 0)
+      get_size(root, "upstream_timeout_ms", 1, 3600000, &timeout_ms, err, err_size) < 0 ||
+      get_size(root, "listen_backlog", 1, 65535, &backlog, err, err_size) < 0 ||
+      get_size(root, "spare_exchange_bytes", 0, SIZE_MAX >> 1, &spare, err, err_size) < 0 ||
+      load_client(cfg, json_object_get(root, "client"), err, err_size) < 0)
     return -1;
   cfg->threads = (unsigned)threads;
   cfg->upstream_timeout_ms = (uint32_t)timeout_ms;
+  cfg->listen_backlog = (unsigned)backlog;
+  cfg->spare_exchange_bytes = spare;
   json_t *affinity = json_object_get(root, "cpu_affinity");
   if (affinity && !json_is_boolean(affinity))
     return fail(err, err_size, "\"cpu_affinity\" must be true or false");

@@ -28,6 +28,18 @@ typedef struct gw_config {
   int cpu_affinity; /* pin loop thread i and Python worker i to CPU i */
   int sched_batch;  /* run the gateway and its workers under SCHED_BATCH */
   uint32_t upstream_timeout_ms;
+  unsigned listen_backlog; /* listen(2) backlog of each thread's socket */
+
+  /* Client connections (the "client" object; see README.md). */
+  uint32_t header_timeout_ms; /* a whole request head, from its first byte */
+  uint32_t body_timeout_ms;   /* a request body: this, plus ... */
+  size_t body_min_rate;       /* ... one second per this many bytes received */
+  uint32_t send_timeout_ms;   /* a response the client reads nothing of */
+  uint32_t idle_timeout_ms;   /* a keep-alive connection without a request */
+  size_t stream_buffer_bytes; /* unsent output that pauses a streamed upstream */
+
+  /* Reset exchanges kept per thread for reuse, in bytes of body they held. */
+  size_t spare_exchange_bytes;
 
   int python_enabled; /* a "python" object was given */
   unsigned python_workers;

@@ -71,8 +71,8 @@ static ssize_t parse_fields(const char *start, const char *p, const char *end, g
       v++;
     while (v_end > v && (v_end[-1] == ' ' || v_end[-1] == '\t'))
       v_end--;
-    for (const char *c = v; c < v_end; c++)
-      if ((unsigned char)*c < 0x20 && *c != '\t')
+    for (const char *c = v; c < v_end; c++) /* CTLs and DEL (RFC 9110 field-value) */
+      if (((unsigned char)*c < 0x20 && *c != '\t') || (unsigned char)*c == 0x7f)
         return GW_HTTP_BAD;
     if (head->field_count == head->field_cap)
       return GW_HTTP_TOO_MANY_FIELDS;
@@ -146,6 +146,13 @@ int gw_http_name_is(const char *name, size_t len, const char *lower) {
       return 0;
   }
   return lower[len] == '\0';
+}
+
+size_t gw_http_count(const gw_head *head, const char *lower) {
+  size_t n = 0;
+  for (size_t i = 0; i < head->field_count; i++)
+    n += (size_t)gw_http_name_is(head->fields[i].name, head->fields[i].name_len, lower);
+  return n;
 }
 
 const gw_field *gw_http_find(const gw_head *head, const char *lower) {

@@ -47,6 +47,9 @@ size_t gw_http_head_end(const char *buf, size_t len, size_t *scanned);
 /* Case-insensitive comparison of a field name with a lower-case literal. */
 int gw_http_name_is(const char *name, size_t len, const char *lower);
 
+/* How many fields are named @p lower. */
+size_t gw_http_count(const gw_head *head, const char *lower);
+
 /* The first field named @p lower, or NULL. */
 const gw_field *gw_http_find(const gw_head *head, const char *lower);
 

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <malloc.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,6 +28,17 @@
 #ifndef GW_PYWORKER_PATH
 #define GW_PYWORKER_PATH ""
 #endif
+
+/* What an exit with a chain build in progress leaves to the process's end
+ * (see the end of main()). */
+static struct {
+  gw_apis *apis;
+  pe_engine *engine;
+  gw_metrics *metrics;
+} left_at_exit;
+
+/* Allocations from this size up are mmapped (see main()). */
+#define MMAP_THRESHOLD (256 * 1024)
 
 /* How long requests in flight may take to finish after SIGTERM. */
 #define SHUTDOWN_GRACE_MS 5000
@@ -160,6 +172,11 @@ int main(int argc, char **argv) {
     return 1;
   }
   signal(SIGPIPE, SIG_IGN);
+  /* Large buffers (bodies) straight from mmap, so that freeing one gives it
+   * back to the system: glibc's dynamic threshold would otherwise rise to
+   * the largest body freed, and later ones would come from the threads'
+   * arenas, whose freed middles stay resident after a burst for good. */
+  mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
 
   int status = 1;
   gw_context ctx = {.config = &cfg};
@@ -206,7 +223,15 @@ int main(int argc, char **argv) {
   event_base_dispatch(main_base);
   status = 0;
 
-out:
+out:;
+  /* A chain build in progress (POST /apis) is not waited for. Freeing the
+   * API table would: destroying a Python instance waits for the worker's
+   * control channel, which the build holds while the instance's __init__
+   * runs. So the table and the engine are left to the process's exit (the
+   * workers exit with it, through their lifeline pipe). */
+  int builds_running = gw_admin_builds_running(admin);
+  if (builds_running)
+    fprintf(stderr, "policyexec-gateway: not waiting for the chain builds in progress\n");
   for (unsigned i = 0; i < started; i++)
     gw_thread_stop(&threads[i], SHUTDOWN_GRACE_MS);
   for (unsigned i = 0; i < started; i++)
@@ -219,9 +244,15 @@ out:
     event_free(sigint);
   if (main_base)
     event_base_free(main_base);
-  gw_apis_free(ctx.apis);
-  pe_engine_free(ctx.engine);
-  gw_metrics_free(ctx.metrics);
+  if (builds_running) {
+    left_at_exit.apis = ctx.apis; /* still referenced: not a leak */
+    left_at_exit.engine = ctx.engine;
+    left_at_exit.metrics = ctx.metrics;
+  } else {
+    gw_apis_free(ctx.apis);
+    pe_engine_free(ctx.engine);
+    gw_metrics_free(ctx.metrics);
+  }
   gw_config_clear(&cfg);
   return status;
 }

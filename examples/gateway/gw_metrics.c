@@ -47,7 +47,9 @@ struct gw_metrics {
   _Atomic(gw_api_metrics *) apis;
   _Atomic(policy_metrics *) policies[POLICY_SLOTS];
   atomic_uint_fast64_t unrouted;
-  atomic_uint_fast64_t dropped_events; /* more than POLICY_SLOTS policies, or out of memory */
+  atomic_int_fast64_t spare_exchange_bytes; /* a gauge: kept by the threads' free lists */
+  atomic_uint_fast64_t accept_failures;     /* accept() out of descriptors */
+  atomic_uint_fast64_t dropped_events;      /* more than POLICY_SLOTS policies, or out of memory */
 };
 
 int gw_metrics_new(gw_metrics **out) {
@@ -124,6 +126,14 @@ void gw_metrics_observe(gw_api_metrics *am, int status, uint64_t duration_ns) {
 
 void gw_metrics_count_unrouted(gw_metrics *m) {
   add(&m->unrouted, 1);
+}
+
+void gw_metrics_spare_bytes(gw_metrics *m, int64_t delta) {
+  atomic_fetch_add_explicit(&m->spare_exchange_bytes, delta, memory_order_relaxed);
+}
+
+void gw_metrics_count_accept_failure(gw_metrics *m) {
+  add(&m->accept_failures, 1);
 }
 
 static int policy_is(const policy_metrics *pm, const pe_step_event *ev) {
@@ -252,6 +262,18 @@ void gw_metrics_render(gw_metrics *m, pe_engine *engine, int python_enabled, str
                       "# TYPE policyexec_gateway_unrouted_requests_total counter\n"
                       "policyexec_gateway_unrouted_requests_total %llu\n",
                       (unsigned long long)get(&m->unrouted));
+  evbuffer_add_printf(
+      out,
+      "# HELP policyexec_gateway_spare_exchange_bytes Body bytes that the exchanges kept for "
+      "reuse held before their reset (bounded by spare_exchange_bytes).\n"
+      "# TYPE policyexec_gateway_spare_exchange_bytes gauge\n"
+      "policyexec_gateway_spare_exchange_bytes %lld\n"
+      "# HELP policyexec_gateway_accept_failures_total accept() calls that failed for want of "
+      "file descriptors or memory.\n"
+      "# TYPE policyexec_gateway_accept_failures_total counter\n"
+      "policyexec_gateway_accept_failures_total %llu\n",
+      (long long)atomic_load_explicit(&m->spare_exchange_bytes, memory_order_relaxed),
+      (unsigned long long)get(&m->accept_failures));
 
   evbuffer_add_printf(out, "# HELP policyexec_policy_executions_total Policy steps run.\n"
                            "# TYPE policyexec_policy_executions_total counter\n");

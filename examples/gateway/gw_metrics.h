@@ -26,6 +26,12 @@ void gw_metrics_observe(gw_api_metrics *am, int status, uint64_t duration_ns);
 /* Records one request that matched no API (answered 404). */
 void gw_metrics_count_unrouted(gw_metrics *m);
 
+/* Adds @p delta to the gauge of bytes held by spare exchanges. */
+void gw_metrics_spare_bytes(gw_metrics *m, int64_t delta);
+
+/* Records one accept() that failed for want of descriptors or memory. */
+void gw_metrics_count_accept_failure(gw_metrics *m);
+
 /* The engine's metrics callback (pe_engine_options_set_metrics); user_data
  * is the gw_metrics. */
 void gw_metrics_on_step(const pe_step_event *event, void *user_data);

@@ -24,15 +24,12 @@
 #include "gw_proxy.h"
 
 #include "gw_headers.h"
+#include "gw_path.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* A streamed response body pauses the upstream above this much unsent
- * output, so a slow client cannot make the gateway buffer a whole body. */
-#define STREAM_HIGH_WATER (1024 * 1024)
 
 typedef void (*gw_next_fn)(gw_request *r);
 
@@ -62,6 +59,7 @@ struct gw_request {
   unsigned client_done : 1;    /* the client has its whole answer */
   unsigned paused : 1;         /* upstream reads paused for a slow client */
   unsigned had_body : 1;       /* the client's request carried a body */
+  unsigned client_gone : 1;    /* the client went away: answer nobody upstream */
   gw_buf held;                 /* response body that arrived while a phase ran */
 };
 
@@ -234,19 +232,24 @@ static void finish_buffered_response(gw_request *r) {
 }
 
 static void end_stream(gw_request *r) {
-  r->client_done = 1;
-  if (r->upstream_result == GW_UPSTREAM_OK)
+  if (r->upstream_result == GW_UPSTREAM_OK) {
+    r->client_done = 1;
     gw_client_end_response(r->client);
-  else
+  } else if (!r->client_gone && gw_client_retract_response(r->client)) {
+    reply_upstream_failure(r); /* nothing was out yet: a 502 is still possible */
+  } else {
+    r->client_done = 1;
     gw_client_abort(r->client); /* the only honest end of a cut-off body */
+  }
 }
 
 static void start_streaming(gw_request *r) {
   int status = pe_exchange_status(r->ex);
   r->status = status;
   r->streaming = 1;
-  /* The body passes unchanged, so the upstream's Content-Length (if it
-   * sent one) stays right; without one the body is chunked. */
+  /* The body passes unchanged, so its framing is the upstream's, whatever
+   * the policies did to Content-Length or Transfer-Encoding: the gateway
+   * writes both fields itself (the upstream's length, or chunked). */
   gw_client_start_response(r->client, status, r->ex, r->upstream_length);
   if (r->held.len > 0) {
     gw_client_send_body(r->client, gw_buf_ptr(&r->held), r->held.len);
@@ -284,10 +287,11 @@ static int on_upstream_head(void *user, const gw_head *head) {
     reply_error(r, 502, "bad gateway: upstream response head refused\n");
     return upstream_dropped(r);
   }
-  r->upstream_length =
-      framing == GW_BODY_LENGTH || bodiless(r, head->status) || gw_http_find(head, "content-length")
-          ? GW_LENGTH_AS_IS
-          : GW_LENGTH_CHUNKED;
+  /* The length the gateway will state: the upstream's (for HEAD that of
+   * the resource), else chunked; never the exchange's field. */
+  r->upstream_length = framing == GW_BODY_LENGTH              ? (int64_t)length
+                       : gw_http_find(head, "content-length") ? 0
+                                                              : GW_LENGTH_CHUNKED;
   if (r->route->needs & PE_NEEDS_RESPONSE_BODY) {
     r->headers_done = 1; /* the body goes to the exchange; phases at its end */
     return 0;
@@ -310,7 +314,9 @@ static int on_upstream_body(void *user, const char *data, size_t len) {
   }
   if (r->streaming) {
     gw_client_send_body(r->client, data, len);
-    if (gw_client_pending_output(r->client) > STREAM_HIGH_WATER) {
+    /* Backpressure: a slow client pauses the upstream, so the gateway
+     * holds at most this much of a streamed body per client. */
+    if (gw_client_pending_output(r->client) > r->thread->stream_buffer_bytes) {
       gw_upstream_pause(r->upstream);
       r->paused = 1;
     }
@@ -345,6 +351,32 @@ static void on_upstream_done(void *user, gw_upstream_result result) {
 
 static const gw_upstream_callbacks upstream_callbacks = {
     .on_head = on_upstream_head, .on_body = on_upstream_body, .on_done = on_upstream_done};
+
+void gw_proxy_client_gone(void *owner) {
+  gw_request *r = owner;
+  r->client_gone = 1;
+  if (r->client_done)
+    return;
+  if (r->upstream_state == UPSTREAM_ACTIVE && !r->in_upstream_cb) {
+    gw_upstream_cancel(r->upstream);
+    r->upstream = NULL;
+    r->upstream_state = UPSTREAM_DONE;
+    r->upstream_result = GW_UPSTREAM_BROKEN;
+    r->status = 499; /* for the metrics, as nginx logs it */
+    if (r->phase_pending)
+      return; /* the phase's continuation ends it */
+    if (r->streaming) {
+      end_stream(r);
+    } else {
+      r->client_done = 1;
+      gw_client_abort(r->client);
+    }
+    maybe_finish(r);
+  }
+  /* Otherwise a phase runs (its continuation ends the request on the dead
+   * client) or the upstream request has not started (send_upstream sees
+   * client_gone). */
+}
 
 void gw_proxy_client_drained(void *owner) {
   gw_request *r = owner;
@@ -388,6 +420,13 @@ static int write_upstream_request(gw_request *r, gw_buf *out) {
 
 static void send_upstream(gw_request *r) {
   const gw_api_spec *api = &r->route->spec;
+  if (r->client_gone) {
+    r->client_done = 1;
+    r->status = 499;
+    gw_client_abort(r->client);
+    maybe_finish(r);
+    return;
+  }
   r->upstream = gw_upstream_acquire(r->thread->upstreams, api->upstream_host, api->upstream_port);
   if (!r->upstream) {
     r->upstream_result = GW_UPSTREAM_UNREACHABLE;
@@ -439,10 +478,10 @@ static void after_request_headers(gw_request *r) {
 
 /* Fills the request side of the exchange. Returns 0, or the status to
  * answer with. */
-static int fill_request(gw_request *r, const gw_head *head) {
+static int fill_request(gw_request *r, const gw_head *head, const char *path, size_t path_len) {
   const gw_field *host = gw_http_find(head, "host");
   if (pe_exchange_set_method(r->ex, pe_bytes(head->method, head->method_len)) < 0 ||
-      pe_exchange_set_path(r->ex, pe_bytes(head->target, head->target_len)) < 0 ||
+      pe_exchange_set_path(r->ex, pe_bytes(path, path_len)) < 0 ||
       (host && pe_exchange_set_authority(r->ex, pe_bytes(host->value, host->value_len)) < 0))
     return 400;
   int rc = gw_headers_to_exchange(head, r->ex, PE_REQUEST);
@@ -453,17 +492,39 @@ static int fill_request(gw_request *r, const gw_head *head) {
   return 0;
 }
 
+/* The request's own checks, before any routing. Returns NULL, or why it
+ * is refused with a 400. */
+static const char *refusal(const gw_head *head) {
+  if (head->target[0] != '/') /* origin-form only: this is not a forward proxy */
+    return "bad request: request target must be a path\n";
+  /* RFC 9112 section 3.2: exactly one Host in HTTP/1.1, at most one in 1.0.
+   * Two could mean different authorities to a policy and to the upstream. */
+  size_t hosts = gw_http_count(head, "host");
+  if (hosts > 1 || (hosts == 0 && head->minor >= 1))
+    return "bad request: exactly one Host header field is required\n";
+  return NULL;
+}
+
 void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body) {
   gw_thread *t = gw_client_thread(c);
-  if (head->target[0] != '/') { /* origin-form only: this is not a forward proxy */
-    gw_client_send_simple(c, 400, "bad request: request target must be a path\n");
+  const char *why = refusal(head);
+  if (why) {
+    gw_client_send_simple(c, 400, why);
     return;
   }
   if (head->method_len == 7 && memcmp(head->method, "CONNECT", 7) == 0) {
     gw_client_send_simple(c, 405, "method not allowed\n");
     return;
   }
-  gw_route *route = gw_apis_route(t->ctx->apis, &t->view, head->target, head->target_len);
+  /* Routing, policies and the upstream all see the normalised target, so
+   * that no other spelling of a protected path slips through a shorter
+   * context (see README.md, "Routing and path normalisation"). */
+  size_t path_len = gw_path_normalize(head->target, head->target_len, t->path_buf);
+  if (path_len == 0) {
+    gw_client_send_simple(c, 400, "bad request: request target cannot be normalised\n");
+    return;
+  }
+  gw_route *route = gw_apis_route(t->ctx->apis, &t->view, t->path_buf, path_len);
   if (!route) {
     gw_metrics_count_unrouted(t->ctx->metrics);
     gw_client_send_simple(c, 404, "no API serves this path\n");
@@ -492,7 +553,7 @@ void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body) {
   t->inflight_count++;
   gw_client_set_owner(c, r);
 
-  int status = fill_request(r, head);
+  int status = fill_request(r, head, t->path_buf, path_len);
   if (status) {
     reply_error(r, status, status == 431 ? "request header fields too large\n" : "bad request\n");
     maybe_finish(r);

@@ -18,6 +18,11 @@ void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body);
  * @p owner is the request given to gw_client_set_owner(). */
 void gw_proxy_client_drained(void *owner);
 
+/* The client of request @p owner went away (a write failed, or the send
+ * timeout ran out): its upstream request is dropped and the request ends
+ * as soon as no policy phase runs for it. */
+void gw_proxy_client_gone(void *owner);
+
 /* Frees the requests still in flight on @p t, without answering them: for
  * a shutdown whose grace period ran out, after the loop stopped. */
 void gw_proxy_abandon_all(gw_thread *t);

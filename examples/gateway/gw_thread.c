@@ -20,6 +20,14 @@
 /* Reset exchanges kept per thread; enough for the usual concurrency, few
  * enough that a burst does not pin its memory for good. */
 #define MAX_SPARE_EXCHANGES 256
+/* An exchange whose bodies held more than this is not kept for reuse. */
+#define KEEP_EXCHANGE_BYTES (64 * 1024)
+/* How long accepting pauses when out of descriptors with nothing to free. */
+#define ACCEPT_PAUSE_MS 100
+/* At most one accept() failure line per this period (the rest are counted). */
+#define ACCEPT_LOG_PERIOD_NS (5ull * 1000000000ull)
+/* Idle connections closed at once to make room for new ones. */
+#define ACCEPT_RECLAIM 16
 /* Period of the timeout sweep (and of the drain check at shutdown). */
 #define SWEEP_MS 50
 /* Bytes of a request head beyond the engine's header bytes: the request
@@ -27,20 +35,36 @@
 #define HEAD_SLACK 8192
 
 pe_exchange *gw_thread_take_exchange(gw_thread *t) {
-  if (t->spare_count > 0)
-    return t->spare_exchanges[--t->spare_count];
+  if (t->spare_count > 0) {
+    t->spare_count--;
+    t->spare_bytes -= t->spare_sizes[t->spare_count];
+    gw_metrics_spare_bytes(t->ctx->metrics, -(int64_t)t->spare_sizes[t->spare_count]);
+    return t->spare_exchanges[t->spare_count];
+  }
   pe_exchange *ex = NULL;
   return pe_exchange_new(&ex, t->ctx->engine) == PE_OK ? ex : NULL;
 }
 
+/* A reset exchange keeps the buffers its bodies grew to (the library has no
+ * way to shrink them), so what it held is what it would keep pinned: one
+ * that held a large body is freed, and the spares together stay within the
+ * configured byte budget. A burst of large requests then leaves nothing
+ * behind but small exchanges. */
 void gw_thread_give_exchange(gw_thread *t, pe_exchange *ex) {
-  if (t->spare_count < MAX_SPARE_EXCHANGES && pe_exchange_reset(ex) == PE_OK)
+  size_t held = pe_exchange_body(ex, PE_REQUEST).len + pe_exchange_body(ex, PE_RESPONSE).len;
+  size_t budget = t->ctx->config->spare_exchange_bytes;
+  if (t->spare_count < MAX_SPARE_EXCHANGES && held <= KEEP_EXCHANGE_BYTES &&
+      t->spare_bytes + held <= budget && pe_exchange_reset(ex) == PE_OK) {
+    t->spare_sizes[t->spare_count] = held;
     t->spare_exchanges[t->spare_count++] = ex;
-  else
+    t->spare_bytes += held;
+    gw_metrics_spare_bytes(t->ctx->metrics, (int64_t)held);
+  } else {
     pe_exchange_free(ex);
+  }
 }
 
-static int listen_socket(const char *host, uint16_t port) {
+static int listen_socket(const char *host, uint16_t port, unsigned backlog) {
   struct addrinfo hints = {
       .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
   struct addrinfo *res = NULL;
@@ -56,7 +80,7 @@ static int listen_socket(const char *host, uint16_t port) {
   int on = 1;
   if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0 ||
-      bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+      bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, (int)backlog) < 0) {
     fprintf(stderr, "policyexec-gateway: listen %s:%u: %s\n", host, (unsigned)port,
             strerror(errno));
     if (fd >= 0)
@@ -75,6 +99,44 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   gw_client_accept(arg, fd);
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg) {
+  gw_thread *t = arg;
+  (void)fd;
+  (void)what;
+  if (t->listener && !t->draining)
+    evconnlistener_enable(t->listener);
+}
+
+/* accept() failed for a reason other than a retriable one. Out of file
+ * descriptors (or kernel memory), the listening socket stays readable, so
+ * retrying at once would spin: like nginx, free the oldest idle connections
+ * first and accept on; with none to free, stop accepting for a moment. The
+ * log line is rate-limited: the failure repeats as long as the cause lasts. */
+static void on_accept_error(struct evconnlistener *listener, void *arg) {
+  gw_thread *t = arg;
+  int err = EVUTIL_SOCKET_ERROR();
+  gw_metrics_count_accept_failure(t->ctx->metrics);
+  size_t freed = 0;
+  if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+    freed = gw_client_close_idle(t, ACCEPT_RECLAIM);
+  if (freed == 0) {
+    evconnlistener_disable(listener);
+    struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
+    event_add(t->accept_resume, &pause);
+  }
+  uint64_t now = gw_now_ns();
+  if (t->accept_log_ns == 0 || now - t->accept_log_ns >= ACCEPT_LOG_PERIOD_NS) {
+    fprintf(stderr,
+            "policyexec-gateway: thread %u: accept: %s (%u more since the last report); "
+            "closed %zu idle connections%s\n",
+            t->index, strerror(err), t->accept_log_quiet, freed, freed ? "" : ", pausing accepts");
+    t->accept_log_ns = now;
+    t->accept_log_quiet = 0;
+  } else {
+    t->accept_log_quiet++;
+  }
 }
 
 static void on_dispatch_ready(evutil_socket_t fd, short what, void *arg) {
@@ -134,9 +196,18 @@ int gw_thread_init(gw_thread *t, unsigned index, gw_context *ctx) {
   t->max_head_bytes = pe_engine_limit(ctx->engine, PE_LIMIT_HEADER_BYTES) + HEAD_SLACK;
   t->field_cap = pe_engine_limit(ctx->engine, PE_LIMIT_HEADER_COUNT) + 1;
   t->fields = calloc(t->field_cap, sizeof *t->fields);
+  t->path_buf = malloc(t->max_head_bytes);
+  t->header_timeout_ns = (uint64_t)cfg->header_timeout_ms * 1000000u;
+  t->body_timeout_ns = (uint64_t)cfg->body_timeout_ms * 1000000u;
+  t->body_min_rate = cfg->body_min_rate;
+  t->send_timeout_ns = (uint64_t)cfg->send_timeout_ms * 1000000u;
+  t->idle_timeout_ns = (uint64_t)cfg->idle_timeout_ms * 1000000u;
+  t->stream_buffer_bytes = cfg->stream_buffer_bytes;
+  t->spare_sizes = calloc(MAX_SPARE_EXCHANGES, sizeof *t->spare_sizes);
   t->spare_exchanges = calloc(MAX_SPARE_EXCHANGES, sizeof *t->spare_exchanges);
   t->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (!t->base || !t->fields || !t->spare_exchanges || t->stop_fd < 0 ||
+  if (!t->base || !t->fields || !t->path_buf || !t->spare_exchanges || !t->spare_sizes ||
+      t->stop_fd < 0 ||
       gw_upstream_pool_new(&t->upstreams, t->base, cfg->upstream_timeout_ms, t->field_cap) < 0) {
     fprintf(stderr, "policyexec-gateway: thread %u: out of resources\n", index);
     return -1;
@@ -151,20 +222,24 @@ int gw_thread_init(gw_thread *t, unsigned index, gw_context *ctx) {
                                 on_dispatch_ready, t);
   t->stop_event = event_new(t->base, t->stop_fd, EV_READ, on_stop, t);
   t->sweep_timer = event_new(t->base, -1, EV_PERSIST, on_sweep, t);
+  t->accept_resume = evtimer_new(t->base, on_accept_resume, t);
   struct timeval sweep = {0, SWEEP_MS * 1000};
-  if (!t->dispatch_event || !t->stop_event || !t->sweep_timer ||
+  if (!t->dispatch_event || !t->stop_event || !t->sweep_timer || !t->accept_resume ||
       event_add(t->dispatch_event, NULL) < 0 || event_add(t->stop_event, NULL) < 0 ||
       event_add(t->sweep_timer, &sweep) < 0)
     return -1;
 
-  int fd = listen_socket(cfg->listen_host, cfg->listen_port);
+  int fd = listen_socket(cfg->listen_host, cfg->listen_port, cfg->listen_backlog);
   if (fd < 0)
     return -1;
-  t->listener = evconnlistener_new(t->base, on_accept, t, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+  /* Backlog 0: the socket listens already, with the configured backlog (a
+   * negative one would make libevent listen() again with its own 128). */
+  t->listener = evconnlistener_new(t->base, on_accept, t, LEV_OPT_CLOSE_ON_FREE, 0, fd);
   if (!t->listener) {
     close(fd);
     return -1;
   }
+  evconnlistener_set_error_cb(t->listener, on_accept_error);
   return 0;
 }
 
@@ -235,12 +310,18 @@ void gw_thread_join_and_free(gw_thread *t) {
     event_free(t->stop_event);
   if (t->sweep_timer)
     event_free(t->sweep_timer);
+  if (t->accept_resume)
+    event_free(t->accept_resume);
   if (t->stop_fd >= 0)
     close(t->stop_fd);
   for (size_t i = 0; i < t->spare_count; i++)
     pe_exchange_free(t->spare_exchanges[i]);
+  if (t->ctx)
+    gw_metrics_spare_bytes(t->ctx->metrics, -(int64_t)t->spare_bytes);
   free(t->spare_exchanges);
+  free(t->spare_sizes);
   free(t->fields);
+  free(t->path_buf);
   gw_apis_view_release(&t->view);
   if (t->base)
     event_base_free(t->base);

@@ -53,16 +53,27 @@ typedef struct gw_thread {
   /* Limits, from the engine's. */
   size_t limit_body_bytes;
   size_t max_head_bytes;
+  /* Client timeouts and buffers, from the configuration. */
+  uint64_t header_timeout_ns, body_timeout_ns, send_timeout_ns, idle_timeout_ns;
+  size_t body_min_rate;
+  size_t stream_buffer_bytes;
+  /* Accepting while out of file descriptors (see on_accept_error()). */
+  struct event *accept_resume;
+  uint64_t accept_log_ns;    /* when the last accept() failure was logged */
+  unsigned accept_log_quiet; /* failures not logged since */
   /* Scratch for parsing one head at a time (field_cap = the engine's
    * header count limit + 1, so one field too many is noticed). */
   gw_field *fields;
   size_t field_cap;
+  char *path_buf; /* the normalised request target (max_head_bytes) */
 
   gw_client *clients; /* every open client connection */
 
   /* Exchanges of finished requests, reset and kept for the next ones. */
   pe_exchange **spare_exchanges;
+  size_t *spare_sizes; /* body bytes each one held before its reset */
   size_t spare_count;
+  size_t spare_bytes; /* their sum, kept within the configured budget */
 
   /* Requests in flight (a list, so a forced shutdown can free them). */
   gw_request *inflight;

@@ -6,6 +6,10 @@ Every request is answered 200 with the request body as the response body
 
   .../slow?ms=N      waits N milliseconds before answering (default 3000)
   .../chunked        answers with a chunked body (the echo, in 3 pieces)
+  .../stream?bytes=N answers N bytes of 'x' (Content-Length), written as the
+                     client takes them
+  .../endless        a chunked body that never ends (until the reader goes)
+  .../badchunk       a chunked response whose first chunk size is malformed
 
 Usage: echo_backend.py [--host 127.0.0.1] [--port 9000]
 """
@@ -38,9 +42,44 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
                 self.rfile.readline()
         return self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
 
+    def _stream(self, url):
+        total = int(urllib.parse.parse_qs(url.query).get("bytes", ["4194304"])[0])
+        self.send_response(200)
+        self.send_header("Content-Length", str(total))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        piece = b"x" * 65536
+        try:
+            while total > 0:
+                self.wfile.write(piece[:total])
+                total -= min(total, len(piece))
+        except OSError:
+            self.close_connection = True
+
+    def _endless(self):
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        piece = b"4000\r\n" + b"e" * 0x4000 + b"\r\n"
+        try:
+            while True:
+                self.wfile.write(piece)
+        except OSError:
+            self.close_connection = True
+
     def _answer(self):
         body = self._read_body()
         url = urllib.parse.urlsplit(self.path)
+        if url.path.endswith("/stream"):
+            return self._stream(url)
+        if url.path.endswith("/endless"):
+            return self._endless()
+        if url.path.endswith("/badchunk"):
+            # One write, so the gateway has the head and the bad size together.
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+            self.close_connection = True
+            return
         if url.path.endswith("/slow"):
             query = urllib.parse.parse_qs(url.query)
             time.sleep(int(query.get("ms", ["3000"])[0]) / 1000.0)

@@ -7,14 +7,17 @@ configuration on free ports, talks to it over real sockets, and stops both.
   test_gateway.py --gateway BIN --plugin SO --python-paths DIR
                   --python-available ON|OFF SCENARIO
 
-Scenarios: smoke, admin, errors, chunked, shutdown. Exit status 0 on
-success, 1 on failure, 77 when the scenario cannot run here (CTest skip).
+Scenarios: smoke, admin, errors, chunked, shutdown, config, paths, framing,
+pipelining, slowloris, slow_reader, abandoned, fd_limit, spares, admin_async.
+Exit status 0 on success, 1 on failure, 77 when the scenario cannot run here
+(CTest skip).
 """
 
 import argparse
 import http.client
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -75,7 +78,8 @@ def port_open(port):
 class Setup:
     """The echo backend and one gateway, with a config built from @apis."""
 
-    def __init__(self, args, apis, python=False, limits=None, upstream_timeout_ms=None):
+    def __init__(self, args, apis, python=False, limits=None, upstream_timeout_ms=None,
+                 extra=None, nofile=None, python_timeout_ms=2000):
         self.args = args
         self.tmp = tempfile.TemporaryDirectory(prefix="gw-test-")
         self.backend_port = free_port()
@@ -85,11 +89,12 @@ class Setup:
             "listen": "127.0.0.1:%d" % self.port,
             "admin": "127.0.0.1:%d" % self.admin_port,
             "threads": 2,
-            "plugins": [args.plugin],
+            "plugins": [args.plugin, args.test_plugin],
             "apis": [dict(api, upstream=api.get("upstream", self.backend_url)) for api in apis],
         }
         if python:
-            config["python"] = {"workers": 2, "timeout_ms": 2000, "paths": [args.python_paths]}
+            config["python"] = {"workers": 2, "timeout_ms": python_timeout_ms,
+                                "paths": [args.python_paths, os.path.join(HERE, "python")]}
             # Pinned threads and workers under SCHED_BATCH, as in the sample config.
             config["cpu_affinity"] = True
             config["sched_batch"] = True
@@ -97,6 +102,8 @@ class Setup:
             config["limits"] = limits
         if upstream_timeout_ms:
             config["upstream_timeout_ms"] = upstream_timeout_ms
+        config.update(extra or {})
+        self.nofile = nofile
         self.config_path = os.path.join(self.tmp.name, "gateway.json")
         with open(self.config_path, "w") as f:
             json.dump(config, f)
@@ -113,8 +120,14 @@ class Setup:
              str(self.backend_port)])
         wait_until(lambda: port_open(self.backend_port), "the echo backend")
         self.log = open(os.path.join(self.tmp.name, "gateway.log"), "w+")
+        limit = self.nofile
+
+        def lower_fd_limit():  # in the child only: like `ulimit -n` before the start
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         self.gateway = subprocess.Popen([self.args.gateway, "--config", self.config_path],
-                                        stderr=self.log)
+                                        stderr=self.log,
+                                        preexec_fn=lower_fd_limit if limit else None)
         try:
             wait_until(lambda: self.gateway.poll() is not None or self.admin_ok(), "the gateway")
             if self.gateway.poll() is not None:
@@ -496,6 +509,15 @@ def scenario_config(args):
         ("a bad cpu_affinity", {"cpu_affinity": "yes"}, '"cpu_affinity" must be true or false'),
         ("a bad sched_batch", {"sched_batch": 1}, '"sched_batch" must be true or false'),
         ("a bad threads", {"threads": -1}, "threads"),
+        ("a bad client member", {"client": {"header_timeout": 5}}, 'client: unknown member'),
+        ("a bad send timeout", {"client": {"send_timeout_ms": 0}}, '"send_timeout_ms" must be'),
+        ("a bad stream buffer", {"client": {"stream_buffer_bytes": 10}},
+         '"stream_buffer_bytes" must be'),
+        ("a bad backlog", {"listen_backlog": 0}, '"listen_backlog" must be'),
+        ("a bad spare budget", {"spare_exchange_bytes": "1M"}, '"spare_exchange_bytes" must be'),
+        ("a bad context", {"apis": [{"name": "a", "context": "/a b",
+                                     "upstream": "http://127.0.0.1:1"}]},
+         'api a: "context" /a b is not a normalised path'),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "gateway.json")
@@ -509,18 +531,415 @@ def scenario_config(args):
             print("%s: refused (%s)" % (what, run.stderr.strip()))
 
 
+def upstream_connections(backend_port):
+    """Established connections to @backend_port, seen from the gateway's end."""
+    hex_port = ":%04X" % backend_port
+    count = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[2].endswith(hex_port) and fields[3] == "01":
+                count += 1
+    return count
+
+
+def closed_by_server(sock, limit_s):
+    """Reads (and drops) what @sock receives until the server closes it;
+    True if that happens within @limit_s, False if it is still open then."""
+    sock.settimeout(0.2)
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            if not sock.recv(65536):
+                return True
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+    return False
+
+
+def read_responses(sock, limit_s=30):
+    """Reads until the server closes @sock; returns everything received."""
+    sock.settimeout(limit_s)
+    received = b""
+    while True:
+        try:
+            piece = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not piece:
+            break
+        received += piece
+    return received
+
+
+def scenario_paths(args):
+    """Routing on the normalised path: no spelling of a path protected by a
+    longer context reaches the upstream through a shorter one; what cannot
+    be normalised is refused. Host fields, DEL and contexts are checked."""
+    apis = [{"name": "static", "context": "/static", "policies": []},
+            {"name": "secret", "context": "/static/secret",
+             "policies": chain(["gw-test-deny"])},
+            {"name": "no-policies", "context": "/no-policies", "policies": []}]
+    with Setup(args, apis) as gw:
+        for spelling in ("/static/secret/file.txt", "/static/../static/secret/file.txt",
+                         "/static/%73ecret/file.txt", "/static//secret/file.txt",
+                         "/static/./secret/file.txt", "/static/%2e%2e/static/secret/file.txt",
+                         "//static/secret/file.txt"):
+            status, _, body = gw.request("GET", spelling)
+            check(status == 403, "%s: status %d %r (the upstream was reached)" %
+                  (spelling, status, body[:80]))
+        for spelling in ("/static/%2Fsecret/file.txt", "/static%2fsecret/file.txt",
+                         "/static\\\\secret/file.txt", "/static/%5Csecret", "/static/%00/x",
+                         "/static/%zz", "/static/../../secret", "/static/a#b"):
+            status = status_of(gw.raw(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % spelling.encode()))
+            check(status == 400, "%s: status %d, not refused" % (spelling, status))
+        # What the upstream receives: the normalised path, the query as sent.
+        status, headers, _ = gw.request("GET", "/static/a/./b//%7Ejoe/../c%3f?q=/../%2F")
+        check(status == 200 and headers.get("X-Echo-Path") == "/static/a/b/c%3F?q=/../%2F",
+              "upstream path %r" % headers.get("X-Echo-Path"))
+
+        # Host: exactly one in HTTP/1.1 (RFC 9112 section 3.2).
+        two = gw.raw(b"GET /static/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        check(status_of(two) == 400, "two Host fields: %r" % two[:60])
+        none = gw.raw(b"GET /static/x HTTP/1.1\r\n\r\n")
+        check(status_of(none) == 400, "no Host in HTTP/1.1: %r" % none[:60])
+        check(status_of(gw.raw(b"GET /static/x HTTP/1.0\r\n\r\n")) == 200, "HTTP/1.0 without Host")
+        check(status_of(gw.raw(b"GET /static/x HTTP/1.1\r\nHost: x\r\nX-A: a\x7fb\r\n\r\n"))
+              == 400, "DEL in a field value")
+
+        # A context that no normalised path can match is refused.
+        for context in ("/a b", "/a//b", "/a/./b", "/%61b", "/a?b"):
+            api = {"name": "bad", "context": context, "upstream": gw.backend_url}
+            status, body = gw.admin("POST", "/apis", json.dumps(api))
+            check(status == 400 and b"context" in body,
+                  "context %r: %d %r" % (context, status, body))
+        api = {"name": "good", "context": "/a%20b", "upstream": gw.backend_url}
+        check(gw.admin("POST", "/apis", json.dumps(api))[0] == 200, "context /a%20b")
+        check(gw.request("GET", "/a%20b/x")[0] == 200, "request on /a%20b")
+
+        # The listen backlog is the configured one, 1024 by default (ss shows
+        # it as Send-Q; the kernel caps it at net.core.somaxconn).
+        with open("/proc/sys/net/core/somaxconn") as f:
+            expected = min(1024, int(f.read()))
+        run = subprocess.run(["ss", "-Hltn", "sport = :%d" % gw.port], capture_output=True,
+                             text=True, timeout=30)
+        backlogs = [int(line.split()[2]) for line in run.stdout.splitlines() if line.strip()]
+        check(backlogs and all(b == expected for b in backlogs),
+              "listen backlogs %r, expected %d" % (backlogs, expected))
+
+
+def scenario_framing(args):
+    """The gateway owns a response's framing: a policy that sets or removes
+    Content-Length on a streamed response changes nothing on the wire; a
+    broken upstream response that nothing was sent of yet is a 502."""
+    apis = [{"name": "set-length", "context": "/set-length",
+             "policies": chain(["gw-test-set-length"])},
+            {"name": "drop-length", "context": "/drop-length",
+             "policies": chain(["gw-test-drop-length"])},
+            {"name": "no-policies", "context": "/no-policies", "policies": []}]
+    with Setup(args, apis) as gw:
+        for profile in ("set-length", "drop-length"):
+            conn = gw.connect()
+            for i in range(2):  # the second request proves the connection still in sync
+                status, headers, body = gw.request("GET", "/%s/stream?bytes=5000" % profile,
+                                                   conn=conn)
+                check(status == 200 and body == b"x" * 5000,
+                      "%s #%d: %d, %d bytes" % (profile, i, status, len(body)))
+                check(headers.get("Content-Length") == "5000",
+                      "%s: Content-Length %r" % (profile, headers.get("Content-Length")))
+            status, headers, body = gw.request("POST", "/%s/chunked" % profile, body=b"abc" * 99,
+                                               conn=conn)
+            check(status == 200 and body == b"abc" * 99 and
+                  headers.get("Transfer-Encoding") == "chunked" and
+                  headers.get("Content-Length") is None,
+                  "%s chunked: %d %r %r" % (profile, status, dict(headers), body[:40]))
+            status, headers, body = gw.request("HEAD", "/%s/stream?bytes=77" % profile, conn=conn)
+            check(status == 200 and body == b"" and headers.get("Content-Length") == "77",
+                  "%s HEAD: %d %r" % (profile, status, dict(headers)))
+            conn.close()
+        raw = gw.raw(b"GET /no-policies/badchunk HTTP/1.1\r\nHost: x\r\n\r\n")
+        check(raw.startswith(b"HTTP/1.1 502"), "bad chunk size: %r" % raw[:80])
+        expect_plain(*gw.request("POST", "/no-policies/after", body=b"ok"), b"ok", "after")
+
+
+def scenario_pipelining(args):
+    """Nothing after a request with Connection: close is forwarded or
+    answered; pipelined requests followed by a half-close are all answered."""
+    with Setup(args, profile_apis(False)) as gw:
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+            s.sendall(b"GET /no-policies/first HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                      b"GET /no-policies/second HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = read_responses(s)
+        check(received.count(b"HTTP/1.1 ") == 1 and b"/no-policies/second" not in received,
+              "after Connection: close: %r" % received)
+
+        for profile in ("no-policies", "native-4"):
+            with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+                s.sendall(b"".join(b"POST /%s/p%d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                                   b"\r\n%02d" % (profile.encode(), i, i) for i in range(10)))
+                s.shutdown(socket.SHUT_WR)
+                received = read_responses(s)
+            check(received.count(b"HTTP/1.1 200") == 10,
+                  "%s: %d responses to 10 pipelined requests and a half-close: %r" %
+                  (profile, received.count(b"HTTP/1.1 200"), received[-200:]))
+            positions = [received.find(b"X-Echo-Path: /%s/p%d\r\n" % (profile.encode(), i))
+                         for i in range(10)]
+            check(-1 not in positions and positions == sorted(positions),
+                  "%s: responses out of order" % profile)
+
+
+def scenario_slowloris(args):
+    """A request head (or body) that trickles in is closed once its whole
+    time is up, however often a byte arrives."""
+    client = {"header_timeout_ms": 1500, "body_timeout_ms": 1500, "body_min_rate": 100000}
+    with Setup(args, profile_apis(False), extra={"client": client}) as gw:
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+            s.sendall(b"GET /no-policies/x HTTP/1.1\r\n")
+            closed = False
+            deadline = time.monotonic() + 10
+            while not closed and time.monotonic() < deadline:
+                try:
+                    s.sendall(b"X")  # one byte of a header name every 0.3 s
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                    break
+                closed = closed_by_server(s, 0.3)
+            check(closed, "a head trickling in was held for 10 s (head timeout 1.5 s)")
+
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+            s.sendall(b"POST /no-policies/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+            closed = False
+            deadline = time.monotonic() + 10
+            while not closed and time.monotonic() < deadline:
+                try:
+                    s.sendall(b"y" * 10)  # 33 bytes/s, far below the minimum rate
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                    break
+                closed = closed_by_server(s, 0.3)
+            check(closed, "a body trickling in was held for 10 s")
+        # An ordinary request still works, and a whole head in time is fine.
+        expect_plain(*gw.request("POST", "/no-policies/ok", body=b"ok"), b"ok", "after")
+
+
+def scenario_slow_reader(args):
+    """Clients that read nothing of a large streamed response: the gateway
+    holds at most its stream buffer for each, and closes them (and their
+    upstream connections) after the send timeout."""
+    client = {"send_timeout_ms": 1000, "stream_buffer_bytes": 65536}
+    with Setup(args, profile_apis(False), extra={"client": client}) as gw:
+        socks = []
+        for i in range(5):
+            s = socket.create_connection(("127.0.0.1", gw.port), timeout=30)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /no-policies/stream?bytes=67108864 HTTP/1.1\r\nHost: x\r\n\r\n")
+            socks.append(s)
+        wait_until(lambda: upstream_connections(gw.backend_port) == 5, "5 upstream requests")
+        try:
+            wait_until(lambda: upstream_connections(gw.backend_port) == 0,
+                       "the send timeout to close the upstream connections", limit_s=20)
+        finally:
+            for s in socks:
+                s.close()
+        expect_plain(*gw.request("POST", "/no-policies/ok", body=b"ok"), b"ok", "after")
+
+
+def scenario_abandoned(args):
+    """Clients that leave an endless streamed response: their upstream
+    connections are closed with them."""
+    with Setup(args, profile_apis(False)) as gw:
+        for i in range(5):
+            with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+                s.sendall(b"GET /no-policies/endless HTTP/1.1\r\nHost: x\r\n\r\n")
+                got = b""
+                while len(got) < 100000:
+                    got += s.recv(65536)
+            # closed with unread data: the gateway's next write fails
+        wait_until(lambda: upstream_connections(gw.backend_port) == 0,
+                   "the upstream connections of abandoned streams to close", limit_s=20)
+        expect_plain(*gw.request("POST", "/no-policies/ok", body=b"ok"), b"ok", "after")
+
+
+def process_cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scenario_fd_limit(args):
+    """Out of file descriptors (ulimit -n 64, 80 idle connections): the
+    gateway neither spins nor floods its log, and a new client is served
+    because the oldest idle connections make room."""
+    with Setup(args, profile_apis(False), nofile=64) as gw:
+        idle = []
+        try:
+            for i in range(80):
+                idle.append(socket.create_connection(("127.0.0.1", gw.port), timeout=30))
+            time.sleep(0.5)  # the gateway meets the limit
+            cpu_before, log_before = process_cpu_s(gw.gateway.pid), len(gw.gateway_log())
+            time.sleep(2)
+            cpu = process_cpu_s(gw.gateway.pid) - cpu_before
+            logged = len(gw.gateway_log()) - log_before
+            check(cpu < 1.0, "the gateway used %.2f s of CPU in 2 s at the fd limit" % cpu)
+            check(logged < 4096, "the gateway logged %d bytes in 2 s at the fd limit" % logged)
+            status, _, body = gw.request("POST", "/no-policies/new", body=b"new")
+            check(status == 200 and body == b"new", "a new client at the fd limit: %d" % status)
+        finally:
+            for s in idle:
+                s.close()
+        status, metrics = gw.admin("GET", "/metrics")
+        check(b"policyexec_gateway_accept_failures_total " in metrics, "no accept failure metric")
+
+    # Nothing idle to close (every connection has a request head under way):
+    # accepting pauses instead of spinning.
+    with Setup(args, profile_apis(False), nofile=64) as gw:
+        busy = []
+        try:
+            for i in range(80):
+                s = socket.create_connection(("127.0.0.1", gw.port), timeout=30)
+                s.sendall(b"GET /no-policies/x HTTP/1.1\r\n")
+                busy.append(s)
+            time.sleep(0.5)
+            cpu_before, log_before = process_cpu_s(gw.gateway.pid), len(gw.gateway_log())
+            time.sleep(2)
+            cpu = process_cpu_s(gw.gateway.pid) - cpu_before
+            logged = len(gw.gateway_log()) - log_before
+            check(cpu < 1.0, "%.2f s of CPU in 2 s at the fd limit, nothing idle" % cpu)
+            check(logged < 4096, "%d bytes of log in 2 s at the fd limit, nothing idle" % logged)
+        finally:
+            for s in busy:
+                s.close()
+
+
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return -1.0
+
+
+def uses_system_allocator(pid):
+    """False under AddressSanitizer, whose allocator keeps freed memory
+    (quarantine): RSS then says nothing about the gateway's own buffers."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" not in f.read()
+
+
+def scenario_spares(args):
+    """After bursts of large requests the gateway gives their memory back:
+    the exchanges kept for reuse hold no more than the configured byte
+    budget (and none of the large bodies), and large buffers are returned
+    to the system when freed (RSS, with the system allocator)."""
+    budget = 65536
+    with Setup(args, profile_apis(False), extra={"spare_exchange_bytes": budget},
+               limits={"body_bytes": 8 << 20}) as gw:
+        payload = b"b" * (4 << 20)
+        errors = []
+        start_rss = rss_mib(gw.gateway.pid)
+
+        def post():
+            try:
+                status, _, body = gw.request("POST", "/native-4/big", body=payload)
+                if status != 200 or len(body) != len(payload) + len(MARKERS):
+                    errors.append(status)
+            except Exception as e:  # collected: threads cannot raise to main
+                errors.append(e)
+
+        for _ in range(2):
+            threads = [threading.Thread(target=post) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        check(not errors, "large POSTs failed: %r" % errors[:3])
+        for i in range(20):
+            gw.request("POST", "/native-4/small", body=b"s" * 100)
+        text = gw.admin("GET", "/metrics")[1].decode()
+        values = [int(line.split()[1]) for line in text.splitlines()
+                  if line.startswith("policyexec_gateway_spare_exchange_bytes ")]
+        check(values and 0 < values[0] <= budget, "spare exchange bytes %r" % values)
+        if uses_system_allocator(gw.gateway.pid):
+            # 12 requests of 4 MiB held about 100 MiB at their peak.
+            grown = rss_mib(gw.gateway.pid) - start_rss
+            check(grown < 24, "RSS grew by %.1f MiB after the bursts" % grown)
+            print("RSS after the bursts: +%.1f MiB" % grown)
+
+
+def scenario_admin_async(args):
+    """A chain whose policy takes seconds to create (a Python __init__):
+    the admin API answers meanwhile, the POST still succeeds, and SIGTERM
+    during such a build does not wait for it."""
+    if not args.python_available:
+        print("SKIP: the Python backend is not built here")
+        sys.exit(77)
+    sleep_ms = 3000
+
+    def slow_api(name):
+        return {"name": name, "context": "/" + name,
+                "policies": [{"name": "gw-test-slow-init", "version": "1.0.0",
+                              "params": {"sleep_ms": sleep_ms}, "failure_mode": "closed"}]}
+
+    with Setup(args, profile_apis(False), python=True, python_timeout_ms=30000) as gw:
+        done = {}
+        result = {}
+
+        def post(name):
+            api = dict(slow_api(name), upstream=gw.backend_url)
+            try:
+                result[name] = gw.admin("POST", "/apis", json.dumps(api))
+            except OSError as e:  # the gateway stopped before answering
+                result[name] = e
+            done[name] = time.monotonic()
+
+        t = threading.Thread(target=post, args=("slow",))
+        t.start()
+        time.sleep(0.5)  # the build has started (its __init__ sleeps 3 s)
+        status, _ = gw.admin("GET", "/health")
+        status_list, body = gw.admin("GET", "/apis")
+        answered = time.monotonic()
+        expect_plain(*gw.request("POST", "/no-policies/x", body=b"x"), b"x", "during the build")
+        t.join()
+        check(status == 200 and status_list == 200, "/health %d, /apis %d" % (status, status_list))
+        # The build takes 3 s from about 0.5 s before /health was asked: an
+        # admin loop that waited for it answers /health only as the POST ends.
+        check(done["slow"] - answered > 1.0,
+              "the admin API waited for the build: /health and /apis answered %.2f s before "
+              "the POST" % (done["slow"] - answered))
+        check(result["slow"][0] == 200, "POST of the slow chain: %r" % (result["slow"],))
+        check(b'"slow"' in gw.admin("GET", "/apis")[1], "the slow API is not listed")
+        check(gw.request("GET", "/slow/x")[0] == 200, "request on the slow API")
+
+        # SIGTERM while another build runs: no waiting for its __init__.
+        t = threading.Thread(target=post, args=("slower",))
+        t.start()
+        time.sleep(0.5)
+        start = time.monotonic()
+        gw.gateway.send_signal(signal.SIGTERM)
+        code = gw.gateway.wait(timeout=60)
+        took = time.monotonic() - start
+        t.join()
+        check(code == 0, "exit status %d" % code)
+        check(took < sleep_ms / 1000.0 - 0.5,
+              "SIGTERM took %.1f s with a %d ms build in progress" % (took, sleep_ms))
+
+
 def main():
     parser = argparse.ArgumentParser(description="policyexec-gateway end-to-end tests")
     parser.add_argument("--gateway", required=True)
     parser.add_argument("--plugin", required=True)
+    parser.add_argument("--test-plugin", required=True)
     parser.add_argument("--python-paths", required=True)
     parser.add_argument("--python-available", default="OFF")
-    parser.add_argument("scenario", choices=["smoke", "admin", "errors", "chunked", "shutdown",
-                                                 "config"])
+    parser.add_argument("scenario", choices=[name[len("scenario_"):] for name in globals()
+                                             if name.startswith("scenario_")])
     args = parser.parse_args()
     args.python_available = args.python_available.upper() in ("ON", "1", "TRUE", "YES")
     args.gateway = os.path.abspath(args.gateway)
     args.plugin = os.path.abspath(args.plugin)
+    args.test_plugin = os.path.abspath(args.test_plugin)
     args.python_paths = os.path.abspath(args.python_paths)
     try:
         globals()["scenario_" + args.scenario](args)

@@ -58,6 +58,7 @@ static void test_bad_requests(void) {
       "GET /a b HTTP/1.1\r\n\r\n",
       "GET / HTTP/1.1\r\nbad header\r\n\r\n",
       "GET / HTTP/1.1\r\nName : v\r\n\r\n",        /* space before the colon */
+      "GET / HTTP/1.1\r\nName: a\x7f b\r\n\r\n",   /* DEL in a value */
       "GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", /* obs-fold */
       "GET / HTTP/1.1\r\nA: b\x01\r\n\r\n",
   };

@@ -1,0 +1,24 @@
+"""Python policies for the gateway's end-to-end tests only.
+
+gw-test-slow-init sleeps ``sleep_ms`` in ``__init__``: creating its
+instance (a POST /apis) takes that long, which the admin API must survive.
+"""
+
+import time
+
+import policyexec
+
+
+class SlowInit(policyexec.Policy):
+    """Takes ``sleep_ms`` to create; then does nothing."""
+
+    name = "gw-test-slow-init"
+    version = "1.0.0"
+    params = {"sleep_ms": int}
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        time.sleep(self.params["sleep_ms"] / 1000.0)
+
+    def on_request_headers(self, ctx):
+        pass
