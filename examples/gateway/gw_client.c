@@ -11,6 +11,7 @@
 #include "gw_headers.h"
 #include "gw_proxy.h"
 #include "gw_thread.h"
+#include "pe_clock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@ typedef enum client_state {
 
 struct gw_client {
   gw_thread *thread;
-  gw_client *prev, *next;
+  TAILQ_ENTRY(gw_client) link; /* in thread->clients */
   int fd;
   struct event *read_event;
   struct event *write_event;
@@ -72,20 +73,13 @@ static void process_input(gw_client *c);
 static void mark_closing(gw_client *c);
 static void parse_requests(gw_client *c, gw_thread *t);
 
+/* Idle and head timeouts need milliseconds, not a precise clock. */
 static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  return pe__clock_ns(CLOCK_MONOTONIC_COARSE);
 }
 
 static void client_free(gw_client *c) {
-  gw_thread *t = c->thread;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    t->clients = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
+  TAILQ_REMOVE(&c->thread->clients, c, link);
   event_free(c->read_event);
   event_free(c->write_event);
   if (c->fd >= 0)
@@ -234,10 +228,7 @@ void gw_client_accept(gw_thread *t, int fd) {
     close(fd);
     return;
   }
-  c->next = t->clients;
-  if (t->clients)
-    t->clients->prev = c;
-  t->clients = c;
+  TAILQ_INSERT_HEAD(&t->clients, c, link);
   c->last_activity_ns = c->head_start_ns = now_ns();
   start_reading(c);
 }
@@ -558,9 +549,9 @@ static int body_too_slow(const gw_client *c, const gw_thread *t, uint64_t now) {
 }
 
 void gw_client_sweep(gw_thread *t, uint64_t now) {
-  gw_client *c = t->clients;
+  gw_client *c = TAILQ_FIRST(&t->clients);
   while (c) {
-    gw_client *next = c->next;
+    gw_client *next = TAILQ_NEXT(c, link);
     if (c->dead) {
       /* the proxy frees it */
     } else if (c->write_armed && now - c->write_progress_ns > t->send_timeout_ns) {
@@ -583,12 +574,11 @@ void gw_client_sweep(gw_thread *t, uint64_t now) {
 }
 
 size_t gw_client_close_idle(gw_thread *t, size_t max) {
-  gw_client *c = t->clients;
-  while (c && c->next)
-    c = c->next; /* the oldest: new connections go to the front */
+  /* The oldest first: new connections go to the front. */
+  gw_client *c = TAILQ_LAST(&t->clients, gw_client_list);
   size_t closed = 0;
   while (c && closed < max) {
-    gw_client *prev = c->prev;
+    gw_client *prev = TAILQ_PREV(c, gw_client_list, link);
     if (!c->dead && c->state == READING_HEAD && c->in.len == 0 && c->out.len == 0) {
       client_free(c);
       closed++;
@@ -599,13 +589,14 @@ size_t gw_client_close_idle(gw_thread *t, size_t max) {
 }
 
 int gw_client_any_output(gw_thread *t) {
-  for (gw_client *c = t->clients; c; c = c->next)
-    if (c->out.len > 0 && !c->dead)
-      return 1;
+  const gw_client *c;
+  TAILQ_FOREACH(c, &t->clients, link)
+  if (c->out.len > 0 && !c->dead)
+    return 1;
   return 0;
 }
 
 void gw_client_close_all(gw_thread *t) {
-  while (t->clients)
-    client_free(t->clients);
+  while (!TAILQ_EMPTY(&t->clients))
+    client_free(TAILQ_FIRST(&t->clients));
 }

@@ -25,6 +25,7 @@
 
 #include "gw_headers.h"
 #include "gw_path.h"
+#include "pe_clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,8 +38,8 @@ typedef enum upstream_state { UPSTREAM_NONE, UPSTREAM_ACTIVE, UPSTREAM_DONE } up
 
 struct gw_request {
   gw_thread *thread;
-  gw_request *prev, *next;
-  gw_client *client; /* not touched once client_done */
+  TAILQ_ENTRY(gw_request) link; /* in thread->inflight */
+  gw_client *client;            /* not touched once client_done */
   const gw_buf *client_body;
   gw_route *route;
   pe_exchange *ex;
@@ -66,9 +67,7 @@ struct gw_request {
 static const gw_upstream_callbacks upstream_callbacks;
 
 uint64_t gw_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  return pe__clock_ns(CLOCK_MONOTONIC);
 }
 
 /* ---- finishing ---- */
@@ -84,21 +83,16 @@ static void maybe_finish(gw_request *r) {
     return;
   gw_thread *t = r->thread;
   gw_metrics_observe(r->route->metrics, r->status, gw_now_ns() - r->start_ns);
-  if (r->prev)
-    r->prev->next = r->next;
-  else
-    t->inflight = r->next;
-  if (r->next)
-    r->next->prev = r->prev;
+  TAILQ_REMOVE(&t->inflight, r, link);
   t->inflight_count--;
   gw_thread_give_exchange(t, r->ex);
   request_free(r);
 }
 
 void gw_proxy_abandon_all(gw_thread *t) {
-  while (t->inflight) {
-    gw_request *r = t->inflight;
-    t->inflight = r->next;
+  while (!TAILQ_EMPTY(&t->inflight)) {
+    gw_request *r = TAILQ_FIRST(&t->inflight);
+    TAILQ_REMOVE(&t->inflight, r, link);
     pe_exchange_free(r->ex); /* the dispatcher is gone: no phase owns it */
     request_free(r);
   }
@@ -546,10 +540,7 @@ void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body) {
   r->start_ns = gw_now_ns();
   r->had_body = body->len > 0 || gw_http_find(head, "content-length") ||
                 gw_http_find(head, "transfer-encoding");
-  r->next = t->inflight;
-  if (t->inflight)
-    t->inflight->prev = r;
-  t->inflight = r;
+  TAILQ_INSERT_HEAD(&t->inflight, r, link);
   t->inflight_count++;
   gw_client_set_owner(c, r);
 

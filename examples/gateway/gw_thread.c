@@ -180,6 +180,8 @@ static void on_stop(evutil_socket_t fd, short what, void *arg) {
 int gw_thread_init(gw_thread *t, unsigned index, gw_context *ctx) {
   const gw_config *cfg = ctx->config;
   memset(t, 0, sizeof *t);
+  TAILQ_INIT(&t->clients);
+  TAILQ_INIT(&t->inflight);
   t->index = index;
   t->ctx = ctx;
   t->stop_fd = -1;

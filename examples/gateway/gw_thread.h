@@ -15,6 +15,7 @@
 #include "gw_metrics.h"
 #include "gw_upstream.h"
 
+#include <sys/queue.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <policyexec/policyexec.h>
@@ -67,7 +68,8 @@ typedef struct gw_thread {
   size_t field_cap;
   char *path_buf; /* the normalised request target (max_head_bytes) */
 
-  gw_client *clients; /* every open client connection */
+  /* Every open client connection, newest first (so the oldest is last). */
+  TAILQ_HEAD(gw_client_list, gw_client) clients;
 
   /* Exchanges of finished requests, reset and kept for the next ones. */
   pe_exchange **spare_exchanges;
@@ -76,7 +78,7 @@ typedef struct gw_thread {
   size_t spare_bytes; /* their sum, kept within the configured budget */
 
   /* Requests in flight (a list, so a forced shutdown can free them). */
-  gw_request *inflight;
+  TAILQ_HEAD(gw_request_list, gw_request) inflight;
   size_t inflight_count;
 } gw_thread;
 

@@ -11,7 +11,10 @@
  */
 #include "gw_upstream.h"
 
+#include "pe_clock.h"
+
 #include <errno.h>
+#include <sys/queue.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -45,7 +48,7 @@ typedef enum conn_state {
 struct gw_upstream_conn {
   gw_upstream_pool *pool;
   upstream_host *host;
-  gw_upstream_conn *prev, *next; /* every connection of the pool */
+  TAILQ_ENTRY(gw_upstream_conn) link; /* in pool->conns: every connection of the pool */
   gw_upstream_conn *next_idle;
   int fd;
   conn_state state;
@@ -73,15 +76,14 @@ struct gw_upstream_pool {
   struct event_base *base;
   uint64_t timeout_ns;
   upstream_host *hosts;
-  gw_upstream_conn *conns;
+  TAILQ_HEAD(, gw_upstream_conn) conns;
   gw_field *fields;
   size_t field_cap;
 };
 
+/* Deadlines of whole seconds: the coarse clock is enough, and cheaper. */
 static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  return pe__clock_ns(CLOCK_MONOTONIC_COARSE);
 }
 
 int gw_upstream_pool_new(gw_upstream_pool **out, struct event_base *base, uint32_t timeout_ms,
@@ -91,6 +93,7 @@ int gw_upstream_pool_new(gw_upstream_pool **out, struct event_base *base, uint32
     free(pool);
     return -1;
   }
+  TAILQ_INIT(&pool->conns);
   pool->base = base;
   pool->timeout_ns = (uint64_t)timeout_ms * 1000000u;
   pool->field_cap = max_head_fields;
@@ -113,12 +116,7 @@ static void conn_free(gw_upstream_conn *conn) {
   gw_upstream_pool *pool = conn->pool;
   if (conn->state == CONN_IDLE)
     unlink_idle(conn);
-  if (conn->prev)
-    conn->prev->next = conn->next;
-  else
-    pool->conns = conn->next;
-  if (conn->next)
-    conn->next->prev = conn->prev;
+  TAILQ_REMOVE(&pool->conns, conn, link);
   if (conn->read_event)
     event_free(conn->read_event);
   if (conn->write_event)
@@ -133,8 +131,8 @@ static void conn_free(gw_upstream_conn *conn) {
 void gw_upstream_pool_free(gw_upstream_pool *pool) {
   if (!pool)
     return;
-  while (pool->conns)
-    conn_free(pool->conns);
+  while (!TAILQ_EMPTY(&pool->conns))
+    conn_free(TAILQ_FIRST(&pool->conns));
   while (pool->hosts) {
     upstream_host *next = pool->hosts->next;
     free(pool->hosts->name);
@@ -229,10 +227,7 @@ gw_upstream_conn *gw_upstream_acquire(gw_upstream_pool *pool, const char *name, 
     conn->host = h;
     conn->fd = -1;
     conn->state = CONN_SENDING;
-    conn->next = pool->conns;
-    if (pool->conns)
-      pool->conns->prev = conn;
-    pool->conns = conn;
+    TAILQ_INSERT_HEAD(&pool->conns, conn, link);
     if (open_socket(conn) < 0) {
       conn_free(conn);
       return NULL;
@@ -490,16 +485,16 @@ void gw_upstream_cancel(gw_upstream_conn *conn) {
 }
 
 void gw_upstream_sweep(gw_upstream_pool *pool, uint64_t now) {
-  gw_upstream_conn *conn = pool->conns;
+  gw_upstream_conn *conn = TAILQ_FIRST(&pool->conns);
   while (conn) {
-    gw_upstream_conn *next = conn->next;
+    gw_upstream_conn *next = TAILQ_NEXT(conn, link);
     if (conn->state != CONN_IDLE && conn->cb && !conn->paused && now > conn->deadline_ns) {
       conn->reusable = 0;
       conn->reused = 0; /* a timeout is not the keep-alive race */
       finish(conn, GW_UPSTREAM_TIMEOUT);
       /* finish() may have freed other connections of this pool through
        * the user's callback (cancel): restart from the head. */
-      next = pool->conns;
+      next = TAILQ_FIRST(&pool->conns);
     }
     conn = next;
   }
