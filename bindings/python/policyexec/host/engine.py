@@ -210,6 +210,9 @@ class Chain:
                                           err, len(err))
         check(rc, lambda: err.value)
         self._h = h.value
+        self._run = lib.pe_chain_run
+        self._run_phases = lib.pe_chain_run_phases
+        self._verdict = lib.pe_exchange_verdict
         self.step_count = lib.pe_chain_step_count(self._h)
         #: Bit mask of the phases some step runs in (``1 << phase``).
         self.phases = lib.pe_chain_phases(self._h)
@@ -253,11 +256,10 @@ class Chain:
         ex = exchange._h
         if ex is None:
             raise closed("exchange")
-        lib = self._lib
-        rc = lib.pe_chain_run(h, ex, phase)
+        rc = self._run(h, ex, phase)
         if rc < 0:
             check(rc, exchange._errmsg)
-        return lib.pe_exchange_verdict(ex)
+        return self._verdict(ex)
 
     def run_phases(self, exchange, first, last):
         """Runs phases ``first``..``last`` as one (one Python round trip for
@@ -268,8 +270,7 @@ class Chain:
         ex = exchange._h
         if ex is None:
             raise closed("exchange")
-        lib = self._lib
-        rc = lib.pe_chain_run_phases(h, ex, first, last)
+        rc = self._run_phases(h, ex, first, last)
         if rc < 0:
             check(rc, exchange._errmsg)
-        return lib.pe_exchange_verdict(ex)
+        return self._verdict(ex)

@@ -15,6 +15,8 @@ CONTINUE, RESPOND = 0, 1
 
 _string_at = ctypes.string_at
 _decode = _text.decode
+_ENC, _ERRS = _text.ENCODING, _text.ERRORS
+_NOT_FOUND = int(Code.NOT_FOUND)
 
 
 def _slice_bytes(s):
@@ -36,22 +38,30 @@ class Headers(MutableMapping):
     (PE_ERR_HEADER_NAME / PE_ERR_HEADER_VALUE) and changes nothing.
     """
 
-    __slots__ = ("_ex", "_dir")
+    __slots__ = ("_ex", "_dir", "_add", "_set", "_get_nth")
 
     def __init__(self, exchange, direction):
         self._ex = exchange
         self._dir = direction
+        lib = exchange._lib
+        # Bound once: attribute lookups on the CDLL cost more than the call.
+        self._add = lib.pe_exchange_header_add_n
+        self._set = lib.pe_exchange_header_set_n
+        self._get_nth = lib.pe_exchange_header_get_nth_n
 
     def _get(self, name, nth):
         ex = self._ex
-        h = ex._handle()
-        n = as_bytes(name, "header name")
-        out = _lib.Slice()
-        rc = ex._lib.pe_exchange_header_get_nth_n(h, self._dir, n, len(n), nth, ctypes.byref(out))
-        if rc == Code.NOT_FOUND:
-            return None
-        check(rc, ex._errmsg)
-        return _decode(_slice_bytes(out))
+        h = ex._h
+        if h is None:
+            raise closed("exchange")
+        n = name.encode(_ENC, _ERRS) if type(name) is str else as_bytes(name, "header name")
+        out = ex._slice
+        rc = self._get_nth(h, self._dir, n, len(n), nth, ex._slice_ref)
+        if rc < 0:
+            if rc == _NOT_FOUND:
+                return None
+            check(rc, ex._errmsg)
+        return _decode(_string_at(out.ptr, out.len)) if out.len else ""
 
     def __getitem__(self, name):
         value = self._get(name, 0)
@@ -77,17 +87,22 @@ class Headers(MutableMapping):
         return self._get(name, 0) is not None
 
     def __setitem__(self, name, value):
-        ex = self._ex
-        n, v = as_bytes(name, "header name"), as_bytes(value, "header value")
-        check(ex._lib.pe_exchange_header_set_n(ex._handle(), self._dir, n, len(n), v, len(v)),
-              ex._errmsg)
+        self._change(self._set, name, value)
 
     def add(self, name, value):
         """Appends a field, keeping the values already there."""
+        self._change(self._add, name, value)
+
+    def _change(self, fn, name, value):
         ex = self._ex
-        n, v = as_bytes(name, "header name"), as_bytes(value, "header value")
-        check(ex._lib.pe_exchange_header_add_n(ex._handle(), self._dir, n, len(n), v, len(v)),
-              ex._errmsg)
+        h = ex._h
+        if h is None:
+            raise closed("exchange")
+        n = name.encode(_ENC, _ERRS) if type(name) is str else as_bytes(name, "header name")
+        v = value.encode(_ENC, _ERRS) if type(value) is str else as_bytes(value, "header value")
+        rc = fn(h, self._dir, n, len(n), v, len(v))
+        if rc < 0:
+            check(rc, ex._errmsg)
 
     def remove(self, name):
         """Removes every value of ``name``; returns how many there were."""
@@ -202,6 +217,17 @@ class Exchange:
         self._h = h.value
         self._len = ctypes.c_size_t()
         self._len_ref = ctypes.byref(self._len)
+        self._slice = _lib.Slice()
+        self._slice_ref = ctypes.byref(self._slice)
+        self._body_n = lib.pe_exchange_body_n
+        self._body_set_n = lib.pe_exchange_body_set_n
+        self._status = lib.pe_exchange_status
+        self._set_status = lib.pe_exchange_set_status
+        self._verdict = lib.pe_exchange_verdict
+        self._reset = lib.pe_exchange_reset
+        self._set_method = lib.pe_exchange_set_method_n
+        self._set_path = lib.pe_exchange_set_path_n
+        self._set_authority = lib.pe_exchange_set_authority_n
         self.request_headers = Headers(self, REQUEST)
         self.response_headers = Headers(self, RESPONSE)
         self.metadata = Metadata(self)
@@ -242,17 +268,15 @@ class Exchange:
 
     def reset(self):
         """Empties the exchange for the next request, keeping its memory."""
-        check(self._lib.pe_exchange_reset(self._handle()), self._errmsg)
+        rc = self._reset(self._handle())
+        if rc < 0:
+            check(rc, self._errmsg)
 
     # ---- request line and status ----
 
     def _get_text(self, fn):
         p = fn(self._handle(), self._len_ref)
         return _decode(_string_at(p, self._len.value))
-
-    def _set(self, fn, value, what):
-        b = as_bytes(value, what)
-        check(fn(self._handle(), b, len(b)), self._errmsg)
 
     @property
     def method(self):
@@ -261,7 +285,13 @@ class Exchange:
 
     @method.setter
     def method(self, value):
-        self._set(self._lib.pe_exchange_set_method_n, value, "method")
+        h = self._h
+        if h is None:
+            raise closed("exchange")
+        b = value.encode(_ENC, _ERRS) if type(value) is str else as_bytes(value, "method")
+        rc = self._set_method(h, b, len(b))
+        if rc < 0:
+            check(rc, self._errmsg)
 
     @property
     def path(self):
@@ -270,7 +300,13 @@ class Exchange:
 
     @path.setter
     def path(self, value):
-        self._set(self._lib.pe_exchange_set_path_n, value, "path")
+        h = self._h
+        if h is None:
+            raise closed("exchange")
+        b = value.encode(_ENC, _ERRS) if type(value) is str else as_bytes(value, "path")
+        rc = self._set_path(h, b, len(b))
+        if rc < 0:
+            check(rc, self._errmsg)
 
     @property
     def authority(self):
@@ -279,30 +315,38 @@ class Exchange:
 
     @authority.setter
     def authority(self, value):
-        self._set(self._lib.pe_exchange_set_authority_n, value, "authority")
+        h = self._h
+        if h is None:
+            raise closed("exchange")
+        b = value.encode(_ENC, _ERRS) if type(value) is str else as_bytes(value, "authority")
+        rc = self._set_authority(h, b, len(b))
+        if rc < 0:
+            check(rc, self._errmsg)
 
     @property
     def status(self):
         """The response status (0 until set); 100..999."""
-        return self._lib.pe_exchange_status(self._handle())
+        return self._status(self._handle())
 
     @status.setter
     def status(self, value):
         if type(value) is not int:
             raise TypeError(f"status must be int, not {type(value).__name__}")
-        check(self._lib.pe_exchange_set_status(self._handle(), value), self._errmsg)
+        rc = self._set_status(self._handle(), value)
+        if rc < 0:
+            check(rc, self._errmsg)
 
     # ---- bodies ----
 
     def body(self, direction):
         """The body of ``REQUEST`` or ``RESPONSE``, as bytes (a copy)."""
-        p = self._lib.pe_exchange_body_n(self._handle(), direction, self._len_ref)
+        p = self._body_n(self._handle(), direction, self._len_ref)
         n = self._len.value
         return _string_at(p, n) if n else b""
 
     def set_body(self, direction, data):
         """Replaces a body (bytes-like)."""
-        self._set_body(self._lib.pe_exchange_body_set_n, direction, data)
+        self._set_body(self._body_set_n, direction, data)
 
     def append_body(self, direction, data):
         """Appends to a body (a host buffering a body chunk by chunk)."""
@@ -317,25 +361,37 @@ class Exchange:
             if not isinstance(data, (bytearray, memoryview)):
                 raise TypeError(f"body must be bytes, not {type(data).__name__}")
             data = bytes(data)
-        check(fn(self._handle(), direction, data, len(data)), self._errmsg)
+        rc = fn(self._handle(), direction, data, len(data))
+        if rc < 0:
+            check(rc, self._errmsg)
 
     @property
     def request_body(self):
         """The buffered request body (bytes)."""
-        return self.body(REQUEST)
+        h = self._h
+        if h is None:
+            raise closed("exchange")
+        p = self._body_n(h, REQUEST, self._len_ref)
+        n = self._len.value
+        return _string_at(p, n) if n else b""
 
     @request_body.setter
     def request_body(self, data):
-        self.set_body(REQUEST, data)
+        self._set_body(self._body_set_n, REQUEST, data)
 
     @property
     def response_body(self):
         """The buffered response body (bytes)."""
-        return self.body(RESPONSE)
+        h = self._h
+        if h is None:
+            raise closed("exchange")
+        p = self._body_n(h, RESPONSE, self._len_ref)
+        n = self._len.value
+        return _string_at(p, n) if n else b""
 
     @response_body.setter
     def response_body(self, data):
-        self.set_body(RESPONSE, data)
+        self._set_body(self._body_set_n, RESPONSE, data)
 
     # ---- verdict ----
 
@@ -358,7 +414,7 @@ class Exchange:
     @property
     def verdict(self):
         """CONTINUE (0) or RESPOND (1)."""
-        return self._lib.pe_exchange_verdict(self._handle())
+        return self._verdict(self._handle())
 
     @property
     def responded(self):
