@@ -161,9 +161,16 @@ end
 
 --- Loads libpolicyexec (once) and returns the ffi library namespace.
 -- Order: path, POLICYEXEC_LIBRARY, the install prefix, pkg-config, the
--- system loader. ffi.load opens it RTLD_LOCAL.
+-- system loader. ffi.load opens it RTLD_LOCAL. One library per process: a
+-- later call with another path is an error.
 function M.load(path)
-  if C then return C end
+  if C then
+    if path and path ~= M.library_path then
+      error("libpolicyexec is already loaded from " .. M.library_path .. "; cannot also load " ..
+            path, 2)
+    end
+    return C
+  end
   local tried = {}
   local function try(how, candidate)
     if not candidate then return false end
@@ -213,7 +220,7 @@ local function engine_check(self, rc)
   return rc
 end
 
---- Engine.new{library = path, limits = {body_bytes = n, ...}}
+--- pe.engine{library = path, limits = {body_bytes = n, ...}}
 function M.engine(opts)
   opts = opts or {}
   M.load(opts.library)
@@ -237,7 +244,6 @@ function M.engine(opts)
   if rc < 0 then raise(rc) end
   return setmetatable({h = C_gc(out[0], C.pe_engine_free)}, Engine)
 end
-Engine.new = function(opts) return M.engine(opts) end
 
 local function engine_handle(self)
   local h = self.h

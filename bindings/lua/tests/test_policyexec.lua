@@ -49,6 +49,8 @@ test("library is RTLD_LOCAL and the plugin still loads", function()
   -- pe_* are not in the global namespace: the plugin used its API table.
   eq(pcall(function() return ffi.C.pe_engine_new end), false, "global pe_engine_new")
   eq(pe.library_path, env("POLICYEXEC_LIBRARY"))
+  eq(pe.load(), pe.load(env("POLICYEXEC_LIBRARY")))
+  eq(pcall(pe.load, "/nonexistent/libpolicyexec.so.0"), false, "a second library")
   e:close()
 end)
 

@@ -41,6 +41,11 @@ class LibraryLoading(unittest.TestCase):
         with self.assertRaises(AttributeError):
             ctypes.CDLL(None).pe_engine_new
         self.assertEqual(host.loaded_path(), os.environ["POLICYEXEC_LIBRARY"])
+        # One library per process: the same path again is the same handle,
+        # another path is refused.
+        self.assertIs(host.load_library(), host.load_library(os.environ["POLICYEXEC_LIBRARY"]))
+        with self.assertRaises(host.LibraryNotFoundError):
+            host.load_library("/nonexistent/libpolicyexec.so.0")
 
     def test_missing_library_says_what_was_tried(self):
         code = ("from policyexec import host\n"
@@ -295,12 +300,16 @@ class Lifetimes(unittest.TestCase):
                 op()
             self.assertEqual(cm.exception.code, host.Code.STATE)
         self.assertTrue(ex.closed)
+        self.assertFalse(c.closed)
         c.close()
+        self.assertTrue(c.closed)
         with e.exchange() as ex2:
             with self.assertRaises(host.PolicyExecError) as cm:
                 c.run(ex2, 0)
             self.assertIn("chain is closed", str(cm.exception))
+        self.assertFalse(e.closed)
         e.close()
+        self.assertTrue(e.closed)
         for op in (e.exchange, lambda: e.chain(NATIVE4), lambda: e.load_plugin(PLUGIN),
                    lambda: e.has_policy("a", "b")):
             with self.assertRaises(host.PolicyExecError) as cm:
