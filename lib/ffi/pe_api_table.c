@@ -1,7 +1,5 @@
 /* The table of the API handed to plugins (include/policyexec/plugin_api.h):
  * built from the same X-macro list as the struct, so the two cannot drift. */
-#include "pe_private.h"
-
 #include <policyexec/plugin_api.h>
 
 static const pe_api_routines pe__api_table = {.api_size = sizeof(pe_api_routines),

@@ -1,9 +1,8 @@
 /* Pointer + length twins of the calls that pass pe_slice by value, for FFIs
  * that cannot pass structs by value (see include/policyexec/ffi.h). Each one
- * only rebuilds the slice and calls its twin, so the rules live in one place. */
-#include "pe_private.h"
-
-#include <policyexec/ffi.h>
+ * only rebuilds the slice and calls its twin, so the rules live in one place.
+ * Public API only: this folder needs nothing from the core's internals. */
+#include <policyexec/policyexec.h>
 #include <stdio.h>
 
 /* A NULL pointer is only the empty string: {NULL, 5} would be read. */
