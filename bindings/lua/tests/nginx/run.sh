@@ -4,6 +4,7 @@
 # and checks with curl: policy edits reach the upstream and the client, an
 # immediate response is sent, and the error log holds no Lua error.
 #   run.sh SOURCE_DIR SAMPLE_PLUGIN DENY_PLUGIN      (POLICYEXEC_LIBRARY set)
+# PE_KEEP_NGINX_PREFIX=1 keeps the nginx prefix (config, logs) for a look.
 set -eu
 src=$1 sample=$2 deny=$3
 prefix=$(mktemp -d)
