@@ -51,7 +51,14 @@ LD_LIBRARY_PATH="$(dirname "$(find "$prefix" -name 'libpolicyexec.so.*' | head -
 LD_LIBRARY_PATH="$(dirname "$(find "$prefix" -name 'libpolicyexec.so.*' | head -n1)")" \
   "$prefix/bin/bench_hooks" --profile native-4 --profile python-4 --workers 1 --duration 0.2 \
   --warmup 0.05 --no-floor --json >/dev/null
-echo "installed library, headers, policyexec.pc, worker and sample policies work"
+# The installed bindings find the installed library by themselves (from their
+# own install prefix: no LD_LIBRARY_PATH, no POLICYEXEC_LIBRARY) and load the
+# installed plugin with the library opened RTLD_LOCAL.
+PYTHONPATH="$(pkg-config --variable=pythondir policyexec)" python3 -c \
+  "from policyexec import host; host.Engine().load_plugin('$plugin')"
+LUA_PATH="$(pkg-config --variable=luadir policyexec)/?.lua;;" luajit -e \
+  "require('policyexec').engine():load_plugin('$plugin')"
+echo "installed library, headers, policyexec.pc, worker, sample policies and bindings work"
 
 step "style and static checks"
 files=$(git ls-files '*.c' '*.h' '*.h.in' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')

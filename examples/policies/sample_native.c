@@ -5,7 +5,7 @@
  * body), so that what a benchmark measures is the cost of running a policy,
  * not the policy's own work. The Python samples do exactly the same.
  */
-#include <policyexec/policyexec.h>
+#include <policyexec/plugin.h>
 
 static int set_request_phase_header(pe_exchange *ex, void *instance, void *user_data) {
   (void)instance;

@@ -27,5 +27,6 @@
 #include <policyexec/exchange.h>
 #include <policyexec/python.h>
 #include <policyexec/async.h>
+#include <policyexec/ffi.h>
 
 #endif /* POLICYEXEC_POLICYEXEC_H */

@@ -1,7 +1,10 @@
-/* Plugin loading: dlopen a .so, call its pe_plugin_init, and undo everything
+/* Plugin loading: dlopen a .so, call its pe_plugin_init_v2 (with the API
+ * table) or its older pe_plugin_init, and undo everything
  * it registered if it fails. Libraries stay loaded until the engine goes
  * away, after the policies whose code they hold. */
 #include "pe_private.h"
+
+#include <policyexec/plugin_api.h>
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -48,13 +51,15 @@ static void unlink_plugin(pe_engine *e, pe__plugin *pl) {
 
 /* Runs init with pl marked as loading; returns its outcome, a failed
  * registration counting as a failed init. */
-static int run_init(pe_engine *e, pe__plugin *pl, pe_plugin_init_fn init, const char *path) {
+static int run_init(pe_engine *e, pe__plugin *pl, pe_plugin_init_fn init,
+                    pe_plugin_init_v2_fn init_v2, const char *path) {
   /* Saved and restored, in case an init loads another plugin. */
   const pe_engine *outer_engine = loading.engine;
   pe__plugin *outer_plugin = loading.plugin;
   loading.engine = e;
   loading.plugin = pl;
-  int rc = init(e, PE_POLICY_ABI);
+  /* A v2 init gets the API table, so the plugin needs no symbol of ours. */
+  int rc = init_v2 ? init_v2(e, PE_POLICY_ABI, pe_api_table()) : init(e, PE_POLICY_ABI);
   loading.engine = outer_engine;
   loading.plugin = outer_plugin;
   if (pl->register_rc) {
@@ -88,8 +93,10 @@ int pe_engine_load_plugin(pe_engine *engine, const char *path) {
     return PE_ERR_PLUGIN;
   }
   /* POSIX guarantees a dlsym result converts to a function pointer. */
-  pe_plugin_init_fn init = (pe_plugin_init_fn)dlsym(pl->handle, PE_PLUGIN_INIT_SYMBOL);
-  if (!init) {
+  pe_plugin_init_v2_fn init_v2 = (pe_plugin_init_v2_fn)dlsym(pl->handle, PE_PLUGIN_INIT_V2_SYMBOL);
+  pe_plugin_init_fn init =
+      init_v2 ? NULL : (pe_plugin_init_fn)dlsym(pl->handle, PE_PLUGIN_INIT_SYMBOL);
+  if (!init && !init_v2) {
     pe__engine_fail(engine, "plugin %s: no symbol %s", path, PE_PLUGIN_INIT_SYMBOL);
     dlclose(pl->handle);
     pe__free(mem, pl);
@@ -102,7 +109,7 @@ int pe_engine_load_plugin(pe_engine *engine, const char *path) {
   pthread_mutex_unlock(&engine->lock);
 
   /* Not under the lock: init calls pe_engine_register_policy, which takes it. */
-  int rc = run_init(engine, pl, init, path);
+  int rc = run_init(engine, pl, init, init_v2, path);
 
   pthread_mutex_lock(&engine->lock);
   if (rc == PE_OK) {

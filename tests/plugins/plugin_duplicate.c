@@ -1,6 +1,6 @@
 /* A plugin that registers one name@version twice and passes the refusal on:
  * the load fails with PE_ERR_EXISTS and the first registration is removed. */
-#include <policyexec/policyexec.h>
+#include <policyexec/plugin.h>
 
 static int noop(pe_exchange *ex, void *instance, void *user_data) {
   (void)ex;

@@ -1,7 +1,7 @@
 /* A plugin that registers one name@version twice and ignores the refusal:
  * the loader still refuses the plugin as a whole (PE_ERR_EXISTS), since it
  * would otherwise run with part of what it meant to register. */
-#include <policyexec/policyexec.h>
+#include <policyexec/plugin.h>
 
 static int noop(pe_exchange *ex, void *instance, void *user_data) {
   (void)ex;

@@ -1,7 +1,7 @@
 /* A plugin whose init registers a policy, then fails: the loader must remove
  * the policy again (running its free_user_data, which logs a line the test
  * looks for) and unload the plugin. */
-#include <policyexec/policyexec.h>
+#include <policyexec/plugin.h>
 
 static int noop(pe_exchange *ex, void *instance, void *user_data) {
   (void)ex;
