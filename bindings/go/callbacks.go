@@ -97,4 +97,3 @@ func goPolicyPhase(ex *C.pe_exchange, instance, handle C.uintptr_t, phase C.int)
 func goPolicyFree(handle C.uintptr_t) {
 	cgo.Handle(handle).Delete()
 }
-

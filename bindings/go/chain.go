@@ -280,4 +280,3 @@ func (c *Chain) RunPhases(ex *Exchange, first, last Phase) error {
 	}
 	return nil
 }
-

@@ -103,10 +103,10 @@ func TestMixedChainMatchesCAPI(t *testing.T) {
 	}
 	scenarios := []scenario{
 		{name: "mixed", chain: mixedChain, method: "POST", path: "/v1/items?id=3", authority: "api.example.test",
-			reqHeaders: []capi.Field{{"Content-Type", "application/octet-stream"}, {"X-Multi", "1"},
-				{"x-multi", "2"}, {"X-Sample-Policy-Phase", "client"}},
+			reqHeaders: []capi.Field{{Name: "Content-Type", Value: "application/octet-stream"}, {Name: "X-Multi", Value: "1"},
+				{Name: "x-multi", Value: "2"}, {Name: "X-Sample-Policy-Phase", Value: "client"}},
 			reqBody: binary, status: 201,
-			respHeaders: []capi.Field{{"Set-Cookie", "a=1"}, {"set-cookie", "b=2"}, {"Server", "upstream"}},
+			respHeaders: []capi.Field{{Name: "Set-Cookie", Value: "a=1"}, {Name: "set-cookie", Value: "b=2"}, {Name: "Server", Value: "upstream"}},
 			respBody:    []byte("response \x00 with NUL")},
 		{name: "empty bodies", chain: mixedChain, method: "GET", path: "/", status: 204},
 		{name: "python then native on one body", chain: `[{"name": "sample-python-request-body", "version": "1.0.0"},

@@ -14,28 +14,28 @@ type Code int
 
 // The library's codes, with the same numbers as PE_ERR_* in common.h.
 const (
-	OK                  Code = C.PE_OK
-	ErrInvalidArgument  Code = C.PE_ERR_INVALID_ARGUMENT
-	ErrNoMem            Code = C.PE_ERR_NOMEM
-	ErrNotFound         Code = C.PE_ERR_NOT_FOUND
-	ErrExists           Code = C.PE_ERR_EXISTS
-	ErrJSON             Code = C.PE_ERR_JSON
-	ErrParam            Code = C.PE_ERR_PARAM
-	ErrUnknownPolicy    Code = C.PE_ERR_UNKNOWN_POLICY
-	ErrPlugin           Code = C.PE_ERR_PLUGIN
-	ErrHeaderName       Code = C.PE_ERR_HEADER_NAME
-	ErrHeaderValue      Code = C.PE_ERR_HEADER_VALUE
-	ErrTooManyHeaders   Code = C.PE_ERR_TOO_MANY_HEADERS
-	ErrHeadersTooLarge  Code = C.PE_ERR_HEADERS_TOO_LARGE
-	ErrBodyTooLarge     Code = C.PE_ERR_BODY_TOO_LARGE
-	ErrPolicy           Code = C.PE_ERR_POLICY
-	ErrTimeout          Code = C.PE_ERR_TIMEOUT
-	ErrWorker           Code = C.PE_ERR_WORKER
-	ErrBusy             Code = C.PE_ERR_BUSY
-	ErrState            Code = C.PE_ERR_STATE
-	ErrUnsupported      Code = C.PE_ERR_UNSUPPORTED
-	ErrIO               Code = C.PE_ERR_IO
-	ErrInvalidValue     Code = C.PE_ERR_INVALID_VALUE
+	OK                 Code = C.PE_OK
+	ErrInvalidArgument Code = C.PE_ERR_INVALID_ARGUMENT
+	ErrNoMem           Code = C.PE_ERR_NOMEM
+	ErrNotFound        Code = C.PE_ERR_NOT_FOUND
+	ErrExists          Code = C.PE_ERR_EXISTS
+	ErrJSON            Code = C.PE_ERR_JSON
+	ErrParam           Code = C.PE_ERR_PARAM
+	ErrUnknownPolicy   Code = C.PE_ERR_UNKNOWN_POLICY
+	ErrPlugin          Code = C.PE_ERR_PLUGIN
+	ErrHeaderName      Code = C.PE_ERR_HEADER_NAME
+	ErrHeaderValue     Code = C.PE_ERR_HEADER_VALUE
+	ErrTooManyHeaders  Code = C.PE_ERR_TOO_MANY_HEADERS
+	ErrHeadersTooLarge Code = C.PE_ERR_HEADERS_TOO_LARGE
+	ErrBodyTooLarge    Code = C.PE_ERR_BODY_TOO_LARGE
+	ErrPolicy          Code = C.PE_ERR_POLICY
+	ErrTimeout         Code = C.PE_ERR_TIMEOUT
+	ErrWorker          Code = C.PE_ERR_WORKER
+	ErrBusy            Code = C.PE_ERR_BUSY
+	ErrState           Code = C.PE_ERR_STATE
+	ErrUnsupported     Code = C.PE_ERR_UNSUPPORTED
+	ErrIO              Code = C.PE_ERR_IO
+	ErrInvalidValue    Code = C.PE_ERR_INVALID_VALUE
 )
 
 // Error returns the library's description of c (pe_strerror).
