@@ -71,7 +71,7 @@ func goPolicyDestroy(instance, handle C.uintptr_t) {
 }
 
 //export goPolicyPhase
-func goPolicyPhase(ex *C.pe_exchange, instance, handle C.uintptr_t, phase C.int) (rc C.int) {
+func goPolicyPhase(ex, instance, handle C.uintptr_t, phase C.int) (rc C.int) {
 	def := cgo.Handle(handle).Value().(*policy)
 	var inst interface{}
 	if instance != 0 {
@@ -84,7 +84,7 @@ func goPolicyPhase(ex *C.pe_exchange, instance, handle C.uintptr_t, phase C.int)
 			setExchangeErrmsg(ex, recovered(r))
 			rc = C.PE_ERR_POLICY
 		}
-		x.ptr = nil
+		x.ptr = 0
 	}()
 	if err := def.phases[phase](x, inst); err != nil {
 		setExchangeErrmsg(ex, err.Error())

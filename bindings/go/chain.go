@@ -17,6 +17,15 @@ static int pe_go_builder_add_json(pe_chain_builder *b, _GoString_ json) {
   return pe_chain_builder_add_json(b, pe_go_s(json));
 }
 
+// Runs phases first..last; the chain and the exchange travel as integers
+// (see PE_GO_EX in exchange.go).
+static int pe_go_run(uintptr_t chain, uintptr_t ex, int first, int last) {
+  if (first == last)
+    return pe_chain_run((const pe_chain *)chain, (pe_exchange *)ex, (pe_phase)first);
+  return pe_chain_run_phases((const pe_chain *)chain, (pe_exchange *)ex, (pe_phase)first,
+                             (pe_phase)last);
+}
+
 static int pe_go_chain_from_json(pe_chain **out, pe_engine *e, _GoString_ json, char *err,
                                  size_t errlen) {
   return pe_chain_new_from_json(out, e, pe_go_s(json), err, errlen);
@@ -27,6 +36,7 @@ import "C"
 import (
 	"runtime"
 	"time"
+	"unsafe"
 )
 
 // Phase is one of the four hook points of an exchange (pe_phase).
@@ -178,6 +188,7 @@ func (b *ChainBuilder) Build() (*Chain, error) {
 		b.engine.exit()
 		return nil, b.err(rc, "ChainBuilder.Build")
 	}
+	c.h = C.uintptr_t(uintptr(unsafe.Pointer(c.ptr)))
 	runtime.SetFinalizer(c, (*Chain).Close)
 	return c, nil
 }
@@ -187,6 +198,7 @@ func (b *ChainBuilder) Build() (*Chain, error) {
 // frees it once no Run is in flight.
 type Chain struct {
 	ptr    *C.pe_chain
+	h      C.uintptr_t // ptr as an integer, for the hot path (see pe_go_run)
 	engine *Engine
 	g      guard
 }
@@ -203,6 +215,7 @@ func (e *Engine) NewChainFromJSON(json string) (*Chain, error) {
 		e.exit()
 		return nil, newError(rc, "Engine.NewChainFromJSON", C.GoString(&buf[0]))
 	}
+	c.h = C.uintptr_t(uintptr(unsafe.Pointer(c.ptr)))
 	runtime.SetFinalizer(c, (*Chain).Close)
 	return c, nil
 }
@@ -263,16 +276,11 @@ func (c *Chain) RunPhases(ex *Exchange, first, last Phase) error {
 	if !c.g.enter() {
 		return errClosed("Chain.Run", "chain")
 	}
-	if ex.ptr == nil {
+	if ex.ptr == 0 {
 		c.exit()
 		return errClosed("Chain.Run", "exchange")
 	}
-	var rc C.int
-	if first == last {
-		rc = C.pe_chain_run(c.ptr, ex.ptr, C.pe_phase(first))
-	} else {
-		rc = C.pe_chain_run_phases(c.ptr, ex.ptr, C.pe_phase(first), C.pe_phase(last))
-	}
+	rc := C.pe_go_run(c.h, ex.ptr, C.int(first), C.int(last))
 	c.exit()
 	runtime.KeepAlive(ex)
 	if rc < 0 {

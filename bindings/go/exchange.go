@@ -3,14 +3,44 @@ package policyexec
 /*
 #include "pe_go.h"
 
+// The exchange travels as an integer: cgo neither checks an integer
+// argument nor boxes it (a pointer to an incomplete C type is boxed into an
+// interface for the check, which allocates on every call).
+#define PE_GO_EX(h) ((pe_exchange *)(h))
+
+static void pe_go_x_free(uintptr_t h) { pe_exchange_free(PE_GO_EX(h)); }
+static int pe_go_x_reset(uintptr_t h) { return pe_exchange_reset(PE_GO_EX(h)); }
+static pe_slice pe_go_x_method(uintptr_t h) { return pe_exchange_method(PE_GO_EX(h)); }
+static pe_slice pe_go_x_path(uintptr_t h) { return pe_exchange_path(PE_GO_EX(h)); }
+static pe_slice pe_go_x_authority(uintptr_t h) { return pe_exchange_authority(PE_GO_EX(h)); }
+static int pe_go_x_set_status(uintptr_t h, int s) { return pe_exchange_set_status(PE_GO_EX(h), s); }
+static int pe_go_x_status(uintptr_t h) { return pe_exchange_status(PE_GO_EX(h)); }
+static int pe_go_x_verdict(uintptr_t h) { return (int)pe_exchange_verdict(PE_GO_EX(h)); }
+static const char *pe_go_x_errmsg(uintptr_t h) { return pe_exchange_errmsg(PE_GO_EX(h)); }
+static size_t pe_go_x_header_count(uintptr_t h, int dir) {
+  return pe_exchange_header_count(PE_GO_EX(h), (pe_dir)dir);
+}
+static pe_slice pe_go_x_body(uintptr_t h, int dir) {
+  return pe_exchange_body(PE_GO_EX(h), (pe_dir)dir);
+}
+static size_t pe_go_x_meta_count(uintptr_t h) { return pe_exchange_meta_count(PE_GO_EX(h)); }
+
+// A lookup's value and code, returned by value: an out-parameter on the Go
+// stack would escape to the heap.
+typedef struct pe_go_found {
+  pe_slice value;
+  int rc;
+} pe_go_found;
+
 static inline pe_slice pe_go_x(_GoString_ s) {
   pe_slice out = {_GoStringPtr(s), _GoStringLen(s)};
   return out;
 }
 
 // One crossing for the whole request line: cgo costs tens of ns per call.
-static int pe_go_set_request(pe_exchange *ex, _GoString_ method, _GoString_ path,
+static int pe_go_set_request(uintptr_t exh, _GoString_ method, _GoString_ path,
                              _GoString_ authority) {
+  pe_exchange *ex = PE_GO_EX(exh);
   int rc = pe_exchange_set_method(ex, pe_go_x(method));
   if (rc == PE_OK)
     rc = pe_exchange_set_path(ex, pe_go_x(path));
@@ -19,25 +49,30 @@ static int pe_go_set_request(pe_exchange *ex, _GoString_ method, _GoString_ path
   return rc;
 }
 
-static int pe_go_set_method(pe_exchange *ex, _GoString_ s) {
+static int pe_go_set_method(uintptr_t exh, _GoString_ s) {
+  pe_exchange *ex = PE_GO_EX(exh);
   return pe_exchange_set_method(ex, pe_go_x(s));
 }
-static int pe_go_set_path(pe_exchange *ex, _GoString_ s) {
+static int pe_go_set_path(uintptr_t exh, _GoString_ s) {
+  pe_exchange *ex = PE_GO_EX(exh);
   return pe_exchange_set_path(ex, pe_go_x(s));
 }
-static int pe_go_set_authority(pe_exchange *ex, _GoString_ s) {
+static int pe_go_set_authority(uintptr_t exh, _GoString_ s) {
+  pe_exchange *ex = PE_GO_EX(exh);
   return pe_exchange_set_authority(ex, pe_go_x(s));
 }
 
-static int pe_go_header_get(const pe_exchange *ex, int dir, _GoString_ name, size_t nth,
-                            pe_slice *out) {
-  return pe_exchange_header_get_nth(ex, (pe_dir)dir, pe_go_x(name), nth, out);
+static pe_go_found pe_go_header_get(uintptr_t exh, int dir, _GoString_ name, size_t nth) {
+  pe_go_found f = {{NULL, 0}, 0};
+  f.rc = pe_exchange_header_get_nth(PE_GO_EX(exh), (pe_dir)dir, pe_go_x(name), nth, &f.value);
+  return f;
 }
 
 // All values of one name, in order, into out[0..cap); returns how many
 // there are (possibly more than cap).
-static size_t pe_go_header_values(const pe_exchange *ex, int dir, _GoString_ name, pe_slice *out,
+static size_t pe_go_header_values(uintptr_t exh, int dir, _GoString_ name, pe_slice *out,
                                   size_t cap) {
+  pe_exchange *ex = PE_GO_EX(exh);
   size_t n = 0;
   pe_slice v;
   while (pe_exchange_header_get_nth(ex, (pe_dir)dir, pe_go_x(name), n, &v) == PE_OK) {
@@ -48,21 +83,25 @@ static size_t pe_go_header_values(const pe_exchange *ex, int dir, _GoString_ nam
   return n;
 }
 
-static int pe_go_header_set(pe_exchange *ex, int dir, _GoString_ name, _GoString_ value) {
+static int pe_go_header_set(uintptr_t exh, int dir, _GoString_ name, _GoString_ value) {
+  pe_exchange *ex = PE_GO_EX(exh);
   return pe_exchange_header_set(ex, (pe_dir)dir, pe_go_x(name), pe_go_x(value));
 }
-static int pe_go_header_add(pe_exchange *ex, int dir, _GoString_ name, _GoString_ value) {
+static int pe_go_header_add(uintptr_t exh, int dir, _GoString_ name, _GoString_ value) {
+  pe_exchange *ex = PE_GO_EX(exh);
   return pe_exchange_header_add(ex, (pe_dir)dir, pe_go_x(name), pe_go_x(value));
 }
-static int pe_go_header_remove(pe_exchange *ex, int dir, _GoString_ name) {
+static int pe_go_header_remove(uintptr_t exh, int dir, _GoString_ name) {
+  pe_exchange *ex = PE_GO_EX(exh);
   return pe_exchange_header_remove(ex, (pe_dir)dir, pe_go_x(name));
 }
 
 // Adds n fields whose names and values lie back to back in buf, with
 // lens[2i] and lens[2i+1] the lengths of field i. Stops at the first error
 // and returns it, with *done the number of fields added.
-static int pe_go_header_add_many(pe_exchange *ex, int dir, const char *buf, const size_t *lens,
+static int pe_go_header_add_many(uintptr_t exh, int dir, const char *buf, const size_t *lens,
                                  size_t n, size_t *done) {
+  pe_exchange *ex = PE_GO_EX(exh);
   size_t off = 0;
   for (size_t i = 0; i < n; i++) {
     pe_slice name = {buf + off, lens[2 * i]};
@@ -81,21 +120,24 @@ static int pe_go_header_add_many(pe_exchange *ex, int dir, const char *buf, cons
 
 // Every field of one side into out[0..2*cap) as name, value pairs; returns
 // the number of fields (possibly more than cap).
-static size_t pe_go_headers(const pe_exchange *ex, int dir, pe_slice *out, size_t cap) {
+static size_t pe_go_headers(uintptr_t exh, int dir, pe_slice *out, size_t cap) {
+  pe_exchange *ex = PE_GO_EX(exh);
   size_t n = pe_exchange_header_count(ex, (pe_dir)dir);
   for (size_t i = 0; i < n && i < cap; i++)
     pe_exchange_header_at(ex, (pe_dir)dir, i, &out[2 * i], &out[2 * i + 1]);
   return n;
 }
 
-static size_t pe_go_metas(const pe_exchange *ex, pe_slice *out, size_t cap) {
+static size_t pe_go_metas(uintptr_t exh, pe_slice *out, size_t cap) {
+  pe_exchange *ex = PE_GO_EX(exh);
   size_t n = pe_exchange_meta_count(ex);
   for (size_t i = 0; i < n && i < cap; i++)
     pe_exchange_meta_at(ex, i, &out[2 * i], &out[2 * i + 1]);
   return n;
 }
 
-static int pe_go_body(pe_exchange *ex, int dir, int op, const void *p, size_t n) {
+static int pe_go_body(uintptr_t exh, int dir, int op, const void *p, size_t n) {
+  pe_exchange *ex = PE_GO_EX(exh);
   pe_slice data = {(const char *)p, n};
   switch (op) {
   case 0:
@@ -108,24 +150,30 @@ static int pe_go_body(pe_exchange *ex, int dir, int op, const void *p, size_t n)
 }
 
 // Status and body in one crossing.
-static int pe_go_set_response(pe_exchange *ex, int status, const void *p, size_t n) {
+static int pe_go_set_response(uintptr_t exh, int status, const void *p, size_t n) {
+  pe_exchange *ex = PE_GO_EX(exh);
   int rc = pe_exchange_set_status(ex, status);
   if (rc == PE_OK)
     rc = pe_exchange_body_set(ex, PE_RESPONSE, (pe_slice){(const char *)p, n});
   return rc;
 }
 
-static int pe_go_respond(pe_exchange *ex, int status, const void *p, size_t n) {
+static int pe_go_respond(uintptr_t exh, int status, const void *p, size_t n) {
+  pe_exchange *ex = PE_GO_EX(exh);
   return pe_exchange_respond(ex, status, (pe_slice){(const char *)p, n});
 }
 
-static int pe_go_meta_get(const pe_exchange *ex, _GoString_ key, pe_slice *out) {
-  return pe_exchange_meta_get(ex, pe_go_x(key), out);
+static pe_go_found pe_go_meta_get(uintptr_t exh, _GoString_ key) {
+  pe_go_found f = {{NULL, 0}, 0};
+  f.rc = pe_exchange_meta_get(PE_GO_EX(exh), pe_go_x(key), &f.value);
+  return f;
 }
-static int pe_go_meta_set(pe_exchange *ex, _GoString_ key, _GoString_ value) {
+static int pe_go_meta_set(uintptr_t exh, _GoString_ key, _GoString_ value) {
+  pe_exchange *ex = PE_GO_EX(exh);
   return pe_exchange_meta_set(ex, pe_go_x(key), pe_go_x(value));
 }
-static int pe_go_meta_remove(pe_exchange *ex, _GoString_ key) {
+static int pe_go_meta_remove(uintptr_t exh, _GoString_ key) {
+  pe_exchange *ex = PE_GO_EX(exh);
   return pe_exchange_meta_remove(ex, pe_go_x(key));
 }
 */
@@ -163,7 +211,7 @@ const (
 // Strings and byte slices handed in are copied by the library before the
 // call returns; what the getters return is a Go copy.
 type Exchange struct {
-	ptr      *C.pe_exchange
+	ptr      C.uintptr_t // the pe_exchange; 0 once closed or lent back
 	engine   *Engine
 	borrowed bool // the library's exchange, lent to a Go policy
 }
@@ -174,10 +222,12 @@ func (e *Engine) NewExchange() (*Exchange, error) {
 		return nil, errClosed("Engine.NewExchange", "engine")
 	}
 	x := &Exchange{engine: e}
-	if rc := C.pe_exchange_new(&x.ptr, e.ptr); rc < 0 {
+	var p *C.pe_exchange
+	if rc := C.pe_exchange_new(&p, e.ptr); rc < 0 {
 		e.exit()
 		return nil, newError(rc, "Engine.NewExchange", "")
 	}
+	x.ptr = C.uintptr_t(uintptr(unsafe.Pointer(p)))
 	runtime.SetFinalizer(x, (*Exchange).Close)
 	return x, nil
 }
@@ -185,12 +235,12 @@ func (e *Engine) NewExchange() (*Exchange, error) {
 // Close frees the exchange (pe_exchange_free). Idempotent. On an exchange
 // lent to a Go policy it does nothing: the library owns that one.
 func (x *Exchange) Close() {
-	if x.ptr == nil || x.borrowed {
+	if x.ptr == 0 || x.borrowed {
 		return
 	}
 	runtime.SetFinalizer(x, nil)
-	C.pe_exchange_free(x.ptr)
-	x.ptr = nil
+	C.pe_go_x_free(x.ptr)
+	x.ptr = 0
 	x.engine.exit()
 }
 
@@ -203,7 +253,7 @@ func (x *Exchange) closed(op string) error {
 
 // err builds the error of a failed call from the exchange's message.
 func (x *Exchange) err(rc C.int, op string) error {
-	return newError(rc, op, C.GoString(C.pe_exchange_errmsg(x.ptr)))
+	return newError(rc, op, C.GoString(C.pe_go_x_errmsg(x.ptr)))
 }
 
 func (x *Exchange) check(rc C.int, op string) error {
@@ -216,13 +266,13 @@ func (x *Exchange) check(rc C.int, op string) error {
 // Reset empties the exchange for the next request, keeping its memory
 // (pe_exchange_reset).
 func (x *Exchange) Reset() error {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return x.closed("Exchange.Reset")
 	}
 	if x.borrowed {
 		return &Error{Code: ErrState, Op: "Exchange.Reset", Message: "a policy may not reset the exchange"}
 	}
-	err := x.check(C.pe_exchange_reset(x.ptr), "Exchange.Reset")
+	err := x.check(C.pe_go_x_reset(x.ptr), "Exchange.Reset")
 	runtime.KeepAlive(x)
 	return err
 }
@@ -239,7 +289,7 @@ func goBytes(s C.pe_slice) []byte {
 // SetRequest sets method, path and authority in one call (each as its own
 // setter below; stops at the first error).
 func (x *Exchange) SetRequest(method, path, authority string) error {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return x.closed("Exchange.SetRequest")
 	}
 	err := x.check(C.pe_go_set_request(x.ptr, method, path, authority), "Exchange.SetRequest")
@@ -249,7 +299,7 @@ func (x *Exchange) SetRequest(method, path, authority string) error {
 
 // SetMethod sets the request method, an RFC 9110 token (ErrInvalidValue).
 func (x *Exchange) SetMethod(method string) error {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return x.closed("Exchange.SetMethod")
 	}
 	err := x.check(C.pe_go_set_method(x.ptr, method), "Exchange.SetMethod")
@@ -259,7 +309,7 @@ func (x *Exchange) SetMethod(method string) error {
 
 // SetPath sets the request target, e.g. "/v1/items?id=3" (ErrInvalidValue).
 func (x *Exchange) SetPath(path string) error {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return x.closed("Exchange.SetPath")
 	}
 	err := x.check(C.pe_go_set_path(x.ptr, path), "Exchange.SetPath")
@@ -269,7 +319,7 @@ func (x *Exchange) SetPath(path string) error {
 
 // SetAuthority sets host[:port]; may be empty (ErrInvalidValue).
 func (x *Exchange) SetAuthority(authority string) error {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return x.closed("Exchange.SetAuthority")
 	}
 	err := x.check(C.pe_go_set_authority(x.ptr, authority), "Exchange.SetAuthority")
@@ -279,53 +329,53 @@ func (x *Exchange) SetAuthority(authority string) error {
 
 // Method is the request method ("" until set, or once closed).
 func (x *Exchange) Method() string {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return ""
 	}
-	s := goStr(C.pe_exchange_method(x.ptr))
+	s := goStr(C.pe_go_x_method(x.ptr))
 	runtime.KeepAlive(x)
 	return s
 }
 
 // Path is the request target ("" until set, or once closed).
 func (x *Exchange) Path() string {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return ""
 	}
-	s := goStr(C.pe_exchange_path(x.ptr))
+	s := goStr(C.pe_go_x_path(x.ptr))
 	runtime.KeepAlive(x)
 	return s
 }
 
 // Authority is the authority ("" until set, or once closed).
 func (x *Exchange) Authority() string {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return ""
 	}
-	s := goStr(C.pe_exchange_authority(x.ptr))
+	s := goStr(C.pe_go_x_authority(x.ptr))
 	runtime.KeepAlive(x)
 	return s
 }
 
 // SetStatus sets the response status, 100..999 (ErrInvalidValue).
 func (x *Exchange) SetStatus(status int) error {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return x.closed("Exchange.SetStatus")
 	}
 	if status < 0 || status > 1<<30 {
 		return &Error{Code: ErrInvalidValue, Op: "Exchange.SetStatus", Message: "status out of range"}
 	}
-	err := x.check(C.pe_exchange_set_status(x.ptr, C.int(status)), "Exchange.SetStatus")
+	err := x.check(C.pe_go_x_set_status(x.ptr, C.int(status)), "Exchange.SetStatus")
 	runtime.KeepAlive(x)
 	return err
 }
 
 // Status is the response status, 0 until set (or once closed).
 func (x *Exchange) Status() int {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return 0
 	}
-	s := int(C.pe_exchange_status(x.ptr))
+	s := int(C.pe_go_x_status(x.ptr))
 	runtime.KeepAlive(x)
 	return s
 }
@@ -333,7 +383,7 @@ func (x *Exchange) Status() int {
 // SetResponse sets the response status and body in one call, as a proxy
 // does when the upstream's answer is complete.
 func (x *Exchange) SetResponse(status int, body []byte) error {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return x.closed("Exchange.SetResponse")
 	}
 	if status < 0 || status > 1<<30 {
@@ -352,7 +402,7 @@ func (x *Exchange) SetResponse(status int, body []byte) error {
 // headers, sets status and body, and sets the verdict to Respond, which
 // stops the chain after the current step.
 func (x *Exchange) Respond(status int, body []byte) error {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return x.closed("Exchange.Respond")
 	}
 	if status < 0 || status > 1<<30 {
@@ -370,10 +420,10 @@ func (x *Exchange) Respond(status int, body []byte) error {
 // Verdict is the verdict so far (Continue for a new, reset or closed
 // exchange).
 func (x *Exchange) Verdict() Verdict {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return Continue
 	}
-	v := Verdict(C.pe_exchange_verdict(x.ptr))
+	v := Verdict(C.pe_go_x_verdict(x.ptr))
 	runtime.KeepAlive(x)
 	return v
 }
@@ -382,10 +432,10 @@ func (x *Exchange) Verdict() Verdict {
 // call, or the last step that failed, naming its policy and phase
 // (pe_exchange_errmsg). "" if none.
 func (x *Exchange) LastError() string {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return ""
 	}
-	s := C.GoString(C.pe_exchange_errmsg(x.ptr))
+	s := C.GoString(C.pe_go_x_errmsg(x.ptr))
 	runtime.KeepAlive(x)
 	return s
 }
@@ -412,20 +462,19 @@ type HeaderField struct{ Name, Value string }
 // Get returns the first value of name, and whether there is one.
 func (s Side) Get(name string) (string, bool) {
 	x := s.x
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return "", false
 	}
-	var v C.pe_slice
-	rc := C.pe_go_header_get(x.ptr, C.int(s.dir), name, 0, &v)
-	out := goStr(v)
+	f := C.pe_go_header_get(x.ptr, C.int(s.dir), name, 0)
+	out := goStr(f.value)
 	runtime.KeepAlive(x)
-	return out, rc == C.PE_OK
+	return out, f.rc == C.PE_OK
 }
 
 // Values returns every value of name, in order (nil if none).
 func (s Side) Values(name string) []string {
 	x := s.x
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return nil
 	}
 	var buf [8]C.pe_slice
@@ -450,7 +499,7 @@ func (s Side) Values(name string) []string {
 // Set replaces every value of name with value (adding it if absent).
 func (s Side) Set(name, value string) error {
 	x := s.x
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return x.closed("Exchange.Set")
 	}
 	err := x.check(C.pe_go_header_set(x.ptr, C.int(s.dir), name, value), "Exchange.Set")
@@ -461,7 +510,7 @@ func (s Side) Set(name, value string) error {
 // Add appends a field, keeping existing values of name.
 func (s Side) Add(name, value string) error {
 	x := s.x
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return x.closed("Exchange.Add")
 	}
 	err := x.check(C.pe_go_header_add(x.ptr, C.int(s.dir), name, value), "Exchange.Add")
@@ -472,7 +521,7 @@ func (s Side) Add(name, value string) error {
 // Del removes every value of name and returns how many fields went.
 func (s Side) Del(name string) (int, error) {
 	x := s.x
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return 0, x.closed("Exchange.Del")
 	}
 	rc := C.pe_go_header_remove(x.ptr, C.int(s.dir), name)
@@ -486,10 +535,10 @@ func (s Side) Del(name string) (int, error) {
 // Len is the number of header fields (a name with two values counts 2).
 func (s Side) Len() int {
 	x := s.x
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return 0
 	}
-	n := int(C.pe_exchange_header_count(x.ptr, C.pe_dir(s.dir)))
+	n := int(C.pe_go_x_header_count(x.ptr, C.int(s.dir)))
 	runtime.KeepAlive(x)
 	return n
 }
@@ -499,7 +548,7 @@ func (s Side) Len() int {
 // before it stay added.
 func (s Side) AddFields(fields []HeaderField) error {
 	x := s.x
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return x.closed("Exchange.AddFields")
 	}
 	if len(fields) == 0 {
@@ -543,7 +592,7 @@ func (s Side) AddHeader(h http.Header) error {
 // Fields returns every header field, in order.
 func (s Side) Fields() []HeaderField {
 	x := s.x
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return nil
 	}
 	var buf [32]C.pe_slice
@@ -580,7 +629,7 @@ const (
 
 func (s Side) body(op int, data []byte, name string) error {
 	x := s.x
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return x.closed(name)
 	}
 	var p unsafe.Pointer
@@ -595,10 +644,10 @@ func (s Side) body(op int, data []byte, name string) error {
 // Body returns a copy of the buffered body (empty until set).
 func (s Side) Body() []byte {
 	x := s.x
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return nil
 	}
-	b := goBytes(C.pe_exchange_body(x.ptr, C.pe_dir(s.dir)))
+	b := goBytes(C.pe_go_x_body(x.ptr, C.int(s.dir)))
 	runtime.KeepAlive(x)
 	return b
 }
@@ -618,19 +667,18 @@ func (s Side) AppendBody(data []byte) error { return s.body(bodyAppend, data, "E
 // Meta returns the value of metadata key (keys compare byte for byte), and
 // whether it is set.
 func (x *Exchange) Meta(key string) (string, bool) {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return "", false
 	}
-	var v C.pe_slice
-	rc := C.pe_go_meta_get(x.ptr, key, &v)
-	out := goStr(v)
+	f := C.pe_go_meta_get(x.ptr, key)
+	out := goStr(f.value)
 	runtime.KeepAlive(x)
-	return out, rc == C.PE_OK
+	return out, f.rc == C.PE_OK
 }
 
 // SetMeta sets metadata key (non-empty, any bytes) to value (any bytes).
 func (x *Exchange) SetMeta(key, value string) error {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return x.closed("Exchange.SetMeta")
 	}
 	err := x.check(C.pe_go_meta_set(x.ptr, key, value), "Exchange.SetMeta")
@@ -640,7 +688,7 @@ func (x *Exchange) SetMeta(key, value string) error {
 
 // DeleteMeta removes metadata key; it says whether the key was there.
 func (x *Exchange) DeleteMeta(key string) (bool, error) {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return false, x.closed("Exchange.DeleteMeta")
 	}
 	rc := C.pe_go_meta_remove(x.ptr, key)
@@ -653,17 +701,17 @@ func (x *Exchange) DeleteMeta(key string) (bool, error) {
 
 // MetaLen is the number of metadata entries.
 func (x *Exchange) MetaLen() int {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return 0
 	}
-	n := int(C.pe_exchange_meta_count(x.ptr))
+	n := int(C.pe_go_x_meta_count(x.ptr))
 	runtime.KeepAlive(x)
 	return n
 }
 
 // MetaFields returns every metadata entry, in order, as Name/Value pairs.
 func (x *Exchange) MetaFields() []HeaderField {
-	if x.ptr == nil {
+	if x.ptr == 0 {
 		return nil
 	}
 	var buf [32]C.pe_slice

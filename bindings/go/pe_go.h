@@ -10,7 +10,8 @@
 
 #if defined(__has_include)
 #if !__has_include(<policyexec/policyexec.h>)
-#error "libpolicyexec headers not found: install libpolicyexec (pkg-config policyexec), put policyexec-uninstalled.pc of a build tree on PKG_CONFIG_PATH, or build with -tags policyexec_nopkgconfig and CGO_CFLAGS=-I<prefix>/include (see bindings/go/README.md)"
+#error                                                                                             \
+    "libpolicyexec headers not found: install libpolicyexec (pkg-config policyexec), put policyexec-uninstalled.pc of a build tree on PKG_CONFIG_PATH, or build with -tags policyexec_nopkgconfig and CGO_CFLAGS=-I<prefix>/include (see bindings/go/README.md)"
 #endif
 #endif
 
@@ -33,8 +34,8 @@ void pe_go_metrics_tramp(const pe_step_event *event, void *user_data);
  * the cgo.Handle of the Go definition (deleted by the free_user_data hook,
  * which the library also runs when registration fails).
  */
-int pe_go_register_policy(pe_engine *engine, const char *name, const char *version,
-                          unsigned flags, const pe_param_spec *params, size_t param_count,
-                          unsigned phases, int has_create, uintptr_t handle);
+int pe_go_register_policy(pe_engine *engine, const char *name, const char *version, unsigned flags,
+                          const pe_param_spec *params, size_t param_count, unsigned phases,
+                          int has_create, uintptr_t handle);
 
 #endif /* PE_GO_H */

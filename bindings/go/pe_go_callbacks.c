@@ -27,28 +27,32 @@ static void destroy_tramp(void *instance, void *user_data) {
 }
 
 static int phase_rh(pe_exchange *ex, void *instance, void *user_data) {
-  return goPolicyPhase(ex, (uintptr_t)instance, (uintptr_t)user_data, PE_PHASE_REQUEST_HEADERS);
+  return goPolicyPhase((uintptr_t)ex, (uintptr_t)instance, (uintptr_t)user_data,
+                       PE_PHASE_REQUEST_HEADERS);
 }
 
 static int phase_rb(pe_exchange *ex, void *instance, void *user_data) {
-  return goPolicyPhase(ex, (uintptr_t)instance, (uintptr_t)user_data, PE_PHASE_REQUEST_BODY);
+  return goPolicyPhase((uintptr_t)ex, (uintptr_t)instance, (uintptr_t)user_data,
+                       PE_PHASE_REQUEST_BODY);
 }
 
 static int phase_sh(pe_exchange *ex, void *instance, void *user_data) {
-  return goPolicyPhase(ex, (uintptr_t)instance, (uintptr_t)user_data, PE_PHASE_RESPONSE_HEADERS);
+  return goPolicyPhase((uintptr_t)ex, (uintptr_t)instance, (uintptr_t)user_data,
+                       PE_PHASE_RESPONSE_HEADERS);
 }
 
 static int phase_sb(pe_exchange *ex, void *instance, void *user_data) {
-  return goPolicyPhase(ex, (uintptr_t)instance, (uintptr_t)user_data, PE_PHASE_RESPONSE_BODY);
+  return goPolicyPhase((uintptr_t)ex, (uintptr_t)instance, (uintptr_t)user_data,
+                       PE_PHASE_RESPONSE_BODY);
 }
 
 static void free_tramp(void *user_data) {
   goPolicyFree((uintptr_t)user_data);
 }
 
-int pe_go_register_policy(pe_engine *engine, const char *name, const char *version,
-                          unsigned flags, const pe_param_spec *params, size_t param_count,
-                          unsigned phases, int has_create, uintptr_t handle) {
+int pe_go_register_policy(pe_engine *engine, const char *name, const char *version, unsigned flags,
+                          const pe_param_spec *params, size_t param_count, unsigned phases,
+                          int has_create, uintptr_t handle) {
   pe_policy_def def = {
       .abi = PE_POLICY_ABI,
       .name = name,

@@ -7,8 +7,8 @@ static void pe_go_params_errmsg(pe_params *p, _GoString_ msg) {
   pe_params_set_errmsg(p, "%.*s", (int)_GoStringLen(msg), _GoStringPtr(msg));
 }
 
-static void pe_go_exchange_errmsg(pe_exchange *ex, _GoString_ msg) {
-  pe_exchange_set_errmsg(ex, "%.*s", (int)_GoStringLen(msg), _GoStringPtr(msg));
+static void pe_go_exchange_errmsg(uintptr_t ex, _GoString_ msg) {
+  pe_exchange_set_errmsg((pe_exchange *)ex, "%.*s", (int)_GoStringLen(msg), _GoStringPtr(msg));
 }
 */
 import "C"
@@ -214,5 +214,5 @@ func (p *Params) JSON() (string, error) {
 	return C.GoStringN(s.ptr, C.int(s.len)), nil
 }
 
-func setParamsErrmsg(p *C.pe_params, msg string)      { C.pe_go_params_errmsg(p, msg) }
-func setExchangeErrmsg(ex *C.pe_exchange, msg string) { C.pe_go_exchange_errmsg(ex, msg) }
+func setParamsErrmsg(p *C.pe_params, msg string)   { C.pe_go_params_errmsg(p, msg) }
+func setExchangeErrmsg(ex C.uintptr_t, msg string) { C.pe_go_exchange_errmsg(ex, msg) }

@@ -118,8 +118,8 @@ static int dump(const pe_exchange *ex, char **out, size_t *out_len) {
   return PE_OK;
 }
 
-int capi_exchange(pe_engine *engine, const char *chain_json, const char *method,
-                  const char *path, const char *authority, const char *req_headers, size_t rhlen,
+int capi_exchange(pe_engine *engine, const char *chain_json, const char *method, const char *path,
+                  const char *authority, const char *req_headers, size_t rhlen,
                   const char *req_body, size_t rblen, int status, const char *resp_headers,
                   size_t shlen, const char *resp_body, size_t sblen, char **dump_out,
                   size_t *dump_len, char *err, size_t errlen) {
@@ -196,12 +196,15 @@ int capi_native4_run(capi_native4 *b, long n) {
     rc = rc ? rc : pe_exchange_set_method(ex, PE_LIT("POST"));
     rc = rc ? rc : pe_exchange_set_path(ex, PE_LIT("/echo"));
     rc = rc ? rc : pe_exchange_set_authority(ex, PE_LIT("example.test"));
-    rc = rc ? rc : pe_exchange_header_add(ex, PE_REQUEST, PE_LIT("content-type"), PE_LIT("text/plain"));
+    rc = rc ? rc
+            : pe_exchange_header_add(ex, PE_REQUEST, PE_LIT("content-type"), PE_LIT("text/plain"));
     rc = rc ? rc : pe_exchange_body_set(ex, PE_REQUEST, PE_LIT(body));
-    rc = rc ? rc : pe_chain_run_phases(b->chain, ex, PE_PHASE_REQUEST_HEADERS, PE_PHASE_REQUEST_BODY);
+    rc = rc ? rc
+            : pe_chain_run_phases(b->chain, ex, PE_PHASE_REQUEST_HEADERS, PE_PHASE_REQUEST_BODY);
     rc = rc ? rc : pe_exchange_set_status(ex, 200);
     rc = rc ? rc : pe_exchange_body_set(ex, PE_RESPONSE, PE_LIT(body));
-    rc = rc ? rc : pe_chain_run_phases(b->chain, ex, PE_PHASE_RESPONSE_HEADERS, PE_PHASE_RESPONSE_BODY);
+    rc = rc ? rc
+            : pe_chain_run_phases(b->chain, ex, PE_PHASE_RESPONSE_HEADERS, PE_PHASE_RESPONSE_BODY);
     if (rc < 0)
       return rc;
     pe_slice v, out = pe_exchange_body(ex, PE_RESPONSE);

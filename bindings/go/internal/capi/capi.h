@@ -19,8 +19,8 @@ int capi_engine_new(pe_engine **out, const char *plugin, const char *pyworker,
  * chain_json; unless a policy answered, the response (status, headers,
  * body) then goes through the response phases. *dump receives (malloc'd)
  * every field of the exchange in the format of capi_dump(). */
-int capi_exchange(pe_engine *engine, const char *chain_json, const char *method,
-                  const char *path, const char *authority, const char *req_headers, size_t rhlen,
+int capi_exchange(pe_engine *engine, const char *chain_json, const char *method, const char *path,
+                  const char *authority, const char *req_headers, size_t rhlen,
                   const char *req_body, size_t rblen, int status, const char *resp_headers,
                   size_t shlen, const char *resp_body, size_t sblen, char **dump, size_t *dump_len,
                   char *err, size_t errlen);
