@@ -8,7 +8,7 @@
 #ifndef PE_GO_H
 #define PE_GO_H
 
-#if defined(__has_include)
+#if defined(__has_include) && !defined(__CPPCHECK__) /* cppcheck cannot evaluate it */
 #if !__has_include(<policyexec/policyexec.h>)
 #error                                                                                             \
     "libpolicyexec headers not found: install libpolicyexec (pkg-config policyexec), put policyexec-uninstalled.pc of a build tree on PKG_CONFIG_PATH, or build with -tags policyexec_nopkgconfig and CGO_CFLAGS=-I<prefix>/include (see bindings/go/README.md)"
