@@ -52,7 +52,7 @@ const (
 )
 
 // String is the phase's name as in JSON and logs, e.g. "request_headers".
-func (p Phase) String() string { return C.GoString(C.pe_phase_name(C.pe_phase(p))) }
+func (p Phase) String() string { return C.GoString(C.pe_phase_name(C.pe_phase(cInt(int(p))))) }
 
 // FailureMode is what a failing step does to its exchange.
 type FailureMode int
@@ -125,7 +125,7 @@ func (b *ChainBuilder) SetFailureMode(step int, mode FailureMode) error {
 	if b.ptr == nil {
 		return errClosed("ChainBuilder.SetFailureMode", "builder")
 	}
-	if rc := C.pe_chain_builder_set_failure_mode(b.ptr, C.int(step), C.pe_failure_mode(mode)); rc < 0 {
+	if rc := C.pe_chain_builder_set_failure_mode(b.ptr, cInt(step), C.pe_failure_mode(cInt(int(mode)))); rc < 0 {
 		return b.err(rc, "ChainBuilder.SetFailureMode")
 	}
 	return nil
@@ -141,7 +141,7 @@ func (b *ChainBuilder) SetTimeout(step int, timeout time.Duration) error {
 	if ms < 1 || ms > 3600000 {
 		return &Error{Code: ErrInvalidArgument, Op: "ChainBuilder.SetTimeout", Message: "timeout must be 1 ms .. 1 h"}
 	}
-	if rc := C.pe_chain_builder_set_timeout(b.ptr, C.int(step), C.uint32_t(ms)); rc < 0 {
+	if rc := C.pe_chain_builder_set_timeout(b.ptr, cInt(step), C.uint32_t(ms)); rc < 0 {
 		return b.err(rc, "ChainBuilder.SetTimeout")
 	}
 	return nil
@@ -156,7 +156,7 @@ func (b *ChainBuilder) SetEnabled(step int, enabled bool) error {
 	if enabled {
 		on = 1
 	}
-	if rc := C.pe_chain_builder_set_enabled(b.ptr, C.int(step), on); rc < 0 {
+	if rc := C.pe_chain_builder_set_enabled(b.ptr, cInt(step), on); rc < 0 {
 		return b.err(rc, "ChainBuilder.SetEnabled")
 	}
 	return nil
@@ -280,7 +280,7 @@ func (c *Chain) RunPhases(ex *Exchange, first, last Phase) error {
 		c.exit()
 		return errClosed("Chain.Run", "exchange")
 	}
-	rc := C.pe_go_run(c.h, ex.ptr, C.int(first), C.int(last))
+	rc := C.pe_go_run(c.h, ex.ptr, cInt(int(first)), cInt(int(last)))
 	c.exit()
 	runtime.KeepAlive(ex)
 	if rc < 0 {

@@ -49,6 +49,9 @@ func TestChainBuilder(t *testing.T) {
 	wantCode(t, b.SetTimeout(0, 2*time.Hour), pe.ErrInvalidArgument)
 	wantCode(t, b.SetTimeout(99, time.Second), pe.ErrInvalidArgument)
 	wantCode(t, b.SetEnabled(-1, true), pe.ErrInvalidArgument)
+	// Values C's int cannot hold are refused, not wrapped onto step 0.
+	wantCode(t, b.SetEnabled(1<<32, false), pe.ErrInvalidArgument)
+	wantCode(t, b.SetFailureMode(0, pe.FailureMode(1<<32|1)), pe.ErrInvalidArgument)
 	pErr := wantCode(t, b.AddJSON(`[{"name": "a", "version": "1", "colour": "red"}]`), pe.ErrJSON)
 	if !strings.Contains(pErr.Message, "colour") {
 		t.Errorf("message does not name the member: %q", pErr.Message)
@@ -112,6 +115,7 @@ func TestRunNative4(t *testing.T) {
 		t.Errorf("response body %q", x.Response().Body())
 	}
 	wantCode(t, c.Run(x, pe.Phase(7)), pe.ErrInvalidArgument)
+	wantCode(t, c.Run(x, pe.Phase(1<<32)), pe.ErrInvalidArgument)
 	wantCode(t, c.RunPhases(x, pe.ResponseBody, pe.RequestHeaders), pe.ErrInvalidArgument)
 
 	// An exchange of another engine is refused.

@@ -133,7 +133,7 @@ func NewEngine(opts *EngineOptions) (*Engine, error) {
 			if v < 1 {
 				return nil, &Error{Code: ErrInvalidArgument, Op: "NewEngine", Message: "limit values must be at least 1"}
 			}
-			if rc := C.pe_engine_options_set_limit(copts, C.pe_limit(which), C.size_t(v)); rc < 0 {
+			if rc := C.pe_engine_options_set_limit(copts, C.pe_limit(cInt(int(which))), C.size_t(v)); rc < 0 {
 				return nil, newError(rc, "NewEngine", "unknown limit")
 			}
 		}
@@ -146,7 +146,7 @@ func NewEngine(opts *EngineOptions) (*Engine, error) {
 			metricsH = cgo.NewHandle(opts.Metrics)
 			e.handles = append(e.handles, metricsH)
 		}
-		if rc := C.pe_go_options_callbacks(copts, C.uintptr_t(logH), C.int(opts.LogLevel), C.uintptr_t(metricsH)); rc < 0 {
+		if rc := C.pe_go_options_callbacks(copts, C.uintptr_t(logH), cInt(int(opts.LogLevel)), C.uintptr_t(metricsH)); rc < 0 {
 			e.deleteHandles()
 			return nil, newError(rc, "NewEngine", "invalid log level")
 		}
@@ -195,7 +195,7 @@ func (e *Engine) Limit(which Limit) int {
 		return 0
 	}
 	defer e.exit()
-	return int(C.pe_engine_limit(e.ptr, C.pe_limit(which)))
+	return int(C.pe_engine_limit(e.ptr, C.pe_limit(cInt(int(which)))))
 }
 
 // errmsg is the engine's last error message, read right after the failing
@@ -236,5 +236,5 @@ func (e *Engine) Log(level LogLevel, message string) {
 		return
 	}
 	defer e.exit()
-	C.pe_go_engine_log(e.ptr, C.int(level), message)
+	C.pe_go_engine_log(e.ptr, cInt(int(level)), message)
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	pe "policyexec"
 )
@@ -57,7 +58,7 @@ func TestEngineOptionsAndQueries(t *testing.T) {
 	if e.Limit(pe.LimitHeaderCount) != 3 || e.Limit(pe.LimitBodyBytes) != 64 || e.Limit(pe.LimitMetaCount) != 100 {
 		t.Errorf("limits %d %d %d", e.Limit(pe.LimitHeaderCount), e.Limit(pe.LimitBodyBytes), e.Limit(pe.LimitMetaCount))
 	}
-	if e.Limit(pe.Limit(99)) != 0 {
+	if e.Limit(pe.Limit(99)) != 0 || e.Limit(pe.Limit(1<<32)) != 0 {
 		t.Error("unknown limit not 0")
 	}
 	must(t, e.LoadPlugin(pluginPath(t)))
@@ -137,7 +138,24 @@ func TestPythonPool(t *testing.T) {
 	if e.PythonWorkerPIDs() != nil {
 		t.Error("pids before start")
 	}
-	wantCode(t, e.StartPython(&pe.PythonOptions{Workers: 1000}), pe.ErrInvalidArgument)
+	for field, opts := range map[string]*pe.PythonOptions{
+		"Workers":        {Workers: 1000},
+		"WorkerPath":     {WorkerPath: "nul\x00"},
+		"ModulePaths":    {ModulePaths: []string{""}},
+		"ModulePaths ":   {ModulePaths: []string{"a\x00b"}},
+		"DefaultTimeout": {DefaultTimeout: 2 * time.Hour},
+		"MaxInFlight":    {MaxInFlight: -1},
+		"Workers ":       {Workers: -1},
+		"MaxMessage ":    {MaxMessage: -4096},
+		"RestartBackoff": {RestartBackoffInitial: 2 * time.Second, RestartBackoffMax: time.Second},
+		"StartupTimeout": {StartupTimeout: time.Microsecond},
+		"MaxMessage":     {MaxMessage: 100},
+	} {
+		pErr := wantCode(t, e.StartPython(opts), pe.ErrInvalidArgument)
+		if pErr.Message != "invalid PythonOptions."+strings.TrimSpace(field) {
+			t.Errorf("%s: %v", field, pErr)
+		}
+	}
 	err := e.StartPython(&pe.PythonOptions{Workers: 1, WorkerPath: "/nonexistent/pyworker"})
 	wantCode(t, err, pe.ErrWorker)
 	must(t, e.StartPython(&pe.PythonOptions{

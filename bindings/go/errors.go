@@ -5,7 +5,10 @@ package policyexec
 */
 import "C"
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 // Code is one of the library's return codes (pe_error): 0 is success,
 // negative values are errors. A Code is itself an error, so that
@@ -88,4 +91,18 @@ func codeOf(err error) C.int {
 		return C.int(c)
 	}
 	return C.PE_ERR_POLICY
+}
+
+// hasNUL reports a string C would cut short: the binding refuses it rather
+// than pass on a different one (e.g. a shorter path).
+func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }
+
+// cInt converts an int for a C int parameter (step index, phase, mode,
+// level, limit) without wrapping: a value C's int cannot hold becomes -1,
+// which every such parameter refuses, rather than a valid one.
+func cInt(v int) C.int {
+	if v < -1<<31 || v > 1<<31-1 {
+		return -1
+	}
+	return C.int(v)
 }

@@ -83,6 +83,13 @@ func (e *Engine) RegisterPolicy(def PolicyDef) error {
 		return errClosed("Engine.RegisterPolicy", "engine")
 	}
 	defer e.exit()
+	nul := hasNUL(def.Name) || hasNUL(def.Version)
+	for _, ps := range def.Params {
+		nul = nul || hasNUL(ps.Name)
+	}
+	if nul {
+		return &Error{Code: ErrInvalidArgument, Op: "Engine.RegisterPolicy", Message: "name, version or param name contains NUL"}
+	}
 	p := &policy{PolicyDef: def}
 	p.phases = [PhaseCount]PhaseFunc{def.OnRequestHeaders, def.OnRequestBody, def.OnResponseHeaders, def.OnResponseBody}
 	var mask C.uint
@@ -148,10 +155,20 @@ func (p *Params) check(op string) error {
 	return nil
 }
 
+func (p *Params) checkKey(op, key string) error {
+	if err := p.check(op); err != nil {
+		return err
+	}
+	if hasNUL(key) {
+		return &Error{Code: ErrInvalidArgument, Op: op, Message: "key contains NUL"}
+	}
+	return nil
+}
+
 // String reads string param key (pe_params_get_string): ErrNotFound when
 // absent.
 func (p *Params) String(key string) (string, error) {
-	if err := p.check("Params.String"); err != nil {
+	if err := p.checkKey("Params.String", key); err != nil {
 		return "", err
 	}
 	ck := C.CString(key)
@@ -165,7 +182,7 @@ func (p *Params) String(key string) (string, error) {
 
 // Int reads integer param key (pe_params_get_int).
 func (p *Params) Int(key string) (int64, error) {
-	if err := p.check("Params.Int"); err != nil {
+	if err := p.checkKey("Params.Int", key); err != nil {
 		return 0, err
 	}
 	ck := C.CString(key)
@@ -179,7 +196,7 @@ func (p *Params) Int(key string) (int64, error) {
 
 // Number reads number param key (pe_params_get_number).
 func (p *Params) Number(key string) (float64, error) {
-	if err := p.check("Params.Number"); err != nil {
+	if err := p.checkKey("Params.Number", key); err != nil {
 		return 0, err
 	}
 	ck := C.CString(key)
@@ -193,7 +210,7 @@ func (p *Params) Number(key string) (float64, error) {
 
 // Bool reads boolean param key (pe_params_get_bool).
 func (p *Params) Bool(key string) (bool, error) {
-	if err := p.check("Params.Bool"); err != nil {
+	if err := p.checkKey("Params.Bool", key); err != nil {
 		return false, err
 	}
 	ck := C.CString(key)

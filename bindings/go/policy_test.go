@@ -2,6 +2,7 @@ package policyexec_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -27,6 +28,22 @@ func registerTagger(t *testing.T, e *pe.Engine, destroyed *int32) {
 			h, err := p.String("header")
 			if err != nil {
 				return nil, err
+			}
+			// Ill-typed reads fail with ErrParam, absent ones ErrNotFound.
+			if _, err := p.Int("header"); !errors.Is(err, pe.ErrParam) {
+				return nil, fmt.Errorf("Int of a string: %v", err)
+			}
+			if _, err := p.Number("header"); !errors.Is(err, pe.ErrParam) {
+				return nil, fmt.Errorf("Number of a string: %v", err)
+			}
+			if _, err := p.Bool("header"); !errors.Is(err, pe.ErrParam) {
+				return nil, fmt.Errorf("Bool of a string: %v", err)
+			}
+			if _, err := p.String("nope"); !errors.Is(err, pe.ErrNotFound) {
+				return nil, fmt.Errorf("String of an absent param: %v", err)
+			}
+			if _, err := p.String("header\x00"); !errors.Is(err, pe.ErrInvalidArgument) {
+				return nil, fmt.Errorf("String of a key with NUL: %v", err)
 			}
 			if h == "refuse" {
 				return nil, errors.New("header 'refuse' is refused")
@@ -120,6 +137,12 @@ func TestGoPolicyRegistrationErrors(t *testing.T) {
 	noop := func(*pe.Exchange, interface{}) error { return nil }
 	wantCode(t, e.RegisterPolicy(pe.PolicyDef{Name: "none", Version: "1"}), pe.ErrInvalidArgument)
 	wantCode(t, e.RegisterPolicy(pe.PolicyDef{Name: "", Version: "1", OnRequestHeaders: noop}), pe.ErrInvalidArgument)
+	wantCode(t, e.RegisterPolicy(pe.PolicyDef{Name: "a\x00b", Version: "1", OnRequestHeaders: noop}), pe.ErrInvalidArgument)
+	wantCode(t, e.RegisterPolicy(pe.PolicyDef{Name: "a", Version: "1", OnRequestHeaders: noop,
+		Params: []pe.ParamSpec{{Name: "x\x00"}}}), pe.ErrInvalidArgument)
+	if e.HasPolicy("a", "1") {
+		t.Error("a name cut at its NUL was registered")
+	}
 	wantCode(t, e.RegisterPolicy(pe.PolicyDef{Name: "p", Version: "1", OnRequestHeaders: noop,
 		Params: []pe.ParamSpec{{Name: "a"}, {Name: "a"}}}), pe.ErrInvalidArgument)
 	err := e.RegisterPolicy(pe.PolicyDef{Name: "sample-native-request-body", Version: "1.0.0", OnRequestHeaders: noop})

@@ -29,12 +29,25 @@ type PythonOptions struct {
 func ms(d time.Duration) C.uint32_t { return C.uint32_t(d.Milliseconds()) }
 
 func (o *PythonOptions) apply(p *C.pe_python_options) (C.int, string) {
+	// Negative values would wrap around in C's unsigned types.
+	for field, neg := range map[string]bool{
+		"Workers": o.Workers < 0, "DefaultTimeout": o.DefaultTimeout < 0, "MaxInFlight": o.MaxInFlight < 0,
+		"RestartBackoff": o.RestartBackoffInitial < 0 || o.RestartBackoffMax < 0,
+		"StartupTimeout": o.StartupTimeout < 0, "MaxMessage": o.MaxMessage < 0,
+	} {
+		if neg {
+			return C.PE_ERR_INVALID_ARGUMENT, field
+		}
+	}
 	if o.Workers != 0 {
 		if rc := C.pe_python_options_set_workers(p, C.uint(o.Workers)); rc < 0 {
 			return rc, "Workers"
 		}
 	}
 	if o.WorkerPath != "" {
+		if hasNUL(o.WorkerPath) {
+			return C.PE_ERR_INVALID_ARGUMENT, "WorkerPath"
+		}
 		c := C.CString(o.WorkerPath)
 		rc := C.pe_python_options_set_worker_path(p, c)
 		C.free(unsafe.Pointer(c))
@@ -43,6 +56,9 @@ func (o *PythonOptions) apply(p *C.pe_python_options) (C.int, string) {
 		}
 	}
 	for _, dir := range o.ModulePaths {
+		if hasNUL(dir) {
+			return C.PE_ERR_INVALID_ARGUMENT, "ModulePaths"
+		}
 		c := C.CString(dir)
 		rc := C.pe_python_options_add_module_path(p, c)
 		C.free(unsafe.Pointer(c))
