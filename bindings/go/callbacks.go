@@ -24,8 +24,8 @@ func goLog(level C.int, message *C.char, handle C.uintptr_t) {
 func goMetrics(ev *C.pe_step_event, handle C.uintptr_t) {
 	fn := cgo.Handle(handle).Value().(func(StepEvent))
 	fn(StepEvent{
-		PolicyName:    C.GoStringN(ev.policy_name.ptr, C.int(ev.policy_name.len)),
-		PolicyVersion: C.GoStringN(ev.policy_version.ptr, C.int(ev.policy_version.len)),
+		PolicyName:    goStr(ev.policy_name),
+		PolicyVersion: goStr(ev.policy_version),
 		StepIndex:     int(ev.step_index),
 		Phase:         Phase(ev.phase),
 		Outcome:       StepOutcome(ev.outcome),

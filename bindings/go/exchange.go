@@ -277,13 +277,22 @@ func (x *Exchange) Reset() error {
 	return err
 }
 
-func goStr(s C.pe_slice) string { return C.GoStringN(s.ptr, C.int(s.len)) }
+// goStr and goBytes copy a slice the library owns into Go memory (with a
+// size_t length: C.GoStringN and C.GoBytes take a C int, which a body over
+// 2 GiB would wrap).
+func goStr(s C.pe_slice) string {
+	if s.len == 0 {
+		return ""
+	}
+	return string(unsafe.Slice((*byte)(unsafe.Pointer(s.ptr)), int(s.len)))
+}
 
 func goBytes(s C.pe_slice) []byte {
-	if s.len == 0 {
-		return []byte{}
+	out := make([]byte, int(s.len))
+	if s.len > 0 {
+		copy(out, unsafe.Slice((*byte)(unsafe.Pointer(s.ptr)), int(s.len)))
 	}
-	return C.GoBytes(unsafe.Pointer(s.ptr), C.int(s.len))
+	return out
 }
 
 // SetRequest sets method, path and authority in one call (each as its own

@@ -177,7 +177,7 @@ func (p *Params) String(key string) (string, error) {
 	if rc := C.pe_params_get_string(p.ptr, ck, &s); rc < 0 {
 		return "", newError(rc, "Params.String", key)
 	}
-	return C.GoStringN(s.ptr, C.int(s.len)), nil
+	return goStr(s), nil
 }
 
 // Int reads integer param key (pe_params_get_int).
@@ -228,7 +228,7 @@ func (p *Params) JSON() (string, error) {
 		return "", err
 	}
 	s := C.pe_params_json(p.ptr)
-	return C.GoStringN(s.ptr, C.int(s.len)), nil
+	return goStr(s), nil
 }
 
 func setParamsErrmsg(p *C.pe_params, msg string)   { C.pe_go_params_errmsg(p, msg) }
