@@ -1,0 +1,3 @@
+module policyexec
+
+go 1.19
