@@ -273,7 +273,9 @@ static void apply_step(pe_exchange *ex, pe_phase phase, const pe__step *step,
    * older one, which comes back when the step succeeds. */
   char kept = ex->errmsg[0];
   ex->errmsg[0] = '\0';
+  ex->run.in_step = true; /* the worker's edits are a policy's edits */
   int rc = apply_edits(ex, phase, r);
+  ex->run.in_step = false;
   if (rc < 0) {
     char why[PE__ERRMSG_SIZE];
     pe__errmsg_set(why, "edit from the worker refused: %s",
