@@ -38,6 +38,16 @@ static void describe_status(int status, char *buf, size_t size) {
     snprintf(buf, size, "ended with wait status %d", status);
 }
 
+/* Signals the worker's whole process group (it is the leader of its own:
+ * POSIX_SPAWN_SETPGROUP), so that processes a policy forked die with it
+ * rather than outlive their worker's replacement. The group id stays
+ * reserved while any member lives, so this is safe even after the leader
+ * was reaped. Falls back to the pid alone if there is no such group. */
+static void kill_group(pid_t pid, int sig) {
+  if (kill(-pid, sig) != 0)
+    kill(pid, sig);
+}
+
 /* Waits for pid; ECHILD (a host that reaps every child itself) counts as
  * reaped. */
 static void reap(pid_t pid, char *buf, size_t size) {
@@ -55,7 +65,7 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   pe__py_backend *be = w->be;
   const pe_python_options *o = &be->cfg;
   const char *path = o->worker_path;
-  size_t argc = 7 + 2 * o->module_path_count + 1;
+  size_t argc = 9 + 2 * o->module_path_count + 1;
   char **argv = pe__calloc(be->mem, argc, sizeof *argv);
   if (!argv) {
     pe__errmsg_set(err, "out of memory");
@@ -76,6 +86,11 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   argv[i++] = max_message;
   argv[i++] = "--parent-fd";
   argv[i++] = "3";
+  /* The worker removes the socket directory when it is the last to leave:
+   * if this process is SIGKILLed, nobody else would (the lifeline makes the
+   * workers exit, and they clean up on the way out). */
+  argv[i++] = "--cleanup-dir";
+  argv[i++] = be->dir;
   argv[i] = NULL;
 
   posix_spawn_file_actions_t fa;
@@ -241,9 +256,12 @@ static void kill_locked(pe__py_worker *w, const char *why) {
   pid_t pid = atomic_load(&w->pid);
   char how[96] = "was not running";
   if (pid > 0) {
-    kill(pid, SIGKILL);
+    kill_group(pid, SIGKILL);
     reap(pid, how, sizeof how);
   }
+  /* A stale socket file would keep the directory from being removed by
+   * the last worker to leave (--cleanup-dir) if this host is killed. */
+  unlink(w->sock_path);
   atomic_store(&w->pid, 0);
   atomic_store(&w->state, PE__PY_DEAD);
   atomic_fetch_add(&w->gen, 1);
@@ -336,9 +354,12 @@ void pe__py_workers_stop(pe__py_worker *workers, size_t n, uint32_t grace_ms) {
         continue;
       int status;
       pid_t r = waitpid(pid, &status, WNOHANG);
-      if (r == pid || (r < 0 && errno == ECHILD))
+      if (r == pid || (r < 0 && errno == ECHILD)) {
+        /* What a policy forked is left in the worker's group: end it too
+         * (the group id cannot be reused while a member lives). */
+        kill(-pid, SIGKILL);
         atomic_store(&workers[i].pid, 0);
-      else
+      } else
         left++;
     }
     if (!left)
@@ -351,7 +372,7 @@ void pe__py_workers_stop(pe__py_worker *workers, size_t n, uint32_t grace_ms) {
     pid_t pid = atomic_load(&workers[i].pid);
     if (pid > 0) {
       char how[96];
-      kill(pid, SIGKILL);
+      kill_group(pid, SIGKILL);
       reap(pid, how, sizeof how);
       atomic_store(&workers[i].pid, 0);
     }

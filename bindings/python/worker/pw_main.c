@@ -2,6 +2,7 @@
  *
  *   policyexec-pyworker (--socket PATH | --fd N)... [--max-message BYTES]
  *                       [--module-path DIR]... [--parent-fd N]
+ *                       [--cleanup-dir DIR]
  *
  * --socket PATH  create a Unix stream socket at PATH and accept connections
  * --fd N         an inherited socket: a listening one (connections are
@@ -13,6 +14,10 @@
  * however it dies. A thread of its own watches it, so a policy stuck in a
  * loop cannot delay the exit. (PR_SET_PDEATHSIG is not used: it fires when
  * the spawning *thread* exits, and the engine may spawn from any thread.)
+ * --cleanup-dir DIR  on exit, after removing its sockets, also remove DIR if
+ *                it is empty by then: the engine's private socket directory,
+ *                which the engine cannot remove itself when it is killed
+ *                (SIGKILL); whichever worker leaves last removes it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +54,7 @@ typedef struct pw_args {
   size_t n_module_paths;
   size_t max_message;
   int parent_fd; /* lifeline; -1: not given */
+  const char *cleanup_dir;
 } pw_args;
 
 static volatile sig_atomic_t stop_requested;
@@ -58,10 +64,14 @@ static const char *created_paths[PW_MAX_SOCKETS];
  * thread may still be creating sockets (the engine can die during start-up);
  * a path is stored before the count that publishes it. */
 static atomic_size_t n_created_paths;
+/* --cleanup-dir: removed (if empty) after the sockets; set before any
+ * thread or handler that reads it exists. */
+static const char *cleanup_dir;
 
 static void usage(FILE *f) {
   fputs("usage: policyexec-pyworker (--socket PATH | --fd N)... [--max-message BYTES]\n"
-        "                           [--module-path DIR]... [--parent-fd N]\n",
+        "                           [--module-path DIR]... [--parent-fd N]\n"
+        "                           [--cleanup-dir DIR]\n",
         f);
 }
 
@@ -104,6 +114,8 @@ static int parse_args(int argc, char **argv, pw_args *a) {
       a->max_message = (size_t)n;
     } else if (strcmp(opt, "--parent-fd") == 0 && parse_number(val, INT_MAX, &n) == 0) {
       a->parent_fd = (int)n;
+    } else if (strcmp(opt, "--cleanup-dir") == 0 && val[0] != '\0') {
+      a->cleanup_dir = val;
     } else {
       PW_LOG("bad option %s %s", opt, val);
       return -1;
@@ -120,6 +132,10 @@ static void remove_created_paths(void) {
   size_t n = atomic_load_explicit(&n_created_paths, memory_order_acquire);
   for (size_t i = 0; i < n; i++) {
     unlink(created_paths[i]);
+  }
+  /* Fails harmlessly (ENOTEMPTY) while another worker's socket is there. */
+  if (cleanup_dir != NULL) {
+    rmdir(cleanup_dir);
   }
 }
 
@@ -263,6 +279,7 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  cleanup_dir = args.cleanup_dir;
   if (setup_process(&args) != 0) {
     return 1;
   }
