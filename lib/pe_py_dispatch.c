@@ -26,6 +26,7 @@ struct pe__py_call {
   uint64_t id;
   uint64_t deadline_ns;
   pe__py_worker *worker;
+  size_t done; /* steps whose outcome partial replies gave already */
 };
 
 struct pe_dispatcher {
@@ -93,6 +94,7 @@ static pe__py_call *call_get(pe_dispatcher *d, const pe__batch *b) {
     return NULL;
   pe__batch_copy(&k->batch, b);
   k->next = NULL;
+  k->done = 0;
   return k;
 }
 
@@ -198,9 +200,9 @@ static int conn_fail(pe_dispatcher *d, pe__py_conn *c, int rc, pe_step_outcome o
     if (now_ns && k->deadline_ns <= now_ns) {
       pe__errmsg_set(timed_out, "no answer from python worker %zu in time (worker replaced)",
                      w->index);
-      pe__py_fail_steps(ex, &k->batch, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, timed_out);
+      pe__py_fail_steps(ex, &k->batch, k->done, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, timed_out);
     } else {
-      pe__py_fail_steps(ex, &k->batch, rc, outcome, crashed);
+      pe__py_fail_steps(ex, &k->batch, k->done, rc, outcome, crashed);
     }
     completed += complete(d, k);
   }
@@ -282,7 +284,7 @@ static int submit_to(pe_dispatcher *d, pe__py_backend *be, pe__py_worker *w, pe_
     conn_retire(d, c);
     if (unsent)
       return PE_ERR_WORKER;
-    pe__py_fail_steps(ex, b, PE_ERR_WORKER, PE_STEP_CRASHED, why);
+    pe__py_fail_steps(ex, b, 0, PE_ERR_WORKER, PE_STEP_CRASHED, why);
     return PE_OK;
   }
   if (rc < 0) {
@@ -321,7 +323,7 @@ int pe__py_dispatch_submit(pe_dispatcher *d, pe_exchange *ex, const pe__batch *b
     if (rc != PE_ERR_WORKER)
       return rc;
   }
-  pe__py_fail_steps(ex, b, PE_ERR_WORKER, PE_STEP_CRASHED,
+  pe__py_fail_steps(ex, b, 0, PE_ERR_WORKER, PE_STEP_CRASHED,
                     "no python worker is available (restarting after failures)");
   return PE_OK;
 }
@@ -353,11 +355,20 @@ static int process_conn(pe_dispatcher *d, pe__py_conn *c) {
       pe__errmsg_set(why, "unexpected reply id %llu", (unsigned long long)resp->id);
       rc = PE_ERR_WORKER;
     } else {
-      rc = pe__py_check_reply(resp, &k->batch, why);
+      rc = pe__py_check_reply(resp, &k->batch, k->done, why);
     }
     if (rc != PE_OK) {
       pe__py_conn_consume(c);
       return completed + conn_fail(d, c, PE_ERR_WORKER, PE_STEP_CRASHED, why, 0, why);
+    }
+    if (pe__py_reply_partial(resp)) {
+      /* A progress report: those steps are done; the call goes on. */
+      if (k->ex)
+        k->done += pe__py_apply_reply(k->ex, &k->batch, k->done, resp);
+      else
+        k->done += resp->run->n_steps;
+      pe__py_conn_consume(c);
+      continue;
     }
     c->head = k->next;
     if (!c->head)
@@ -365,7 +376,7 @@ static int process_conn(pe_dispatcher *d, pe__py_conn *c) {
     c->calls--;
     pe__py_inflight_give(d->engine->backend, k->worker);
     if (k->ex)
-      pe__py_apply_reply(k->ex, &k->batch, resp);
+      pe__py_apply_reply(k->ex, &k->batch, k->done, resp);
     pe__py_conn_consume(c);
     completed += complete(d, k);
     if (c->fd < 0)

@@ -90,8 +90,12 @@ void pe__py_inflight_give(pe__py_backend *be, pe__py_worker *w) {
   atomic_fetch_sub_explicit(&be->inflight, 1, memory_order_relaxed);
 }
 
+/* The hard deadline's grace beyond the steps' own timeouts: the worker's
+ * report of a step it interrupted must win the race with the kill. */
+#define HARD_DEADLINE_GRACE_MS 100
+
 uint64_t pe__py_batch_deadline(const pe__batch *b, uint64_t now_ns) {
-  uint64_t total_ms = 0;
+  uint64_t total_ms = HARD_DEADLINE_GRACE_MS;
   for (size_t i = 0; i < b->n; i++)
     total_ms += b->step[i]->timeout_ms;
   return now_ns + total_ms * 1000000u;

@@ -180,3 +180,29 @@ class SlowInit(policyexec.Policy):
 
     def on_request_headers(self, ctx):
         ctx.request_headers["x-slow-init"] = "yes"
+
+
+class SleepBlocked(policyexec.Policy):
+    """Sleeps like test-sleep with the worker's step timer signal blocked: a
+    step the worker cannot interrupt (as one blocked in C code), which only
+    the engine's hard deadline ends, by killing the worker."""
+
+    name = "test-sleep-blocked"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(float(self.params.get("seconds", 3600)))
+        ctx.request_headers["x-slept"] = "yes"
+
+
+class SleepResponseBody(policyexec.Policy):
+    """Sleeps for params["seconds"] (default: an hour) in response body."""
+
+    name = "test-sleep-response-body"
+    version = "1.0.0"
+
+    def on_response_body(self, ctx):
+        time.sleep(float(self.params.get("seconds", 3600)))

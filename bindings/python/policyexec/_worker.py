@@ -8,6 +8,7 @@ Error reply (or a failed step, inside :func:`run`).
 import importlib.util
 import json
 import os
+import signal
 import sys
 import traceback
 
@@ -22,6 +23,44 @@ _instances = {}
 
 _NOTHING = UNCHANGED
 _FAILED_TAIL = _NOTHING[2:]
+# First item of a step result: True (ok), False (failed) or this (timed out).
+TIMED_OUT = 2
+
+
+class _StepTimeout(BaseException):
+    """Raised in a running step when its own timeout expires."""
+
+
+# The step whose timer is armed, or None. The SIGALRM handler raises only
+# while it is set: a signal that was already on its way when the step ended
+# (and the timer was disarmed) is ignored, never raised in the worker's code.
+_armed = None
+
+
+def _on_alarm(signum, frame):
+    if _armed is not None:
+        raise _StepTimeout()
+
+
+def _arm(seconds, key):
+    global _armed
+    _armed = key
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def _disarm():
+    global _armed
+    _armed = None
+    signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+# The worker runs Python on its main thread, where signal handlers run:
+# Python checks for them between bytecodes and when a blocking call (sleep,
+# a socket read) is interrupted, so a step stuck in Python code gets the
+# exception. A step blocked inside C code that never returns is not
+# interrupted: the engine's hard deadline kills the worker then.
+if hasattr(signal, "setitimer"):
+    signal.signal(signal.SIGALRM, _on_alarm)
 _from_wire = Context._from_wire
 _MAX_ERROR = 4000
 _TRACEBACK_FRAMES = 3
@@ -102,13 +141,21 @@ def count():
 
 def run(phase, instance_ids, fail_open, method, path, authority, status,
         request_headers, response_headers, request_body, response_body, metadata,
-        step_phases=None):
+        step_phases=None, timeouts=None, progress=None):
     """Runs the steps of one phase, or of consecutive phases, on one shared
     context; returns one result tuple per step that ran: (ok, error, header
-    edits, body edits, metadata edits, status, method, path, respond).
+    edits, body edits, metadata edits, status, method, path, respond), where
+    ok is True, False (failed) or TIMED_OUT.
 
     ``step_phases`` is None (every step runs in ``phase``) or the phase of
     each step, checked by the caller (one per step, known, non-decreasing).
+    ``timeouts`` is None or each step's own timeout in milliseconds (0:
+    none): a step still running then is interrupted, its changes discarded,
+    and it ends TIMED_OUT; the next step gets its own full timeout.
+    ``progress`` is None or a callable taking a list of results: it is
+    called with the results not yet reported before each fail-open step
+    after the first, so that they survive the worker's death in that step;
+    the list returned then holds only the results after those reported.
     Raises LookupError (nothing runs) when an instance is unknown."""
     steps = []
     for instance_id in instance_ids:
@@ -119,7 +166,12 @@ def run(phase, instance_ids, fail_open, method, path, authority, status,
     ctx = _from_wire(phase, method, path, authority, status, request_headers,
                      response_headers, request_body, response_body, metadata)
     results = []
+    reported = 0
     for index, entry in enumerate(steps):
+        if (progress is not None and index > reported and index < len(fail_open)
+                and fail_open[index]):
+            progress(results[reported:])
+            reported = index
         if step_phases is not None:
             # The context follows the step: what it lets the policy see and
             # set (bodies, status, request line) depends on the phase.
@@ -128,10 +180,25 @@ def run(phase, instance_ids, fail_open, method, path, authority, status,
         if hook is None:
             results.append(_NOTHING)
             continue
+        limit = timeouts[index] if timeouts is not None and index < len(timeouts) else 0
         try:
+            if limit:
+                _arm(limit / 1000.0, entry[4])
             hook(ctx)
+            if limit:
+                _disarm()
             result = ctx._commit()
+        except _StepTimeout:
+            _disarm()
+            ctx._rollback()
+            results.append((TIMED_OUT, f"{entry[4]}: exceeded its timeout of {limit} ms "
+                                       "(interrupted by the worker)") + _FAILED_TAIL)
+            if index >= len(fail_open) or not fail_open[index]:
+                break
+            continue
         except BaseException as exc:  # even SystemExit: a policy never stops the worker
+            if limit:
+                _disarm()
             ctx._rollback()
             results.append((False, _describe(entry[4], exc)) + _FAILED_TAIL)
             if index >= len(fail_open) or not fail_open[index]:
@@ -140,7 +207,7 @@ def run(phase, instance_ids, fail_open, method, path, authority, status,
         results.append(result)
         if result[8] is not None:
             break
-    return results
+    return results[reported:] if reported else results
 
 
 def _describe(key, exc):

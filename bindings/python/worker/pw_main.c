@@ -152,6 +152,9 @@ static void on_stop_signal(int sig) {
 /* Blocks on the lifeline; its end of file means the engine is gone. */
 static void *lifeline_watcher(void *arg) {
   int fd = (int)(intptr_t)arg;
+  /* Signals are for the main thread (this one starts with all blocked): a
+   * step's timer (SIGALRM) must interrupt the Python code there, which it
+   * would not if this thread took it. */
   char byte;
   ssize_t n;
   while ((n = read(fd, &byte, 1)) != 0) {
@@ -175,7 +178,12 @@ static int watch_lifeline(int fd) {
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&attr, 64 * 1024);
+  /* Created with every signal blocked (it inherits this thread's mask). */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   int rc = pthread_create(&tid, &attr, lifeline_watcher, (void *)(intptr_t)fd);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
   if (rc != 0) {
     PW_LOG("cannot watch the lifeline: %s", strerror(rc));

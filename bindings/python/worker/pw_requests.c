@@ -7,6 +7,7 @@
 
 #include "policyexec/v1/executor.pb-c.h"
 #include "pw_log.h"
+#include "pw_progress.h"
 #include "pw_run.h"
 
 typedef Policyexec__V1__Request Request;
@@ -200,13 +201,22 @@ static PyObject *ping(pw_handler *h, Response *resp) {
   return count;
 }
 
-static PyObject *run(pw_handler *h, const Policyexec__V1__RunPhase *req, Response *resp) {
+static PyObject *run(pw_handler *h, pw_conn *c, uint64_t id, const Policyexec__V1__RunPhase *req,
+                     Response *resp) {
   Policyexec__V1__RunReply *r = pw_arena_alloc(&h->arena, sizeof(*r));
   if (r == NULL) {
     return PyErr_NoMemory();
   }
   policyexec__v1__run_reply__init(r);
-  PyObject *hold = pw_run_phase(h->py, req, r, &h->arena);
+  /* Progress reports only when asked (a batch with a fail-open step after
+   * others): they cost a write each. */
+  pw_progress progress = {.conn = c, .id = id, .a = &h->arena};
+  PyObject *report = NULL;
+  if (req->report_progress && (report = pw_progress_callable(&progress)) == NULL) {
+    return NULL;
+  }
+  PyObject *hold = pw_run_phase(h->py, req, r, &h->arena, report);
+  Py_XDECREF(report);
   if (hold != NULL) {
     resp->body_case = POLICYEXEC__V1__RESPONSE__BODY_RUN;
     resp->run = r;
@@ -216,7 +226,7 @@ static PyObject *run(pw_handler *h, const Policyexec__V1__RunPhase *req, Respons
 
 /* Serves @p req into @p resp; returns the Python object the reply points
  * into, or NULL (then resp holds an Error, or nothing if even that failed). */
-static PyObject *serve(pw_handler *h, const Request *req, Response *resp) {
+static PyObject *serve(pw_handler *h, pw_conn *c, const Request *req, Response *resp) {
   PyObject *hold = NULL;
   switch (req->body_case) {
   case POLICYEXEC__V1__REQUEST__BODY_HELLO:
@@ -229,7 +239,7 @@ static PyObject *serve(pw_handler *h, const Request *req, Response *resp) {
     hold = destroy(h, req->destroy, resp);
     break;
   case POLICYEXEC__V1__REQUEST__BODY_RUN:
-    hold = run(h, req->run, resp);
+    hold = run(h, c, req->id, req->run, resp);
     break;
   case POLICYEXEC__V1__REQUEST__BODY_PING:
     hold = ping(h, resp);
@@ -253,7 +263,7 @@ int pw_handle_request(pw_handler *h, pw_conn *c, const uint8_t *msg, size_t len)
   }
   Response resp = POLICYEXEC__V1__RESPONSE__INIT;
   resp.id = req->id;
-  PyObject *hold = serve(h, req, &resp);
+  PyObject *hold = serve(h, c, req, &resp);
   int rc = -1;
   if (resp.body_case != POLICYEXEC__V1__RESPONSE__BODY__NOT_SET) {
     size_t size = policyexec__v1__response__get_packed_size(&resp);
