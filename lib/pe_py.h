@@ -43,6 +43,7 @@ struct pe_python_options {
   size_t max_in_flight;
   uint32_t backoff_initial_ms, backoff_max_ms;
   uint32_t startup_timeout_ms;
+  uint32_t create_timeout_ms; /* one instance's creation on one worker */
   uint32_t shutdown_grace_ms;
   size_t max_message; /* 0: derived from the engine's limits */
   bool cpu_affinity;  /* pin workers, prefer the caller's CPU's worker */
@@ -160,12 +161,23 @@ struct pe__py_worker {
   unsigned quick_deaths;  /* consecutive deaths soon after a start */
   pthread_mutex_t pool_lock;
   pe__py_conn *idle; /* idle blocking connections of generation gen */
+  /* The policy an instance of which is being created on this worker (by a
+   * chain build), or NULL. The worker runs one thing at a time, so while it
+   * is set batches go to other workers when any is ready, and a batch that
+   * still waits on it past its deadline does not get it killed: the create
+   * has a timeout of its own. */
+  _Atomic(const struct pe__policy *) creating;
 };
 
-/* With w->lock held: asks w to create inst. PE_OK; PE_ERR_PARAM when the
- * worker refused (its message in err); another code when the control
- * connection broke (the caller then fails the worker). */
-int pe__py_worker_create(pe__py_worker *w, const pe__py_instance *inst, char *err);
+/* Asks the worker at the other end of c (w's current process) to create
+ * inst, within the pool's create timeout. The caller holds whatever makes
+ * c its own (w->lock for w->control). PE_OK; PE_ERR_PARAM (refused: the
+ * worker's message in err); PE_ERR_TIMEOUT (past the create timeout: err
+ * names the policy and the timeout; *kill says the worker could not
+ * interrupt it and must be replaced); PE_ERR_WORKER (the connection broke:
+ * the caller fails the worker). */
+int pe__py_worker_create(pe__py_worker *w, pe__py_conn *c, const pe__py_instance *inst, char *err,
+                         bool *kill);
 
 /* With w->lock held: starts a process if the back-off allows it. */
 int pe__py_worker_spawn(pe__py_worker *w, char *err);
@@ -234,6 +246,7 @@ struct pe__backend {
   pe__py_instance *instances;
   atomic_ullong next_instance_id;
   pe__py_supervisor supervisor;
+  atomic_bool stopping;    /* shutdown: spawn nothing more */
   pe__policy **advertised; /* start-up only: worker 0's policies */
   size_t advertised_count;
 };

@@ -99,6 +99,16 @@ static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex, const 
   unsigned gen = c->gen;
   conn_discard(be, c);
   if (rc == PE_ERR_TIMEOUT) {
+    const pe__policy *creating = atomic_load(&w->creating);
+    if (creating) {
+      /* Not stuck: busy with a constructor, which has its own timeout. */
+      pe__errmsg_set(why,
+                     "python worker %zu was busy creating an instance of %s@%s for longer than "
+                     "the batch's deadline",
+                     w->index, creating->name, creating->version);
+      pe__py_fail_steps(ex, b, done, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, why);
+      return PE_OK;
+    }
     pe__py_worker_fail(w, gen, "a python step exceeded its timeout and could not be interrupted");
     pe__errmsg_set(why,
                    "no answer from python worker %zu within %llu ms, the steps' timeouts and a "

@@ -198,8 +198,8 @@ static int conn_fail(pe_dispatcher *d, pe__py_conn *c, int rc, pe_step_outcome o
       continue;
     }
     if (now_ns && k->deadline_ns <= now_ns) {
-      pe__errmsg_set(timed_out, "no answer from python worker %zu in time (worker replaced)",
-                     w->index);
+      pe__errmsg_set(timed_out, "no answer from python worker %zu in time%s", w->index,
+                     kill_reason ? " (worker replaced)" : "");
       pe__py_fail_steps(ex, &k->batch, k->done, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, timed_out);
     } else {
       pe__py_fail_steps(ex, &k->batch, k->done, rc, outcome, crashed);
@@ -411,10 +411,13 @@ static int process_timer(pe_dispatcher *d) {
       expired = k->deadline_ns <= now;
     /* The worker is stuck in a step: kill it; the calls behind the stuck
      * one on this connection crash with it. */
+    /* (Unless it is busy creating an instance: that has its own timeout.) */
+    bool creating = expired && atomic_load(&c->worker->creating) != NULL;
     if (expired)
       completed += conn_fail(d, c, PE_ERR_WORKER, PE_STEP_CRASHED,
-                             "killed because another step on it timed out", now,
-                             "a python step exceeded its timeout");
+                             creating ? "the worker was busy creating an instance"
+                                      : "killed because another step on it timed out",
+                             now, creating ? NULL : "a python step exceeded its timeout");
   }
   timer_rearm(d);
   return completed;

@@ -63,6 +63,10 @@ static void reap(pid_t pid, char *buf, size_t size) {
 
 int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   pe__py_backend *be = w->be;
+  if (atomic_load(&be->stopping)) {
+    pe__errmsg_set(err, "python worker %zu: not restarted, the pool is shutting down", w->index);
+    return PE_ERR_WORKER;
+  }
   const pe_python_options *o = &be->cfg;
   const char *path = o->worker_path;
   size_t argc = 9 + 2 * o->module_path_count + 1;
@@ -181,42 +185,70 @@ static int connect_control(pe__py_worker *w, uint64_t deadline, char *err) {
   }
 }
 
-int pe__py_worker_create(pe__py_worker *w, const pe__py_instance *inst, char *err) {
+/* Grace beyond the create timeout for the worker's own report of a
+ * constructor it interrupted; past it the worker is taken as stuck. */
+#define CREATE_GRACE_MS 500
+
+int pe__py_worker_create(pe__py_worker *w, pe__py_conn *c, const pe__py_instance *inst, char *err,
+                         bool *kill) {
+  uint32_t limit = w->be->cfg.create_timeout_ms;
+  *kill = false;
   Policyexec__V1__CreateInstance ci = POLICYEXEC__V1__CREATE_INSTANCE__INIT;
   ci.instance_id = inst->id;
   ci.name = inst->policy->name;
   ci.version = inst->policy->version;
   ci.params_json = inst->params_json;
+  ci.timeout_ms = limit;
   pe__py_request req = POLICYEXEC__V1__REQUEST__INIT;
   req.body_case = POLICYEXEC__V1__REQUEST__BODY_CREATE;
   req.create = &ci;
   pe__py_response *resp;
-  int rc = pe__py_worker_control_call(w, &req, &resp);
+  bool unsent;
+  uint64_t deadline = pe__now_ns() + ((uint64_t)limit + CREATE_GRACE_MS) * 1000000u;
+  int rc = pe__py_conn_call(c, &req, deadline, &resp, &unsent);
+  if (rc == PE_ERR_TIMEOUT) {
+    *kill = true;
+    pe__errmsg_set(err,
+                   "python policy %s@%s: creating the instance on worker %zu took longer than "
+                   "the create timeout of %u ms, and the worker could not interrupt it",
+                   inst->policy->name, inst->policy->version, w->index, limit);
+    return PE_ERR_TIMEOUT;
+  }
   if (rc != PE_OK) {
-    pe__errmsg_set(err, "python worker %zu: creating instance %llu: %s", w->index,
-                   (unsigned long long)inst->id, w->control.why);
+    pe__errmsg_set(err, "python worker %zu: creating an instance of %s@%s: %s", w->index,
+                   inst->policy->name, inst->policy->version, c->why);
     return rc;
   }
-  bool ok = resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_CREATE && resp->create->ok;
-  if (!ok)
+  rc = PE_OK;
+  if (resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_CREATE && resp->create->timed_out) {
+    pe__errmsg_set(err,
+                   "python policy %s@%s: creating the instance on worker %zu took longer "
+                   "than the create timeout of %u ms",
+                   inst->policy->name, inst->policy->version, w->index, limit);
+    rc = PE_ERR_TIMEOUT;
+  } else if (resp->body_case != POLICYEXEC__V1__RESPONSE__BODY_CREATE || !resp->create->ok) {
     pe__errmsg_set(err, "%s",
                    resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_CREATE ? resp->create->error
                    : resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_ERROR
                        ? resp->error->message
                        : "unexpected reply to CreateInstance");
-  pe__py_conn_consume(&w->control);
-  return ok ? PE_OK : PE_ERR_PARAM;
+    rc = PE_ERR_PARAM;
+  }
+  pe__py_conn_consume(c);
+  return rc;
 }
 
 /* Re-creates one live instance on a (re)started worker. Params it accepted
- * before and refuses now mean the worker is not fit to serve. */
+ * before and refuses now (or a constructor now too slow) mean the worker
+ * is not fit to serve. */
 static int recreate(pe__py_worker *w, const pe__py_instance *inst, char *err) {
-  int rc = pe__py_worker_create(w, inst, err);
-  if (rc != PE_ERR_PARAM)
+  bool kill;
+  int rc = pe__py_worker_create(w, &w->control, inst, err, &kill);
+  if (rc != PE_ERR_PARAM && rc != PE_ERR_TIMEOUT)
     return rc;
   char why[PE__ERRMSG_SIZE];
   memcpy(why, err, sizeof why);
-  pe__errmsg_set(err, "python worker %zu refused to re-create %s@%s: %s", w->index,
+  pe__errmsg_set(err, "python worker %zu could not re-create %s@%s: %s", w->index,
                  inst->policy->name, inst->policy->version, why);
   return PE_ERR_WORKER;
 }

@@ -37,12 +37,14 @@ static inline void py_outcomes_clear(void) {
 }
 
 typedef struct py_config {
-  const char *worker;          /* NULL: the real worker */
-  unsigned workers;            /* 0: 1 */
-  size_t max_in_flight;        /* 0: default */
-  uint32_t backoff_ms;         /* initial back-off */
-  int cpu_affinity;            /* pin workers to CPUs */
-  uint32_t default_timeout_ms; /* 0: the library's default */
+  const char *worker;            /* NULL: the real worker */
+  unsigned workers;              /* 0: 1 */
+  size_t max_in_flight;          /* 0: default */
+  uint32_t backoff_ms;           /* initial back-off */
+  int cpu_affinity;              /* pin workers to CPUs */
+  uint32_t default_timeout_ms;   /* 0: the library's default */
+  uint32_t create_timeout_ms;    /* 0: the library's default */
+  const char *extra_module_path; /* NULL: none */
 } py_config;
 
 /* An engine (counting allocator, log and metrics recorders) whose pool is
@@ -74,6 +76,10 @@ static inline pe_engine *py_engine_with(pe_test_alloc *a, py_config cfg) {
   ck_assert_int_eq(pe_python_options_set_cpu_affinity(po, cfg.cpu_affinity), PE_OK);
   if (cfg.default_timeout_ms)
     ck_assert_int_eq(pe_python_options_set_default_timeout(po, cfg.default_timeout_ms), PE_OK);
+  if (cfg.create_timeout_ms)
+    ck_assert_int_eq(pe_python_options_set_create_timeout(po, cfg.create_timeout_ms), PE_OK);
+  if (cfg.extra_module_path)
+    ck_assert_int_eq(pe_python_options_add_module_path(po, cfg.extra_module_path), PE_OK);
   int rc = pe_engine_start_python(e, po);
   ck_assert_msg(rc == PE_OK, "pe_engine_start_python: %s: %s", pe_errname(rc), pe_engine_errmsg(e));
   pe_python_options_free(po);

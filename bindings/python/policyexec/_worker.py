@@ -104,9 +104,11 @@ def _import_file(path):
     _loaded.add(path)
 
 
-def create(instance_id, name, version, params_json):
+def create(instance_id, name, version, params_json, timeout_ms=0):
     """Creates (or replaces) instance ``instance_id`` of name@version.
-    Returns None on success, else the reason as str."""
+    Returns None on success, else the reason as str, or (TIMED_OUT, reason)
+    when the constructor (with validation) ran past ``timeout_ms`` (0: no
+    limit) and was interrupted."""
     key = f"{name}@{version}"
     cls = _policy.registered().get(key)
     if cls is None:
@@ -116,11 +118,23 @@ def create(instance_id, name, version, params_json):
     except ValueError as exc:
         return f"{key}: params are not valid JSON: {exc}"
     try:
+        if timeout_ms:
+            _arm(timeout_ms / 1000.0, key)
         instance = cls(params)
         instance.validate()
+        if timeout_ms:
+            _disarm()
+    except _StepTimeout:
+        _disarm()
+        return (TIMED_OUT, f"{key}: creating the instance took longer than the create "
+                           f"timeout of {timeout_ms} ms (interrupted by the worker)")
     except (TypeError, ValueError) as exc:
+        if timeout_ms:
+            _disarm()
         return f"{key}: {exc}"
     except Exception as exc:
+        if timeout_ms:
+            _disarm()
         return f"{key}: {type(exc).__name__}: {exc}"
     phases = cls.phases()
     _instances[instance_id] = tuple(

@@ -126,14 +126,20 @@ static PyObject *create(pw_handler *h, const Policyexec__V1__CreateInstance *req
   }
   policyexec__v1__create_reply__init(r);
   PyObject *error =
-      PyObject_CallFunction(h->py->create, "Ksss", (unsigned long long)req->instance_id, req->name,
-                            req->version, req->params_json);
+      PyObject_CallFunction(h->py->create, "KsssI", (unsigned long long)req->instance_id, req->name,
+                            req->version, req->params_json, req->timeout_ms);
   if (error == NULL) {
     return NULL;
   }
+  /* None (created), the reason (refused), or (TIMED_OUT, reason). */
+  PyObject *why = error;
+  if (PyTuple_Check(error) && PyTuple_GET_SIZE(error) == 2) {
+    r->timed_out = 1;
+    why = PyTuple_GET_ITEM(error, 1);
+  }
   if (error == Py_None) {
     r->ok = 1;
-  } else if ((r->error = (char *)PyUnicode_AsUTF8(error)) == NULL) {
+  } else if ((r->error = (char *)PyUnicode_AsUTF8(why)) == NULL) {
     Py_DECREF(error);
     return NULL;
   }
