@@ -154,6 +154,26 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   return PE_OK;
 }
 
+/* If w's process has ended (or ends within a moment: its socket closing
+ * comes just before its exit), reaps it and describes how into how (else
+ * leaves how empty). */
+static void ended_status(pe__py_worker *w, char *how, size_t size) {
+  how[0] = '\0';
+  pid_t pid = atomic_load(&w->pid);
+  for (int i = 0; pid > 0 && i < 50; i++) {
+    int status;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      describe_status(status, how, size);
+      atomic_store(&w->pid, 0);
+      return;
+    }
+    if (r < 0)
+      return;
+    sleep_ns(CONNECT_RETRY_NS);
+  }
+}
+
 /* Connects the control connection, retrying while the worker starts up. */
 static int connect_control(pe__py_worker *w, uint64_t deadline, char *err) {
   pe__py_backend *be = w->be;
@@ -265,7 +285,13 @@ int pe__py_worker_handshake(pe__py_worker *w,
   pe__py_response *resp;
   rc = pe__py_conn_hello(&w->control, deadline, &resp);
   if (rc != PE_OK) {
-    pe__errmsg_set(err, "python worker %zu: handshake failed: %s", w->index, w->control.why);
+    /* A worker that ended during start-up (os._exit at import, a crash)
+     * says nothing on the socket: its exit status is the best reason. A
+     * Python error at import comes as the handshake's Error reply. */
+    char how[96];
+    ended_status(w, how, sizeof how);
+    pe__errmsg_set(err, "python worker %zu: handshake failed: %s%s%s", w->index, w->control.why,
+                   how[0] ? "; the worker " : "", how);
     return PE_ERR_WORKER;
   }
   if (on_hello)

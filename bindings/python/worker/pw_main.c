@@ -309,11 +309,16 @@ int main(int argc, char **argv) {
   }
   pw_python py;
   pw_handler handler = {.py = &py};
-  if (pw_arena_init(&handler.arena) != 0 || pw_python_init(&py, package_dir) != 0 ||
-      pw_preload_modules(&handler, args.module_paths, args.n_module_paths) != 0) {
+  if (pw_arena_init(&handler.arena) != 0 || pw_python_init(&py, package_dir) != 0) {
     remove_created_paths();
     return 1;
   }
+  /* A policy module that fails to import (syntax error, exception, exit,
+   * a duplicate name@version) does not end the worker at once: it answers
+   * every request, the engine's Hello first, with the reason, so that the
+   * engine reports it (the socket is the one channel the engine reads), and
+   * exits once the engine has closed its connections (or the lifeline). */
+  int failed = pw_preload_modules(&handler, args.module_paths, args.n_module_paths) != 0;
 
   pw_server_config cfg = {.listen_fds = listen_fds,
                           .n_listen = n_listen,
@@ -321,6 +326,10 @@ int main(int argc, char **argv) {
                           .n_conn = n_conn,
                           .max_message = args.max_message};
   int rc = pw_server_run(&cfg, &handler, &stop_requested);
+  if (failed) {
+    rc = -1;
+  }
+  free(handler.startup_error);
 
   for (size_t i = 0; i < n_listen; i++) {
     close(listen_fds[i]);

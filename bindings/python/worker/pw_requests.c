@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -15,6 +16,11 @@ typedef Policyexec__V1__Response Response;
 
 static void *arena_alloc(void *a, size_t size) {
   return pw_arena_alloc(a, size);
+}
+
+static void *malloc_alloc(void *unused, size_t size) {
+  (void)unused;
+  return malloc(size);
 }
 
 /* Replaces the reply with an Error carrying the pending Python exception. */
@@ -86,8 +92,11 @@ int pw_preload_modules(pw_handler *h, char **paths, size_t n) {
   }
   PyObject *infos = load_modules(h, paths, n, NULL);
   if (infos == NULL) {
-    PW_LOG("cannot load the policy modules:");
-    PyErr_Print();
+    /* Not PyErr_Print: a SystemExit raised at import would end the process
+     * there, before the engine hears why. */
+    h->startup_error = pw_python_error(malloc_alloc, NULL);
+    PW_LOG("cannot load the policy modules: %s",
+           h->startup_error ? h->startup_error : "(out of memory)");
     return -1;
   }
   Py_DECREF(infos);
@@ -269,7 +278,15 @@ int pw_handle_request(pw_handler *h, pw_conn *c, const uint8_t *msg, size_t len)
   }
   Response resp = POLICYEXEC__V1__RESPONSE__INIT;
   resp.id = req->id;
-  PyObject *hold = serve(h, c, req, &resp);
+  PyObject *hold = NULL;
+  Policyexec__V1__Error failed = POLICYEXEC__V1__ERROR__INIT;
+  if (h->startup_error != NULL) {
+    failed.message = h->startup_error;
+    resp.body_case = POLICYEXEC__V1__RESPONSE__BODY_ERROR;
+    resp.error = &failed;
+  } else {
+    hold = serve(h, c, req, &resp);
+  }
   int rc = -1;
   if (resp.body_case != POLICYEXEC__V1__RESPONSE__BODY__NOT_SET) {
     size_t size = policyexec__v1__response__get_packed_size(&resp);
