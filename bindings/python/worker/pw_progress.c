@@ -32,7 +32,7 @@ static PyObject *report(PyObject *self, PyObject *results) {
   }
   size_t n = (size_t)PyList_GET_SIZE(results);
   if (p->failed || n == 0) {
-    Py_RETURN_NONE;
+    return Py_NewRef(Py_None);
   }
   Policyexec__V1__RunReply reply = POLICYEXEC__V1__RUN_REPLY__INIT;
   reply.partial = 1;
@@ -68,7 +68,7 @@ static PyObject *report(PyObject *self, PyObject *results) {
     PW_LOG("cannot send a progress report; sending no more");
     p->failed = 1;
   }
-  Py_RETURN_NONE;
+  return Py_NewRef(Py_None);
 }
 
 static PyMethodDef report_def = {"progress", report, METH_O,
