@@ -6,26 +6,6 @@
 #include <dirent.h>
 #include <sys/wait.h>
 
-/* Waits up to timeout_ms for a process to be gone (or a zombie nobody
- * reaps yet). */
-static int gone_within(int pid, int timeout_ms) {
-  for (int waited = 0; waited < timeout_ms; waited += 20) {
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-      return 1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *close_paren = strrchr(buf, ')');
-    if (close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z')
-      return 1;
-    py_sleep_ms(20);
-  }
-  return 0;
-}
-
 /* Runs test-forker and returns the pid of the child it started. */
 static int start_forker_child(pe_engine *e, const pe_chain *forker) {
   pe_exchange *ex = py_exchange(e);
@@ -54,13 +34,13 @@ START_TEST(forked_child_dies_with_its_replaced_worker) {
   ck_assert_int_eq(pe_exchange_status(ex), 504);
   pe_exchange_free(ex);
   ck_assert_uint_eq(pe_engine_python_restarts(e), 1);
-  ck_assert_msg(gone_within(child, 5000), "child %d outlived its worker", child);
+  ck_assert_msg(py_wait_dead(child, 5000), "child %d outlived its worker", child);
   /* And at shutdown. */
   child = start_forker_child(e, forker);
   pe_chain_free(forker);
   pe_chain_free(slow);
   pe_engine_free(e);
-  ck_assert_msg(gone_within(child, 5000), "child %d outlived the pool", child);
+  ck_assert_msg(py_wait_dead(child, 5000), "child %d outlived the pool", child);
 }
 END_TEST
 

@@ -122,7 +122,9 @@ START_TEST(kill_idle_worker) {
   expect_sample_works(e, good);
   int pid = py_worker_pid(e, 0);
   ck_assert_int_eq(kill(pid, SIGKILL), 0);
-  py_sleep_ms(50);
+  /* Dead for sure (a sanitized worker takes a while to go on a loaded
+   * machine), so that its idle connection is found broken. */
+  ck_assert(py_wait_dead(pid, 5000));
   /* The next request finds the dead worker, replaces it and is served. */
   expect_sample_works(e, good);
   ck_assert_uint_eq(pe_engine_python_restarts(e), 1);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -125,6 +126,38 @@ static inline int py_process_exists(int pid) {
   snprintf(path, sizeof path, "/proc/%d", pid);
   struct stat st;
   return stat(path, &st) == 0;
+}
+
+/* Waits up to timeout_ms for a process to be dead with all its threads
+ * (so its fds are closed). For a child of this process (a worker), asks
+ * waitid without reaping it (the engine reaps it): /proc shows a
+ * multi-threaded process's leader as a zombie while its other threads still
+ * hold its sockets. For another process, waits until /proc shows it gone or
+ * a zombie. Returns 1 if it is dead. */
+static inline int py_wait_dead(int pid, int timeout_ms) {
+  for (int waited = 0; waited < timeout_ms; waited += 10) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0) {
+      if (info.si_pid == pid)
+        return 1;
+    } else {
+      char path[64], buf[256];
+      snprintf(path, sizeof path, "/proc/%d/stat", pid);
+      FILE *f = fopen(path, "r");
+      if (!f)
+        return 1;
+      size_t n = fread(buf, 1, sizeof buf - 1, f);
+      fclose(f);
+      buf[n] = '\0';
+      const char *paren = strrchr(buf, ')');
+      if (paren && paren[1] == ' ' && paren[2] == 'Z')
+        return 1;
+    }
+    struct timespec ts = {0, 10000000L};
+    nanosleep(&ts, NULL);
+  }
+  return 0;
 }
 
 /* The --socket argument of a worker, from its command line. */
