@@ -266,6 +266,29 @@ START_TEST(response_body_hang_is_its_own_timeout_and_phase) {
 }
 END_TEST
 
+/* A shorter timeout before a longer one: the later step still gets its own
+ * whole timeout (the worker's timer, started for the first step, fires
+ * during the second and is started again for what is left of its time). */
+START_TEST(a_step_gets_its_whole_timeout_after_a_shorter_one) {
+  pe_engine *e = py_engine(1);
+  pe_chain *c = py_chain(e, "[{\"name\":\"test-tag\",\"version\":\"1.0.0\",\"timeout_ms\":100},"
+                            "{\"name\":\"test-sleep\",\"version\":\"1.0.0\","
+                            "\"failure_mode\":\"open\",\"timeout_ms\":700}]");
+  pe_exchange *ex = py_exchange(e);
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ck_assert_int_eq(pe_chain_run(c, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  long ms = ms_since(&t0);
+  ck_assert_int_eq(pe_exchange_verdict(ex), PE_VERDICT_CONTINUE);
+  ck_assert_msg(ms >= 650, "interrupted after %ld ms, before its 700 ms", ms);
+  ck_assert_int_eq(atomic_load(&py_outcomes[PE_STEP_TIMEOUT]), 1);
+  ck_assert_uint_eq(pe_engine_python_restarts(e), 0);
+  pe_exchange_free(ex);
+  pe_chain_free(c);
+  pe_engine_free(e);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("python_harden");
   TCase *tc = tcase_create("harden");
@@ -279,6 +302,7 @@ int main(void) {
   tcase_add_test(tc, fail_open_exit_in_a_batch_is_skipped_async);
   tcase_add_test(tc, last_of_ten_steps_times_out_on_its_own);
   tcase_add_test(tc, response_body_hang_is_its_own_timeout_and_phase);
+  tcase_add_test(tc, a_step_gets_its_whole_timeout_after_a_shorter_one);
   suite_add_tcase(s, tc);
   return pe_test_run_suite(s);
 }
