@@ -189,10 +189,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (resp) {
     fill_exchange();
     char why[PE__ERRMSG_SIZE];
-    if (pe__py_check_reply(resp, &b, why) == PE_OK)
-      pe__py_apply_reply(ex, &b, resp);
+    if (pe__py_check_reply(resp, &b, 0, why) == PE_OK)
+      pe__py_apply_reply(ex, &b, 0, resp);
     else /* as pe_py_batch.c does with a reply that breaks the protocol */
-      pe__py_fail_steps(ex, &b, PE_ERR_WORKER, PE_STEP_CRASHED, why);
+      pe__py_fail_steps(ex, &b, 0, PE_ERR_WORKER, PE_STEP_CRASHED, why);
     check_headers(PE_REQUEST);
     check_headers(PE_RESPONSE);
     (void)pe_exchange_errmsg(ex);

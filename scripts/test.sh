@@ -46,9 +46,13 @@ cc -Wall -Wextra -Werror -o "$prefix/embed" examples/embed/embed.c \
 plugin=$(find "$prefix" -name 'sample_native_policies.so' | head -n1)
 LD_LIBRARY_PATH="$(dirname "$(find "$prefix" -name 'libpolicyexec.so.*' | head -n1)")" \
   "$prefix/embed" "$plugin" >/dev/null
-# The installed bench_hooks uses only installed files: the plugin, the
-# worker (found by the library beside itself) and the sample Python policies.
-LD_LIBRARY_PATH="$(dirname "$(find "$prefix" -name 'libpolicyexec.so.*' | head -n1)")" \
+# The installed programs find the installed library through their RPATH
+# ($ORIGIN-relative), with no LD_LIBRARY_PATH. The installed bench_hooks uses
+# only installed files: the plugin, the worker (found by the library beside
+# itself) and the sample Python policies.
+env -u LD_LIBRARY_PATH "$prefix/bin/policyexec-gateway" --help >/dev/null
+env -u LD_LIBRARY_PATH "$prefix/libexec/policyexec-pyworker" --help >/dev/null
+env -u LD_LIBRARY_PATH \
   "$prefix/bin/bench_hooks" --profile native-4 --profile python-4 --workers 1 --duration 0.2 \
   --warmup 0.05 --no-floor --json >/dev/null
 # The installed bindings find the installed library by themselves (from their

@@ -32,6 +32,7 @@ START_TEST(every_code_named) {
       {PE_ERR_UNSUPPORTED, "PE_ERR_UNSUPPORTED"},
       {PE_ERR_IO, "PE_ERR_IO"},
       {PE_ERR_INVALID_VALUE, "PE_ERR_INVALID_VALUE"},
+      {PE_ERR_FRAMING_HEADER, "PE_ERR_FRAMING_HEADER"},
   };
   for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
     ck_assert_str_eq(pe_errname(codes[i].code), codes[i].name);
@@ -41,7 +42,7 @@ START_TEST(every_code_named) {
     for (size_t j = 0; j < i; j++)
       ck_assert_str_ne(text, pe_strerror(codes[j].code));
   }
-  ck_assert_str_eq(pe_strerror(PE_ERR_HEADER_VALUE), "header value contains CR, LF or NUL");
+  ck_assert_str_eq(pe_strerror(PE_ERR_HEADER_VALUE), "header value contains CR, LF, NUL or DEL");
   ck_assert_str_eq(pe_strerror(-999), "unknown error code");
   ck_assert_str_eq(pe_strerror(42), "unknown error code");
   ck_assert_str_eq(pe_errname(-999), "PE_ERR_UNKNOWN");

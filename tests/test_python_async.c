@@ -132,7 +132,8 @@ END_TEST
 
 START_TEST(timeout_through_timer) {
   pe_engine *e = py_engine(1);
-  pe_chain *slow = py_chain(e, "[{\"name\":\"test-sleep\",\"version\":\"1.0.0\","
+  /* Blocked: only the engine's hard deadline (the dispatcher's timer) ends it. */
+  pe_chain *slow = py_chain(e, "[{\"name\":\"test-sleep-blocked\",\"version\":\"1.0.0\","
                                "\"timeout_ms\":200}]");
   pe_chain *good = py_chain(e, "[{\"name\":\"sample-python-request-header\","
                                "\"version\":\"1.0.0\"}]");

@@ -22,11 +22,13 @@ static void expect_sample_works(pe_engine *e, const pe_chain *c) {
   pe_exchange_free(ex);
 }
 
+/* A step the worker cannot interrupt (test-sleep-blocked): the engine's
+ * hard deadline kills and replaces the worker. */
 static void timeout_case(const char *mode, pe_verdict want) {
   pe_engine *e = py_engine(1);
   char json[256];
   snprintf(json, sizeof json,
-           "[{\"name\":\"test-sleep\",\"version\":\"1.0.0\",\"failure_mode\":\"%s\","
+           "[{\"name\":\"test-sleep-blocked\",\"version\":\"1.0.0\",\"failure_mode\":\"%s\","
            "\"timeout_ms\":200}]",
            mode);
   pe_chain *slow = py_chain(e, json);
@@ -98,7 +100,7 @@ END_TEST
  * stuck and then replaced. */
 START_TEST(timeout_leaves_other_worker_serving) {
   pe_engine *e = py_engine(2);
-  pe_chain *slow = py_chain(e, "[{\"name\":\"test-sleep\",\"version\":\"1.0.0\","
+  pe_chain *slow = py_chain(e, "[{\"name\":\"test-sleep-blocked\",\"version\":\"1.0.0\","
                                "\"timeout_ms\":300}]");
   pe_chain *good = py_chain(e, sample);
   pe_exchange *ex = py_exchange(e);
@@ -120,7 +122,9 @@ START_TEST(kill_idle_worker) {
   expect_sample_works(e, good);
   int pid = py_worker_pid(e, 0);
   ck_assert_int_eq(kill(pid, SIGKILL), 0);
-  py_sleep_ms(50);
+  /* Dead for sure (a sanitized worker takes a while to go on a loaded
+   * machine), so that its idle connection is found broken. */
+  ck_assert(py_wait_dead(pid, 5000));
   /* The next request finds the dead worker, replaces it and is served. */
   expect_sample_works(e, good);
   ck_assert_uint_eq(pe_engine_python_restarts(e), 1);

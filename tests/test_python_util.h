@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,12 +38,14 @@ static inline void py_outcomes_clear(void) {
 }
 
 typedef struct py_config {
-  const char *worker;          /* NULL: the real worker */
-  unsigned workers;            /* 0: 1 */
-  size_t max_in_flight;        /* 0: default */
-  uint32_t backoff_ms;         /* initial back-off */
-  int cpu_affinity;            /* pin workers to CPUs */
-  uint32_t default_timeout_ms; /* 0: the library's default */
+  const char *worker;            /* NULL: the real worker */
+  unsigned workers;              /* 0: 1 */
+  size_t max_in_flight;          /* 0: default */
+  uint32_t backoff_ms;           /* initial back-off */
+  int cpu_affinity;              /* pin workers to CPUs */
+  uint32_t default_timeout_ms;   /* 0: the library's default */
+  uint32_t create_timeout_ms;    /* 0: the library's default */
+  const char *extra_module_path; /* NULL: none */
 } py_config;
 
 /* An engine (counting allocator, log and metrics recorders) whose pool is
@@ -74,6 +77,10 @@ static inline pe_engine *py_engine_with(pe_test_alloc *a, py_config cfg) {
   ck_assert_int_eq(pe_python_options_set_cpu_affinity(po, cfg.cpu_affinity), PE_OK);
   if (cfg.default_timeout_ms)
     ck_assert_int_eq(pe_python_options_set_default_timeout(po, cfg.default_timeout_ms), PE_OK);
+  if (cfg.create_timeout_ms)
+    ck_assert_int_eq(pe_python_options_set_create_timeout(po, cfg.create_timeout_ms), PE_OK);
+  if (cfg.extra_module_path)
+    ck_assert_int_eq(pe_python_options_add_module_path(po, cfg.extra_module_path), PE_OK);
   int rc = pe_engine_start_python(e, po);
   ck_assert_msg(rc == PE_OK, "pe_engine_start_python: %s: %s", pe_errname(rc), pe_engine_errmsg(e));
   pe_python_options_free(po);
@@ -119,6 +126,38 @@ static inline int py_process_exists(int pid) {
   snprintf(path, sizeof path, "/proc/%d", pid);
   struct stat st;
   return stat(path, &st) == 0;
+}
+
+/* Waits up to timeout_ms for a process to be dead with all its threads
+ * (so its fds are closed). For a child of this process (a worker), asks
+ * waitid without reaping it (the engine reaps it): /proc shows a
+ * multi-threaded process's leader as a zombie while its other threads still
+ * hold its sockets. For another process, waits until /proc shows it gone or
+ * a zombie. Returns 1 if it is dead. */
+static inline int py_wait_dead(int pid, int timeout_ms) {
+  for (int waited = 0; waited < timeout_ms; waited += 10) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0) {
+      if (info.si_pid == pid)
+        return 1;
+    } else {
+      char path[64], buf[256];
+      snprintf(path, sizeof path, "/proc/%d/stat", pid);
+      FILE *f = fopen(path, "r");
+      if (!f)
+        return 1;
+      size_t n = fread(buf, 1, sizeof buf - 1, f);
+      fclose(f);
+      buf[n] = '\0';
+      const char *paren = strrchr(buf, ')');
+      if (paren && paren[1] == ' ' && paren[2] == 'Z')
+        return 1;
+    }
+    struct timespec ts = {0, 10000000L};
+    nanosleep(&ts, NULL);
+  }
+  return 0;
 }
 
 /* The --socket argument of a worker, from its command line. */

@@ -103,9 +103,10 @@ PE_API size_t pe_dispatcher_pending(const pe_dispatcher *d);
  *         PE_PENDING: a Python batch is in flight, and @p done will be
  *         called once from pe_dispatcher_dispatch() on @p d's thread;
  *         PE_ERR_INVALID_ARGUMENT (NULL, bad phase, or objects of different
- *         engines); PE_ERR_STATE (a phase of @p ex is already pending, or
- *         @p d is being freed); PE_ERR_BUSY (the phase has Python steps and
- *         the engine's in-flight limit is reached: nothing ran). On an error
+ *         engines); PE_ERR_STATE (a phase of @p ex is already pending,
+ *         @p d is being freed, or the call comes from a policy callback
+ *         running on @p ex: a run may not re-enter its own exchange); PE_ERR_BUSY (the phase has
+ * Python steps and the engine's in-flight limit is reached: nothing ran). On an error
  *         @p done is never called and @p ex is unchanged.
  * @note While pending, @p ex must not be used, reset or freed, and @p chain
  *       must stay alive.

@@ -172,7 +172,10 @@ PE_API unsigned pe_chain_needs(const pe_chain *chain);
  *
  * @return PE_OK when the phase is complete (see pe_exchange_verdict());
  *         PE_ERR_INVALID_ARGUMENT (NULL, bad phase, or an exchange of
- *         another engine); PE_ERR_STATE (a phase of @p ex is still pending).
+ *         another engine); PE_ERR_STATE (a phase of @p ex is still pending,
+ *         or the call comes from a policy callback running on @p ex: a
+ *         callback may run *another* exchange, never its own, which would
+ *         recurse or corrupt the outer run).
  * @note Thread-safety: any number of threads may run @p chain at once, each
  *       on its own exchange.
  */

@@ -118,7 +118,7 @@ typedef enum pe_error {
   PE_ERR_UNKNOWN_POLICY = -7,     /**< No policy with that name\@version. */
   PE_ERR_PLUGIN = -8,             /**< A plugin could not be loaded or initialised. */
   PE_ERR_HEADER_NAME = -9,        /**< Header name is not an RFC 9110 token. */
-  PE_ERR_HEADER_VALUE = -10,      /**< Header value contains CR, LF or NUL. */
+  PE_ERR_HEADER_VALUE = -10,      /**< Header value contains CR, LF, NUL or DEL. */
   PE_ERR_TOO_MANY_HEADERS = -11,  /**< Header count limit exceeded. */
   PE_ERR_HEADERS_TOO_LARGE = -12, /**< Header bytes limit exceeded. */
   PE_ERR_BODY_TOO_LARGE = -13,    /**< Body bytes limit exceeded. */
@@ -129,7 +129,11 @@ typedef enum pe_error {
   PE_ERR_STATE = -18,             /**< The call is not valid in this state. */
   PE_ERR_UNSUPPORTED = -19,       /**< The feature is not available here. */
   PE_ERR_IO = -20,                /**< A system call failed. */
-  PE_ERR_INVALID_VALUE = -21      /**< Method, path, authority or status invalid. */
+  PE_ERR_INVALID_VALUE = -21,     /**< Method, path, authority or status invalid. */
+  /** A policy tried to set or remove a framing or hop-by-hop header
+   *  (Content-Length, Transfer-Encoding, Connection, Keep-Alive,
+   *  Proxy-Connection, TE, Trailer, Upgrade): those belong to the proxy. */
+  PE_ERR_FRAMING_HEADER = -22
 } pe_error;
 
 /**

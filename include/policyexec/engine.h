@@ -139,6 +139,11 @@ PE_API int pe_engine_new(pe_engine **out, const pe_engine_options *opts);
  * Drops the caller's reference. The engine (and its registered policies,
  * whose free_user_data hooks then run) goes away once every chain and
  * exchange made from it is freed too. NULL is a no-op.
+ *
+ * Going away stops the Python worker pool: SIGTERM to every worker, SIGKILL
+ * (to each worker's process group, with what its policies forked) to those
+ * left after the shutdown grace period (1 s). A worker still starting up or
+ * re-creating instances (a slow constructor) is not waited for beyond it.
  */
 PE_API void pe_engine_free(pe_engine *engine);
 

@@ -55,7 +55,9 @@ PE_API void pe_exchange_free(pe_exchange *ex);
 /**
  * Empties @p ex for the next request, keeping its memory so that a reused
  * exchange does not allocate again for requests of a similar size.
- * @return PE_OK, or PE_ERR_STATE while a phase is pending.
+ * @return PE_OK, or PE_ERR_STATE while a phase is pending or when called
+ *         from a policy callback running on @p ex (the run would restart
+ *         with the emptied exchange); nothing changes then.
  */
 PE_API int pe_exchange_reset(pe_exchange *ex);
 
@@ -131,9 +133,19 @@ PE_API int pe_exchange_header_get_nth(const pe_exchange *ex, pe_dir dir, pe_slic
 /**
  * Replaces every value of @p name with @p value (adds it if absent; the new
  * field takes the place of the first old one).
+ *
+ * Values may not contain CR, LF, NUL or DEL (0x7f): PE_ERR_HEADER_VALUE.
+ * While a policy runs (a native callback, or the edits a Python worker sent
+ * back), the framing and hop-by-hop headers Content-Length,
+ * Transfer-Encoding, Connection, Keep-Alive, Proxy-Connection, TE, Trailer
+ * and Upgrade (any case) are refused with PE_ERR_FRAMING_HEADER: the proxy
+ * frames the messages it writes, and a policy changing them would desync
+ * the connection. The host itself may set them outside a run.
+ *
  * @return PE_OK, PE_ERR_HEADER_NAME, PE_ERR_HEADER_VALUE,
- *         PE_ERR_TOO_MANY_HEADERS, PE_ERR_HEADERS_TOO_LARGE, PE_ERR_NOMEM,
- *         PE_ERR_INVALID_ARGUMENT. On error nothing changes.
+ *         PE_ERR_FRAMING_HEADER, PE_ERR_TOO_MANY_HEADERS,
+ *         PE_ERR_HEADERS_TOO_LARGE, PE_ERR_NOMEM, PE_ERR_INVALID_ARGUMENT.
+ *         On error nothing changes.
  */
 PE_API int pe_exchange_header_set(pe_exchange *ex, pe_dir dir, pe_slice name, pe_slice value);
 
@@ -146,7 +158,9 @@ PE_API int pe_exchange_header_add(pe_exchange *ex, pe_dir dir, pe_slice name, pe
 /**
  * Removes every value of @p name.
  * @return the number of fields removed (0 if none), or
- *         PE_ERR_INVALID_ARGUMENT.
+ *         PE_ERR_INVALID_ARGUMENT, or PE_ERR_FRAMING_HEADER when a policy
+ *         tries to remove a framing or hop-by-hop header (see
+ *         pe_exchange_header_set()).
  */
 PE_API int pe_exchange_header_remove(pe_exchange *ex, pe_dir dir, pe_slice name);
 

@@ -183,6 +183,7 @@ __attribute__((weak, visibility("default"))) int pe_plugin_init_v2(pe_engine *en
 #define pe_chain_builder_set_executor (pe__api->chain_builder_set_executor)
 #define pe_chain_builder_set_executor_n (pe__api->chain_builder_set_executor_n)
 #define pe_python_options_set_name (pe__api->python_options_set_name)
+#define pe_python_options_set_create_timeout (pe__api->python_options_set_create_timeout)
 /** @endcond */
 
 #endif /* POLICYEXEC_PLUGIN_H */

@@ -149,7 +149,8 @@ extern "C" {
   X(exchange_respond_n)                                                                            \
   X(chain_builder_set_executor)                                                                    \
   X(chain_builder_set_executor_n)                                                                  \
-  X(python_options_set_name)
+  X(python_options_set_name)                                                                       \
+  X(python_options_set_create_timeout)
 
 /** The revision of pe_api_routines this header describes. */
 #define PE_API_ROUTINES_VERSION 1

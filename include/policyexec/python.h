@@ -113,12 +113,37 @@ PE_API int pe_python_options_set_restart_backoff(pe_python_options *opts, uint32
                                                  uint32_t max_ms);
 
 /**
- * Sets how long a worker may take from its spawn to the end of its
- * handshake (default 15000 ms), and how long a control call (create,
- * destroy, ping) may take.
+ * Sets how long a worker may take from its spawn to its handshake's reply
+ * (default 15000 ms), and how long a control call (destroy, ping) may take.
+ * Creating instances has its own timeout: pe_python_options_set_create_timeout().
  * @return PE_OK, or PE_ERR_INVALID_ARGUMENT for 0.
  */
 PE_API int pe_python_options_set_startup_timeout(pe_python_options *opts, uint32_t timeout_ms);
+
+/**
+ * Sets how long creating one Python policy instance on one worker may take:
+ * the policy's constructor and its validate() (default 5000 ms). Chain
+ * building creates every instance on every worker, and a worker replacing
+ * a dead one re-creates every live instance, each within this timeout.
+ *
+ * The worker interrupts a constructor still running then (between Python
+ * bytecodes, or in an interrupted sleep or read) and goes on serving; the
+ * chain build fails with PE_ERR_TIMEOUT and a message naming the step, the
+ * policy name\@version and this timeout. A constructor the worker cannot
+ * interrupt (blocked in C code) gets its worker killed and replaced after a
+ * short grace, for that reason. While an instance is being created on a
+ * worker, batches go to the other workers when one is ready, and a batch
+ * that waited on such a worker past its deadline fails by its failure mode
+ * without that worker being killed for it. Shutdown does not wait for a
+ * create in progress: workers get the shutdown grace period
+ * (see pe_engine_free()), then are killed.
+ *
+ * @return PE_OK, or PE_ERR_INVALID_ARGUMENT for NULL, 0 or more than an
+ *         hour.
+ * @note Thread-safety: as every pe_python_options setter, not for
+ *       concurrent use on one options object.
+ */
+PE_API int pe_python_options_set_create_timeout(pe_python_options *opts, uint32_t timeout_ms);
 
 /**
  * Sets the largest message accepted from (and announced to) a worker, in

@@ -242,6 +242,9 @@ int pe_chain_run_phases_async(const pe_chain *chain, pe_exchange *ex, pe_phase f
   if (ex->run.pending)
     return pe__exchange_fail(ex, PE_ERR_STATE,
                              "pe_chain_run_async: a phase of this exchange is pending");
+  if (ex->run.in_step)
+    return pe__exchange_fail(ex, PE_ERR_STATE,
+                             "pe_chain_run_async: called from a policy running on this exchange");
   if (d->closing)
     return PE_ERR_STATE;
   if (ex->verdict == PE_VERDICT_RESPOND)

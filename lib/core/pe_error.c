@@ -23,7 +23,7 @@ static const error_text error_table[] = {
     {PE_ERR_UNKNOWN_POLICY, "PE_ERR_UNKNOWN_POLICY", "unknown policy"},
     {PE_ERR_PLUGIN, "PE_ERR_PLUGIN", "plugin could not be loaded or initialised"},
     {PE_ERR_HEADER_NAME, "PE_ERR_HEADER_NAME", "header name is not a valid token"},
-    {PE_ERR_HEADER_VALUE, "PE_ERR_HEADER_VALUE", "header value contains CR, LF or NUL"},
+    {PE_ERR_HEADER_VALUE, "PE_ERR_HEADER_VALUE", "header value contains CR, LF, NUL or DEL"},
     {PE_ERR_TOO_MANY_HEADERS, "PE_ERR_TOO_MANY_HEADERS", "too many headers"},
     {PE_ERR_HEADERS_TOO_LARGE, "PE_ERR_HEADERS_TOO_LARGE", "headers too large"},
     {PE_ERR_BODY_TOO_LARGE, "PE_ERR_BODY_TOO_LARGE", "body too large"},
@@ -35,6 +35,8 @@ static const error_text error_table[] = {
     {PE_ERR_UNSUPPORTED, "PE_ERR_UNSUPPORTED", "not supported"},
     {PE_ERR_IO, "PE_ERR_IO", "system call failed"},
     {PE_ERR_INVALID_VALUE, "PE_ERR_INVALID_VALUE", "invalid method, path, authority or status"},
+    {PE_ERR_FRAMING_HEADER, "PE_ERR_FRAMING_HEADER",
+     "framing or hop-by-hop header may not be changed by a policy"},
 };
 
 static const error_text *find_error(int code) {

@@ -68,6 +68,9 @@ int pe_exchange_reset(pe_exchange *ex) {
     return PE_ERR_INVALID_ARGUMENT;
   if (ex->run.pending)
     return pe__exchange_fail(ex, PE_ERR_STATE, "pe_exchange_reset: a phase is pending");
+  if (ex->run.in_step) /* the run would go on with an emptied exchange, forever */
+    return pe__exchange_fail(ex, PE_ERR_STATE,
+                             "pe_exchange_reset: called from a policy running on this exchange");
   /* Lengths to zero, capacities kept: the next request reuses the memory. */
   ex->method.len = ex->path.len = ex->authority.len = 0;
   for (int dir = PE_REQUEST; dir <= PE_RESPONSE; dir++) {

@@ -13,12 +13,26 @@ static unsigned header_part(pe_dir dir) {
   return dir == PE_REQUEST ? PE__PART_REQ_HEADERS : PE__PART_RESP_HEADERS;
 }
 
-/* Index of the first CR, LF or NUL in v (v is known to hold one). */
+/* Index of the first CR, LF, NUL or DEL in v (v is known to hold one). */
 static size_t bad_value_byte(pe_slice v) {
   size_t i = 0;
-  while (i < v.len && v.ptr[i] != '\r' && v.ptr[i] != '\n' && v.ptr[i] != '\0')
+  while (i < v.len && v.ptr[i] != '\r' && v.ptr[i] != '\n' && v.ptr[i] != '\0' &&
+         v.ptr[i] != '\x7f')
     i++;
   return i;
+}
+
+/* Policies may not touch the headers that frame the message or the hop
+ * (pe__is_framing_header): the host sets those for the connection it
+ * writes, and a policy changing them (say, Content-Length on a streamed
+ * response) would desync it. Checked only while a policy runs, so the host
+ * itself keeps full control outside a run. */
+static int refuse_framing(pe_exchange *ex, pe_dir dir, pe_slice name, const char *what) {
+  char shown[PE__ESCAPE_SIZE];
+  return pe__exchange_fail(ex, PE_ERR_FRAMING_HEADER,
+                           "a policy may not %s the %s header '%s': framing and hop-by-hop "
+                           "headers belong to the proxy",
+                           what, side(dir), pe__escape(shown, sizeof shown, name));
 }
 
 /* Shared tail of set and add: checks, snapshot, then the fields call. */
@@ -36,9 +50,12 @@ static int write_header(pe_exchange *ex, pe_dir dir, pe_slice name, pe_slice val
                              pe__escape(shown, sizeof shown, name),
                              value.ptr[at] == '\r'   ? "CR"
                              : value.ptr[at] == '\n' ? "LF"
-                                                     : "NUL",
+                             : value.ptr[at] == '\0' ? "NUL"
+                                                     : "DEL",
                              at);
   }
+  if (ex->run.in_step && pe__is_framing_header(name))
+    return refuse_framing(ex, dir, name, "set");
   int rc = pe__txn_touch(ex, header_part(dir));
   if (rc != PE_OK)
     return pe__exchange_fail(ex, rc, "out of memory saving %s headers", side(dir));
@@ -77,6 +94,8 @@ int pe_exchange_header_remove(pe_exchange *ex, pe_dir dir, pe_slice name) {
   if (!ex || !pe__dir_ok(dir) || !pe__slice_ok(name))
     return PE_ERR_INVALID_ARGUMENT;
   pe__fields *f = &ex->headers[dir];
+  if (ex->run.in_step && pe__is_framing_header(name))
+    return refuse_framing(ex, dir, name, "remove");
   if (pe__fields_find(f, name, 0) < 0)
     return 0; /* nothing to change, nothing to snapshot */
   int rc = pe__txn_touch(ex, header_part(dir));

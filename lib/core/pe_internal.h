@@ -119,8 +119,11 @@ int pe__fields_remove(pe__fields *f, pe_slice name); /* count removed */
 /* ---- pe_validate.c ---- */
 
 bool pe__is_token(pe_slice s);                            /* RFC 9110 token, non-empty */
-bool pe__is_field_value(pe_slice s);                      /* no CR, LF, NUL */
+bool pe__is_field_value(pe_slice s);                      /* no CR, LF, NUL, DEL */
 bool pe__is_request_target(pe_slice s, bool allow_empty); /* visible ASCII, no space */
+/* A header that frames the message or the connection (Content-Length,
+ * Transfer-Encoding and the hop-by-hop ones): the proxy's, not a policy's. */
+bool pe__is_framing_header(pe_slice name);
 
 /* ---- pe_engine.c / pe_registry.c ---- */
 
@@ -284,6 +287,12 @@ typedef struct pe__run_state {
   pe_phase last;       /* the run ends after this phase (pe_chain_run_phases) */
   size_t pos;          /* next entry of chain->order[phase] */
   bool pending;        /* an out-of-process batch is in flight */
+  /* A policy is changing the exchange right now: a native callback runs, or
+   * a worker's edits are being applied. Re-entrant calls that would restart
+   * or recurse into the run (pe_exchange_reset, pe_chain_run* on this
+   * exchange) are refused, and so are edits of framing headers, which only
+   * the host may make (pe__is_framing_header). */
+  bool in_step;
   pe_run_done_fn done; /* completion of an async run */
   void *done_ud;
   pe_dispatcher *dispatcher;       /* NULL: a blocking run */

@@ -98,7 +98,9 @@ static void run_native_step(pe_exchange *ex, const pe__step *step, pe_phase phas
    * nothing (a one-byte save, as the rest of the buffer is untouched). */
   char kept = ex->errmsg[0];
   ex->errmsg[0] = '\0';
+  ex->run.in_step = true;
   int rc = p->on[phase](ex, step->instance, p->user_data);
+  ex->run.in_step = false;
   if (rc < 0) {
     policy_failed(ex, step, phase, rc);
     return;
@@ -186,6 +188,9 @@ int pe_chain_run_phases(const pe_chain *chain, pe_exchange *ex, pe_phase first, 
   if (ex->run.pending)
     return pe__exchange_fail(ex, PE_ERR_STATE,
                              "pe_chain_run_phases: a phase of this exchange is pending");
+  if (ex->run.in_step)
+    return pe__exchange_fail(ex, PE_ERR_STATE,
+                             "pe_chain_run_phases: called from a policy running on this exchange");
   if (ex->verdict == PE_VERDICT_RESPOND)
     return PE_OK; /* answered already: later phases do nothing */
   ex->run.chain = chain;

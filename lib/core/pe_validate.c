@@ -34,15 +34,57 @@ bool pe__is_token(pe_slice s) {
 bool pe__is_field_value(pe_slice s) {
   if (s.len && !s.ptr)
     return false;
-  /* Only the three bytes that could end or split a header line are refused:
-   * HTAB, obs-text (>= 0x80) and other controls pass through unchanged, as
-   * proxies forward them. */
+  /* The three bytes that could end or split a header line are refused, and
+   * DEL (0x7f), which RFC 9110 excludes from field-vchar and which some
+   * parsers treat as a separator. HTAB, obs-text (>= 0x80) and the other
+   * controls pass through unchanged, as proxies forward them. */
   for (size_t i = 0; i < s.len; i++) {
     char c = s.ptr[i];
-    if (c == '\r' || c == '\n' || c == '\0')
+    if (c == '\r' || c == '\n' || c == '\0' || c == '\x7f')
       return false;
   }
   return true;
+}
+
+/* Case-insensitive equality of s and a lower-case literal. */
+static bool name_is(pe_slice s, const char *lower, size_t len) {
+  if (s.len != len)
+    return false;
+  for (size_t i = 0; i < len; i++) {
+    char c = s.ptr[i];
+    if (c >= 'A' && c <= 'Z')
+      c = (char)(c - 'A' + 'a');
+    if (c != lower[i])
+      return false;
+  }
+  return true;
+}
+
+bool pe__is_framing_header(pe_slice name) {
+  /* Content-Length and Transfer-Encoding say where the message ends; the
+   * others are RFC 9110 section 7.6.1's connection-specific fields (plus
+   * the de facto Keep-Alive and Proxy-Connection), which describe the hop,
+   * not the message. The proxy writes them for the connection it frames; a
+   * policy changing them desyncs that connection. Dispatching on the length
+   * first keeps the common (non-framing) name to one or two compares. */
+#define IS(lit) name_is(name, lit, sizeof lit - 1)
+  switch (name.len) {
+  case 2:
+    return IS("te");
+  case 7:
+    return IS("trailer") || IS("upgrade");
+  case 10:
+    return IS("connection") || IS("keep-alive");
+  case 14:
+    return IS("content-length");
+  case 16:
+    return IS("proxy-connection");
+  case 17:
+    return IS("transfer-encoding");
+  default:
+    return false;
+  }
+#undef IS
 }
 
 bool pe__is_request_target(pe_slice s, bool allow_empty) {

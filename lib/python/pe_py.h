@@ -44,6 +44,7 @@ struct pe_python_options {
   size_t max_in_flight;
   uint32_t backoff_initial_ms, backoff_max_ms;
   uint32_t startup_timeout_ms;
+  uint32_t create_timeout_ms; /* one instance's creation on one worker */
   uint32_t shutdown_grace_ms;
   size_t max_message; /* 0: derived from the engine's limits */
   bool cpu_affinity;  /* pin workers, prefer the caller's CPU's worker */
@@ -99,6 +100,7 @@ typedef struct pe__py_conn {
   size_t meta_cap;
   uint64_t *ids;
   protobuf_c_boolean *fail_open;
+  uint32_t *timeouts;
   Policyexec__V1__Phase *step_phases;
   size_t step_cap;
   /* Dispatcher connections: the dispatcher state that owns it, its watch
@@ -163,12 +165,23 @@ struct pe__py_worker {
   unsigned quick_deaths;  /* consecutive deaths soon after a start */
   pthread_mutex_t pool_lock;
   pe__py_conn *idle; /* idle blocking connections of generation gen */
+  /* The policy an instance of which is being created on this worker (by a
+   * chain build), or NULL. The worker runs one thing at a time, so while it
+   * is set batches go to other workers when any is ready, and a batch that
+   * still waits on it past its deadline does not get it killed: the create
+   * has a timeout of its own. */
+  _Atomic(const struct pe__policy *) creating;
 };
 
-/* With w->lock held: asks w to create inst. PE_OK; PE_ERR_PARAM when the
- * worker refused (its message in err); another code when the control
- * connection broke (the caller then fails the worker). */
-int pe__py_worker_create(pe__py_worker *w, const pe__py_instance *inst, char *err);
+/* Asks the worker at the other end of c (w's current process) to create
+ * inst, within the pool's create timeout. The caller holds whatever makes
+ * c its own (w->lock for w->control). PE_OK; PE_ERR_PARAM (refused: the
+ * worker's message in err); PE_ERR_TIMEOUT (past the create timeout: err
+ * names the policy and the timeout; *kill says the worker could not
+ * interrupt it and must be replaced); PE_ERR_WORKER (the connection broke:
+ * the caller fails the worker). */
+int pe__py_worker_create(pe__py_worker *w, pe__py_conn *c, const pe__py_instance *inst, char *err,
+                         bool *kill);
 
 /* With w->lock held: starts a process if the back-off allows it. */
 int pe__py_worker_spawn(pe__py_worker *w, char *err);
@@ -237,6 +250,7 @@ struct pe__py_backend {
   pe__py_instance *instances;
   atomic_ullong next_instance_id;
   pe__py_supervisor supervisor;
+  atomic_bool stopping;    /* shutdown: spawn nothing more */
   pe__policy **advertised; /* start-up only: worker 0's policies */
   size_t advertised_count;
 };
@@ -250,7 +264,11 @@ pe__py_worker *pe__py_pick_worker(pe__py_backend *be);
 /* Takes a slot of the engine-wide in-flight budget: PE_OK or PE_ERR_BUSY. */
 int pe__py_inflight_take(pe__py_backend *be, pe__py_worker *w);
 void pe__py_inflight_give(pe__py_backend *be, pe__py_worker *w);
-/* Deadline of a batch: each step may use its whole timeout. */
+/* The engine's hard deadline for a batch: each step may use its whole
+ * timeout, plus a grace. The worker interrupts each step at its own
+ * timeout (RunPhase.timeout_ms) and reports it; this deadline only catches
+ * a worker that cannot interrupt a step (blocked in C code), which is then
+ * killed. */
 uint64_t pe__py_batch_deadline(const pe__batch *b, uint64_t now_ns);
 
 /* ---- pe_py_batch.c ---- */
@@ -262,15 +280,24 @@ int pe__py_run_batch(pe__backend *be, pe_exchange *ex, const pe__batch *b);
 
 /* Encodes a RunPhase of b's steps on ex into c's queue (*id_out set). */
 int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, const pe__batch *b, uint64_t *id_out);
-/* Checks that resp answers a RunPhase of b, given the steps' modes: the
- * right kind, no more results than steps, fewer only after an immediate
- * response or a fail-closed failure. PE_OK, or PE_ERR_WORKER with why. */
-int pe__py_check_reply(const pe__py_response *resp, const pe__batch *b, char *why);
-/* Applies a checked reply to ex, step by step, as each step's own txn. */
-void pe__py_apply_reply(pe_exchange *ex, const pe__batch *b, const pe__py_response *resp);
-/* Fails b's steps in order (until the exchange answers) with rc. */
-void pe__py_fail_steps(pe_exchange *ex, const pe__batch *b, int rc, pe_step_outcome outcome,
-                       const char *why);
+/* Checks that resp answers a RunPhase of b whose steps before `first` have
+ * been reported already (partial replies), given the steps' modes: the
+ * right kind, no more results than steps left, fewer only after an
+ * immediate response or a fail-closed failure (or in a partial reply, which
+ * must leave steps to run). PE_OK, or PE_ERR_WORKER with why. */
+int pe__py_check_reply(const pe__py_response *resp, const pe__batch *b, size_t first, char *why);
+/* 1 if resp (a checked reply) is a partial one: more replies follow. */
+bool pe__py_reply_partial(const pe__py_response *resp);
+/* Applies a checked reply to ex, step by step from b's step `first`, as
+ * each step's own txn. Returns the number of steps it reported. */
+size_t pe__py_apply_reply(pe_exchange *ex, const pe__batch *b, size_t first,
+                          const pe__py_response *resp);
+/* Fails b's steps from `first` on, in order, each by its own failure mode
+ * and logged with its own phase, until the exchange answers, with rc: the
+ * steps whose outcome the engine does not know (a worker died or was
+ * killed mid batch). */
+void pe__py_fail_steps(pe_exchange *ex, const pe__batch *b, size_t first, int rc,
+                       pe_step_outcome outcome, const char *why);
 
 /* ---- pe_py_dispatch.c: the table's non-blocking entries ---- */
 

@@ -77,15 +77,23 @@ static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex, const 
   }
   pe__py_response *resp = NULL;
   bool unsent;
-  rc = pe__py_conn_wait(c, id, deadline, &resp, &unsent);
   char why[PE__ERRMSG_SIZE];
-  if (rc == PE_OK && (rc = pe__py_check_reply(resp, b, why)) != PE_OK)
+  size_t done = 0; /* steps whose outcome partial replies gave already */
+  for (;;) {
+    rc = pe__py_conn_wait(c, id, deadline, &resp, &unsent);
+    if (rc == PE_OK && (rc = pe__py_check_reply(resp, b, done, why)) != PE_OK)
+      pe__py_conn_consume(c);
+    else if (rc != PE_OK)
+      pe__errmsg_set(why, "%s", c->why);
+    if (rc != PE_OK || !pe__py_reply_partial(resp))
+      break;
+    /* A progress report: those steps are done, whatever happens next. */
+    done += pe__py_apply_reply(ex, b, done, resp);
     pe__py_conn_consume(c);
-  else if (rc != PE_OK)
-    pe__errmsg_set(why, "%s", c->why);
+  }
   pe__py_inflight_give(be, w);
   if (rc == PE_OK) {
-    pe__py_apply_reply(ex, b, resp);
+    pe__py_apply_reply(ex, b, done, resp);
     pe__py_conn_consume(c);
     pool_put(be, w, c);
     return PE_OK;
@@ -93,10 +101,22 @@ static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex, const 
   unsigned gen = c->gen;
   conn_discard(be, c);
   if (rc == PE_ERR_TIMEOUT) {
-    pe__py_worker_fail(w, gen, "a python step exceeded its timeout");
-    pe__errmsg_set(why, "no answer from python worker %zu within %llu ms (worker replaced)",
+    const pe__policy *creating = atomic_load(&w->creating);
+    if (creating) {
+      /* Not stuck: busy with a constructor, which has its own timeout. */
+      pe__errmsg_set(why,
+                     "python worker %zu was busy creating an instance of %s@%s for longer than "
+                     "the batch's deadline",
+                     w->index, creating->name, creating->version);
+      pe__py_fail_steps(ex, b, done, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, why);
+      return PE_OK;
+    }
+    pe__py_worker_fail(w, gen, "a python step exceeded its timeout and could not be interrupted");
+    pe__errmsg_set(why,
+                   "no answer from python worker %zu within %llu ms, the steps' timeouts and a "
+                   "grace (worker replaced)",
                    w->index, (unsigned long long)((deadline - start) / 1000000u));
-    pe__py_fail_steps(ex, b, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, why);
+    pe__py_fail_steps(ex, b, done, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, why);
     return PE_OK;
   }
   if (rc == PE_ERR_WORKER) {
@@ -107,7 +127,7 @@ static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex, const 
     }
     char msg[PE__ERRMSG_SIZE];
     pe__errmsg_set(msg, "python worker %zu crashed or broke the protocol: %s", w->index, why);
-    pe__py_fail_steps(ex, b, PE_ERR_WORKER, PE_STEP_CRASHED, msg);
+    pe__py_fail_steps(ex, b, done, PE_ERR_WORKER, PE_STEP_CRASHED, msg);
     return PE_OK;
   }
   return rc;
@@ -121,7 +141,7 @@ int pe__py_run_batch(pe__backend *self, pe_exchange *ex, const pe__batch *b) {
   for (int i = 0; i < 2; i++) {
     pe__py_worker *w = pe__py_pick_worker(be);
     if (!w) {
-      pe__py_fail_steps(ex, b, PE_ERR_WORKER, PE_STEP_CRASHED,
+      pe__py_fail_steps(ex, b, 0, PE_ERR_WORKER, PE_STEP_CRASHED,
                         "no python worker is available (restarting after failures)");
       return PE_OK;
     }

@@ -54,6 +54,10 @@ static int reserve_scratch(pe__py_conn *c, size_t headers, size_t meta, size_t s
     if (!fo)
       return PE_ERR_NOMEM;
     c->fail_open = fo;
+    uint32_t *to = pe__realloc(c->mem, c->timeouts, steps * sizeof *to);
+    if (!to)
+      return PE_ERR_NOMEM;
+    c->timeouts = to;
     Policyexec__V1__Phase *ph = pe__realloc(c->mem, c->step_phases, steps * sizeof *ph);
     if (!ph)
       return PE_ERR_NOMEM;
@@ -118,10 +122,15 @@ int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, const pe__batch *b,
   data.n_metadata = ex->meta.count;
   data.metadata = c->meta_ptrs;
 
+  bool progress = false;
   for (size_t i = 0; i < n; i++) {
     c->ids[i] = ((const pe__py_instance *)b->step[i]->instance)->id;
     c->fail_open[i] = b->step[i]->mode == PE_FAIL_OPEN;
+    c->timeouts[i] = b->step[i]->timeout_ms;
     c->step_phases[i] = (Policyexec__V1__Phase)b->phase[i];
+    /* Worth a progress report only before a fail-open step that follows
+     * others: if its worker dies, the steps before keep their outcome. */
+    progress = progress || (i > 0 && c->fail_open[i]);
   }
   Policyexec__V1__RunPhase run = POLICYEXEC__V1__RUN_PHASE__INIT;
   run.phase = (Policyexec__V1__Phase)first;
@@ -133,6 +142,9 @@ int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, const pe__batch *b,
   run.instance_ids = c->ids;
   run.n_fail_open = n;
   run.fail_open = c->fail_open;
+  run.n_timeout_ms = n;
+  run.timeout_ms = c->timeouts;
+  run.report_progress = progress;
   run.data = &data;
   pe__py_request req = POLICYEXEC__V1__REQUEST__INIT;
   req.body_case = POLICYEXEC__V1__REQUEST__BODY_RUN;
@@ -142,8 +154,17 @@ int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, const pe__batch *b,
   return rc;
 }
 
-int pe__py_check_reply(const pe__py_response *resp, const pe__batch *b, char *why) {
-  size_t n = b->n;
+static bool is_failure(Policyexec__V1__StepResult__Outcome o) {
+  return o == POLICYEXEC__V1__STEP_RESULT__OUTCOME__OUTCOME_FAILED ||
+         o == POLICYEXEC__V1__STEP_RESULT__OUTCOME__OUTCOME_TIMEOUT;
+}
+
+bool pe__py_reply_partial(const pe__py_response *resp) {
+  return resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_RUN && resp->run->partial;
+}
+
+int pe__py_check_reply(const pe__py_response *resp, const pe__batch *b, size_t first, char *why) {
+  size_t n = b->n - first;
   if (resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_ERROR)
     return PE_OK; /* a refused request, not a broken worker */
   if (resp->body_case != POLICYEXEC__V1__RESPONSE__BODY_RUN) {
@@ -151,24 +172,30 @@ int pe__py_check_reply(const pe__py_response *resp, const pe__batch *b, char *wh
     return PE_ERR_WORKER;
   }
   size_t k = resp->run->n_steps;
-  if (k > n) {
-    pe__errmsg_set(why, "worker returned %zu results for %zu steps", k, n);
+  if (k > n || (resp->run->partial && k >= n)) {
+    pe__errmsg_set(why, "worker returned %zu %sresults for %zu steps", k,
+                   resp->run->partial ? "partial " : "", n);
     return PE_ERR_WORKER;
   }
   for (size_t i = 0; i < k; i++) {
     Policyexec__V1__StepResult__Outcome o = resp->run->steps[i]->outcome;
-    if (o != POLICYEXEC__V1__STEP_RESULT__OUTCOME__OUTCOME_OK &&
-        o != POLICYEXEC__V1__STEP_RESULT__OUTCOME__OUTCOME_FAILED) {
+    if (o != POLICYEXEC__V1__STEP_RESULT__OUTCOME__OUTCOME_OK && !is_failure(o)) {
       pe__errmsg_set(why, "worker returned unknown outcome %d", (int)o);
       return PE_ERR_WORKER;
     }
+    /* Only the last result of a reply may stop the batch. */
+    const step_result *r = resp->run->steps[i];
+    bool stops = r->respond || (is_failure(o) && b->step[first + i]->mode == PE_FAIL_CLOSED);
+    if (stops && (i + 1 < k || resp->run->partial)) {
+      pe__errmsg_set(why, "worker went on after step %zu stopped the batch", first + i);
+      return PE_ERR_WORKER;
+    }
   }
-  if (k < n) {
+  if (k < n && !resp->run->partial) {
     /* Only an answer or a fail-closed failure may cut a batch short. */
     const step_result *last = k ? resp->run->steps[k - 1] : NULL;
-    bool stops = last && (last->respond ||
-                          (last->outcome == POLICYEXEC__V1__STEP_RESULT__OUTCOME__OUTCOME_FAILED &&
-                           b->step[k - 1]->mode == PE_FAIL_CLOSED));
+    bool stops = last && (last->respond || (is_failure(last->outcome) &&
+                                            b->step[first + k - 1]->mode == PE_FAIL_CLOSED));
     if (!stops) {
       pe__errmsg_set(why, "worker returned %zu results for %zu steps without stopping", k, n);
       return PE_ERR_WORKER;
@@ -269,11 +296,19 @@ static void apply_step(pe_exchange *ex, pe_phase phase, const pe__step *step,
                     r->error && r->error[0] ? r->error : "python policy failed");
     return;
   }
+  if (r->outcome == POLICYEXEC__V1__STEP_RESULT__OUTCOME__OUTCOME_TIMEOUT) {
+    /* The worker interrupted the step at its own timeout and lives on. */
+    pe__step_failed(ex, step, phase, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT,
+                    r->error && r->error[0] ? r->error : "python step exceeded its timeout");
+    return;
+  }
   /* As for native steps: a refusal's own message is told apart from an
    * older one, which comes back when the step succeeds. */
   char kept = ex->errmsg[0];
   ex->errmsg[0] = '\0';
+  ex->run.in_step = true; /* the worker's edits are a policy's edits */
   int rc = apply_edits(ex, phase, r);
+  ex->run.in_step = false;
   if (rc < 0) {
     char why[PE__ERRMSG_SIZE];
     pe__errmsg_set(why, "edit from the worker refused: %s",
@@ -289,20 +324,22 @@ static void apply_step(pe_exchange *ex, pe_phase phase, const pe__step *step,
                   ex->verdict == PE_VERDICT_RESPOND ? PE_STEP_RESPONDED : PE_STEP_OK);
 }
 
-void pe__py_apply_reply(pe_exchange *ex, const pe__batch *b, const pe__py_response *resp) {
+size_t pe__py_apply_reply(pe_exchange *ex, const pe__batch *b, size_t first,
+                          const pe__py_response *resp) {
   if (resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_ERROR) {
     char why[PE__ERRMSG_SIZE];
     pe__errmsg_set(why, "worker refused the batch: %s", resp->error->message);
-    pe__py_fail_steps(ex, b, PE_ERR_WORKER, PE_STEP_FAILED, why);
-    return;
+    pe__py_fail_steps(ex, b, first, PE_ERR_WORKER, PE_STEP_FAILED, why);
+    return b->n - first;
   }
   const Policyexec__V1__RunReply *run = resp->run;
   for (size_t i = 0; i < run->n_steps && ex->verdict != PE_VERDICT_RESPOND; i++)
-    apply_step(ex, b->phase[i], b->step[i], run->steps[i]);
+    apply_step(ex, b->phase[first + i], b->step[first + i], run->steps[i]);
+  return run->n_steps;
 }
 
-void pe__py_fail_steps(pe_exchange *ex, const pe__batch *b, int rc, pe_step_outcome outcome,
-                       const char *why) {
-  for (size_t i = 0; i < b->n && ex->verdict != PE_VERDICT_RESPOND; i++)
+void pe__py_fail_steps(pe_exchange *ex, const pe__batch *b, size_t first, int rc,
+                       pe_step_outcome outcome, const char *why) {
+  for (size_t i = first; i < b->n && ex->verdict != PE_VERDICT_RESPOND; i++)
     pe__step_failed(ex, b->step[i], b->phase[i], rc, outcome, why);
 }

@@ -71,6 +71,7 @@ void pe__py_conn_free(pe__py_conn *c) {
   pe__free(c->mem, c->meta_ptrs);
   pe__free(c->mem, c->ids);
   pe__free(c->mem, c->fail_open);
+  pe__free(c->mem, c->timeouts);
   pe__free(c->mem, c->step_phases);
   c->hdrs = NULL;
   c->hdr_ptrs = NULL;
@@ -78,6 +79,7 @@ void pe__py_conn_free(pe__py_conn *c) {
   c->meta_ptrs = NULL;
   c->ids = NULL;
   c->fail_open = NULL;
+  c->timeouts = NULL;
   c->step_phases = NULL;
   c->hdr_cap = c->meta_cap = c->step_cap = 0;
 }

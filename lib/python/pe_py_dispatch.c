@@ -24,6 +24,7 @@ struct pe__py_call {
   uint64_t id;
   uint64_t deadline_ns;
   pe__py_worker *worker;
+  size_t done; /* steps whose outcome partial replies gave already */
 };
 
 /* This backend's state on one dispatcher (a pe__dstate to the core). */
@@ -68,6 +69,7 @@ static pe__py_call *call_get(pe__py_dstate *d, const pe__batch *b) {
     return NULL;
   pe__batch_copy(&k->batch, b);
   k->next = NULL;
+  k->done = 0;
   return k;
 }
 
@@ -156,11 +158,11 @@ static int conn_fail(pe__py_dstate *d, pe__py_conn *c, int rc, pe_step_outcome o
       continue;
     }
     if (now_ns && k->deadline_ns <= now_ns) {
-      pe__errmsg_set(timed_out, "no answer from python worker %zu in time (worker replaced)",
-                     w->index);
-      pe__py_fail_steps(ex, &k->batch, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, timed_out);
+      pe__errmsg_set(timed_out, "no answer from python worker %zu in time%s", w->index,
+                     kill_reason ? " (worker replaced)" : "");
+      pe__py_fail_steps(ex, &k->batch, k->done, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, timed_out);
     } else {
-      pe__py_fail_steps(ex, &k->batch, rc, outcome, crashed);
+      pe__py_fail_steps(ex, &k->batch, k->done, rc, outcome, crashed);
     }
     completed += complete(d, k);
   }
@@ -246,7 +248,7 @@ static int submit_to(pe__py_dstate *d, pe__py_backend *be, pe__py_worker *w, pe_
     conn_retire(d, c);
     if (unsent)
       return PE_ERR_WORKER;
-    pe__py_fail_steps(ex, b, PE_ERR_WORKER, PE_STEP_CRASHED, why);
+    pe__py_fail_steps(ex, b, 0, PE_ERR_WORKER, PE_STEP_CRASHED, why);
     return PE_OK;
   }
   if (rc < 0) {
@@ -282,7 +284,7 @@ int pe__py_submit(pe__backend *self, pe__dstate *ds, pe_exchange *ex, const pe__
     if (rc != PE_ERR_WORKER)
       return rc;
   }
-  pe__py_fail_steps(ex, b, PE_ERR_WORKER, PE_STEP_CRASHED,
+  pe__py_fail_steps(ex, b, 0, PE_ERR_WORKER, PE_STEP_CRASHED,
                     "no python worker is available (restarting after failures)");
   return PE_OK;
 }
@@ -314,11 +316,20 @@ static int process_conn(pe__py_dstate *d, pe__py_conn *c) {
       pe__errmsg_set(why, "unexpected reply id %llu", (unsigned long long)resp->id);
       rc = PE_ERR_WORKER;
     } else {
-      rc = pe__py_check_reply(resp, &k->batch, why);
+      rc = pe__py_check_reply(resp, &k->batch, k->done, why);
     }
     if (rc != PE_OK) {
       pe__py_conn_consume(c);
       return completed + conn_fail(d, c, PE_ERR_WORKER, PE_STEP_CRASHED, why, 0, why);
+    }
+    if (pe__py_reply_partial(resp)) {
+      /* A progress report: those steps are done; the call goes on. */
+      if (k->ex)
+        k->done += pe__py_apply_reply(k->ex, &k->batch, k->done, resp);
+      else
+        k->done += resp->run->n_steps;
+      pe__py_conn_consume(c);
+      continue;
     }
     c->head = k->next;
     if (!c->head)
@@ -326,7 +337,7 @@ static int process_conn(pe__py_dstate *d, pe__py_conn *c) {
     c->calls--;
     pe__py_inflight_give(d->be, k->worker);
     if (k->ex)
-      pe__py_apply_reply(k->ex, &k->batch, resp);
+      pe__py_apply_reply(k->ex, &k->batch, k->done, resp);
     pe__py_conn_consume(c);
     completed += complete(d, k);
     if (c->fd < 0)
@@ -364,10 +375,13 @@ int pe__py_dispatcher_timer(pe__dstate *ds, uint64_t now) {
       expired = k->deadline_ns <= now;
     /* The worker is stuck in a step: kill it; the calls behind the stuck
      * one on this connection crash with it. */
+    /* (Unless it is busy creating an instance: that has its own timeout.) */
+    bool creating = expired && atomic_load(&c->worker->creating) != NULL;
     if (expired)
       completed += conn_fail(d, c, PE_ERR_WORKER, PE_STEP_CRASHED,
-                             "killed because another step on it timed out", now,
-                             "a python step exceeded its timeout");
+                             creating ? "the worker was busy creating an instance"
+                                      : "killed because another step on it timed out",
+                             now, creating ? NULL : "a python step exceeded its timeout");
   }
   timer_rearm(d);
   return completed;

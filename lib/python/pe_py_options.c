@@ -15,6 +15,7 @@ void pe__py_options_defaults(pe_python_options *o) {
   o->backoff_initial_ms = 50;
   o->backoff_max_ms = 5000;
   o->startup_timeout_ms = 15000;
+  o->create_timeout_ms = 5000;
   o->shutdown_grace_ms = 1000;
 }
 
@@ -111,6 +112,13 @@ int pe_python_options_set_startup_timeout(pe_python_options *opts, uint32_t time
   if (!opts || timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS)
     return PE_ERR_INVALID_ARGUMENT;
   opts->startup_timeout_ms = timeout_ms;
+  return PE_OK;
+}
+
+int pe_python_options_set_create_timeout(pe_python_options *opts, uint32_t timeout_ms) {
+  if (!opts || timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS)
+    return PE_ERR_INVALID_ARGUMENT;
+  opts->create_timeout_ms = timeout_ms;
   return PE_OK;
 }
 

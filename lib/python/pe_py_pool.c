@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef PE_PYWORKER_DEFAULT_PATH
@@ -37,9 +38,32 @@ static pe__py_worker *local_worker(pe__py_backend *be) {
     return NULL;
   pe__py_worker *w = &be->workers[idx];
   if (atomic_load_explicit(&w->state, memory_order_acquire) != PE__PY_READY ||
-      atomic_load_explicit(&w->inflight, memory_order_relaxed) >= LOCAL_WORKER_MAX_INFLIGHT)
+      atomic_load_explicit(&w->inflight, memory_order_relaxed) >= LOCAL_WORKER_MAX_INFLIGHT ||
+      atomic_load_explicit(&w->creating, memory_order_relaxed))
     return NULL;
   return w;
+}
+
+/* The least loaded READY worker, skipping those busy creating an instance
+ * (unless `creating_too`), or NULL. */
+static pe__py_worker *least_loaded(pe__py_backend *be, size_t start, bool creating_too) {
+  size_t n = be->nworkers;
+  pe__py_worker *best = NULL;
+  long best_load = 0;
+  for (size_t k = 0; k < n; k++) {
+    pe__py_worker *w = &be->workers[(start + k) % n];
+    if (atomic_load_explicit(&w->state, memory_order_acquire) != PE__PY_READY ||
+        (!creating_too && atomic_load_explicit(&w->creating, memory_order_relaxed)))
+      continue;
+    long load = atomic_load_explicit(&w->inflight, memory_order_relaxed);
+    if (!best || load < best_load) {
+      best = w;
+      best_load = load;
+      if (load == 0)
+        break;
+    }
+  }
+  return best;
 }
 
 pe__py_worker *pe__py_pick_worker(pe__py_backend *be) {
@@ -50,20 +74,11 @@ pe__py_worker *pe__py_pick_worker(pe__py_backend *be) {
       return w;
   }
   size_t start = atomic_fetch_add_explicit(&be->rr, 1, memory_order_relaxed) % n;
-  pe__py_worker *best = NULL;
-  long best_load = 0;
-  for (size_t k = 0; k < n; k++) {
-    pe__py_worker *w = &be->workers[(start + k) % n];
-    if (atomic_load_explicit(&w->state, memory_order_acquire) != PE__PY_READY)
-      continue;
-    long load = atomic_load_explicit(&w->inflight, memory_order_relaxed);
-    if (!best || load < best_load) {
-      best = w;
-      best_load = load;
-      if (load == 0)
-        break;
-    }
-  }
+  /* A worker creating an instance runs nothing else until it is done: use
+   * it only when no other worker is ready. */
+  pe__py_worker *best = least_loaded(be, start, false);
+  if (!best)
+    best = least_loaded(be, start, true);
   if (best)
     return best;
   /* Nobody is ready: finish a replacement's start-up (blocking). */
@@ -90,8 +105,12 @@ void pe__py_inflight_give(pe__py_backend *be, pe__py_worker *w) {
   atomic_fetch_sub_explicit(&be->inflight, 1, memory_order_relaxed);
 }
 
+/* The hard deadline's grace beyond the steps' own timeouts: the worker's
+ * report of a step it interrupted must win the race with the kill. */
+#define HARD_DEADLINE_GRACE_MS 100
+
 uint64_t pe__py_batch_deadline(const pe__batch *b, uint64_t now_ns) {
-  uint64_t total_ms = 0;
+  uint64_t total_ms = HARD_DEADLINE_GRACE_MS;
   for (size_t i = 0; i < b->n; i++)
     total_ms += b->step[i]->timeout_ms;
   return now_ns + total_ms * 1000000u;
@@ -133,6 +152,46 @@ static void destroy_everywhere(pe__py_backend *be, uint64_t id) {
   }
 }
 
+/* Waits (bounded) until w has no batch in flight: a create sent behind a
+ * batch would otherwise wait for it, and a batch sent just before the
+ * create would wait for the constructor. */
+static void wait_drained(pe__py_worker *w, uint64_t deadline_ns) {
+  while (atomic_load(&w->inflight) > 0 && pe__now_ns() < deadline_ns) {
+    struct timespec ts = {0, 1000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* Creates inst on READY worker w (of generation gen) over a connection of
+ * its own, holding no lock of w: runs on other threads are never stalled
+ * behind the control connection's lock for as long as a constructor runs,
+ * and a failure elsewhere may kill and replace w meanwhile (the create then
+ * fails with the broken connection; the replacement re-creates inst from
+ * the instance list). Returns as pe__py_worker_create, with *kill. */
+static int create_on(pe__py_backend *be, pe__py_worker *w, unsigned gen,
+                     const pe__py_instance *inst, char *err, bool *kill) {
+  *kill = false;
+  atomic_store(&w->creating, inst->policy);
+  wait_drained(w, pe__now_ns() + (uint64_t)be->cfg.create_timeout_ms * 1000000u);
+  pe__py_conn c;
+  pe__py_conn_init(&c, be->mem, be->max_message);
+  c.worker = w;
+  c.gen = gen;
+  uint64_t deadline = pe__now_ns() + (uint64_t)be->cfg.startup_timeout_ms * 1000000u;
+  int rc;
+  if (pe__py_conn_connect(&c, w->sock_path) != PE_OK ||
+      pe__py_conn_hello(&c, deadline, NULL) != PE_OK) {
+    pe__errmsg_set(err, "python worker %zu: cannot connect to create an instance of %s@%s",
+                   w->index, inst->policy->name, inst->policy->version);
+    rc = PE_ERR_WORKER;
+  } else {
+    rc = pe__py_worker_create(w, &c, inst, err, kill);
+  }
+  pe__py_conn_free(&c);
+  atomic_store(&w->creating, NULL);
+  return rc;
+}
+
 static int py_create_instance(pe__py_backend *be, pe__step *step, char *err) {
   pe__py_instance *inst = pe__calloc(be->mem, 1, sizeof *inst);
   if (!inst || !(inst->params_json = pe__strndup(be->mem, step->params_json, step->params_len))) {
@@ -148,6 +207,8 @@ static int py_create_instance(pe__py_backend *be, pe__step *step, char *err) {
   for (size_t i = 0; i < be->nworkers; i++)
     pe__py_worker_ensure_ready(&be->workers[i]);
 
+  /* Held throughout, so that no replacement's handshake runs meanwhile: a
+   * READY worker has created every listed instance but this one. */
   pthread_mutex_lock(&be->inst_lock);
   /* Listed first, so that a worker (re)started from now on creates it. */
   inst->next = be->instances;
@@ -156,23 +217,26 @@ static int py_create_instance(pe__py_backend *be, pe__step *step, char *err) {
   be->instances = inst;
   size_t created = 0;
   int rc = PE_OK;
+  /* One worker at a time: the others keep serving. */
   for (size_t i = 0; i < be->nworkers && rc == PE_OK; i++) {
     pe__py_worker *w = &be->workers[i];
     pthread_mutex_lock(&w->lock);
     unsigned gen = atomic_load(&w->gen);
-    bool broken = false;
-    if (atomic_load(&w->state) == PE__PY_READY) {
-      int r = pe__py_worker_create(w, inst, err);
-      if (r == PE_OK)
-        created++;
-      else if (r == PE_ERR_PARAM)
-        rc = PE_ERR_PARAM; /* refused: the message is in err */
-      else
-        broken = true;
-    }
+    bool ready = atomic_load(&w->state) == PE__PY_READY;
     pthread_mutex_unlock(&w->lock);
-    if (broken)
-      pe__py_worker_fail(w, gen, "creating an instance failed");
+    if (!ready)
+      continue;
+    bool kill;
+    int r = create_on(be, w, gen, inst, err, &kill);
+    if (r == PE_OK)
+      created++;
+    else if (r == PE_ERR_PARAM || r == PE_ERR_TIMEOUT)
+      rc = r; /* refused or too slow: the message is in err */
+    if (kill || r == PE_ERR_WORKER) {
+      char why[PE__ERRMSG_SIZE];
+      pe__errmsg_set(why, "%s", kill ? err : "creating an instance failed");
+      pe__py_worker_fail(w, gen, why);
+    }
   }
   if (rc == PE_OK && created == 0) {
     pe__errmsg_set(err, "no python worker is available to create the instance");
@@ -331,8 +395,15 @@ static int make_socket_dir(pe__py_backend *be, char *err) {
 }
 
 static void backend_free(pe__py_backend *be) {
-  pe__py_supervisor_stop(be);
+  /* Workers first, then the supervisor: the supervisor may be in a
+   * replacement's handshake, re-creating instances whose constructors take
+   * long; ending the workers makes that fail at once, so shutdown takes the
+   * grace period at most. Nothing is respawned once stopping is set; a
+   * process spawned just before is ended by the second pass. */
+  atomic_store(&be->stopping, true);
   pe__py_workers_stop(be->workers, be->nworkers, be->cfg.shutdown_grace_ms);
+  pe__py_supervisor_stop(be);
+  pe__py_workers_stop(be->workers, be->nworkers, 0);
   for (size_t i = 0; i < be->nworkers; i++) {
     pe__py_worker *w = &be->workers[i];
     pe__py_conn_free(&w->control);

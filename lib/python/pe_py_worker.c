@@ -38,6 +38,16 @@ static void describe_status(int status, char *buf, size_t size) {
     snprintf(buf, size, "ended with wait status %d", status);
 }
 
+/* Signals the worker's whole process group (it is the leader of its own:
+ * POSIX_SPAWN_SETPGROUP), so that processes a policy forked die with it
+ * rather than outlive their worker's replacement. The group id stays
+ * reserved while any member lives, so this is safe even after the leader
+ * was reaped. Falls back to the pid alone if there is no such group. */
+static void kill_group(pid_t pid, int sig) {
+  if (kill(-pid, sig) != 0)
+    kill(pid, sig);
+}
+
 /* Waits for pid; ECHILD (a host that reaps every child itself) counts as
  * reaped. */
 static void reap(pid_t pid, char *buf, size_t size) {
@@ -53,9 +63,13 @@ static void reap(pid_t pid, char *buf, size_t size) {
 
 int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   pe__py_backend *be = w->be;
+  if (atomic_load(&be->stopping)) {
+    pe__errmsg_set(err, "python worker %zu: not restarted, the pool is shutting down", w->index);
+    return PE_ERR_WORKER;
+  }
   const pe_python_options *o = &be->cfg;
   const char *path = o->worker_path;
-  size_t argc = 7 + 2 * o->module_path_count + 1;
+  size_t argc = 9 + 2 * o->module_path_count + 1;
   char **argv = pe__calloc(be->mem, argc, sizeof *argv);
   if (!argv) {
     pe__errmsg_set(err, "out of memory");
@@ -76,6 +90,11 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   argv[i++] = max_message;
   argv[i++] = "--parent-fd";
   argv[i++] = "3";
+  /* The worker removes the socket directory when it is the last to leave:
+   * if this process is SIGKILLed, nobody else would (the lifeline makes the
+   * workers exit, and they clean up on the way out). */
+  argv[i++] = "--cleanup-dir";
+  argv[i++] = be->dir;
   argv[i] = NULL;
 
   posix_spawn_file_actions_t fa;
@@ -135,6 +154,26 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   return PE_OK;
 }
 
+/* If w's process has ended (or ends within a moment: its socket closing
+ * comes just before its exit), reaps it and describes how into how (else
+ * leaves how empty). */
+static void ended_status(pe__py_worker *w, char *how, size_t size) {
+  how[0] = '\0';
+  pid_t pid = atomic_load(&w->pid);
+  for (int i = 0; pid > 0 && i < 50; i++) {
+    int status;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      describe_status(status, how, size);
+      atomic_store(&w->pid, 0);
+      return;
+    }
+    if (r < 0)
+      return;
+    sleep_ns(CONNECT_RETRY_NS);
+  }
+}
+
 /* Connects the control connection, retrying while the worker starts up. */
 static int connect_control(pe__py_worker *w, uint64_t deadline, char *err) {
   pe__py_backend *be = w->be;
@@ -166,42 +205,70 @@ static int connect_control(pe__py_worker *w, uint64_t deadline, char *err) {
   }
 }
 
-int pe__py_worker_create(pe__py_worker *w, const pe__py_instance *inst, char *err) {
+/* Grace beyond the create timeout for the worker's own report of a
+ * constructor it interrupted; past it the worker is taken as stuck. */
+#define CREATE_GRACE_MS 500
+
+int pe__py_worker_create(pe__py_worker *w, pe__py_conn *c, const pe__py_instance *inst, char *err,
+                         bool *kill) {
+  uint32_t limit = w->be->cfg.create_timeout_ms;
+  *kill = false;
   Policyexec__V1__CreateInstance ci = POLICYEXEC__V1__CREATE_INSTANCE__INIT;
   ci.instance_id = inst->id;
   ci.name = inst->policy->name;
   ci.version = inst->policy->version;
   ci.params_json = inst->params_json;
+  ci.timeout_ms = limit;
   pe__py_request req = POLICYEXEC__V1__REQUEST__INIT;
   req.body_case = POLICYEXEC__V1__REQUEST__BODY_CREATE;
   req.create = &ci;
   pe__py_response *resp;
-  int rc = pe__py_worker_control_call(w, &req, &resp);
+  bool unsent;
+  uint64_t deadline = pe__now_ns() + ((uint64_t)limit + CREATE_GRACE_MS) * 1000000u;
+  int rc = pe__py_conn_call(c, &req, deadline, &resp, &unsent);
+  if (rc == PE_ERR_TIMEOUT) {
+    *kill = true;
+    pe__errmsg_set(err,
+                   "python policy %s@%s: creating the instance on worker %zu took longer than "
+                   "the create timeout of %u ms, and the worker could not interrupt it",
+                   inst->policy->name, inst->policy->version, w->index, limit);
+    return PE_ERR_TIMEOUT;
+  }
   if (rc != PE_OK) {
-    pe__errmsg_set(err, "python worker %zu: creating instance %llu: %s", w->index,
-                   (unsigned long long)inst->id, w->control.why);
+    pe__errmsg_set(err, "python worker %zu: creating an instance of %s@%s: %s", w->index,
+                   inst->policy->name, inst->policy->version, c->why);
     return rc;
   }
-  bool ok = resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_CREATE && resp->create->ok;
-  if (!ok)
+  rc = PE_OK;
+  if (resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_CREATE && resp->create->timed_out) {
+    pe__errmsg_set(err,
+                   "python policy %s@%s: creating the instance on worker %zu took longer "
+                   "than the create timeout of %u ms",
+                   inst->policy->name, inst->policy->version, w->index, limit);
+    rc = PE_ERR_TIMEOUT;
+  } else if (resp->body_case != POLICYEXEC__V1__RESPONSE__BODY_CREATE || !resp->create->ok) {
     pe__errmsg_set(err, "%s",
                    resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_CREATE ? resp->create->error
                    : resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_ERROR
                        ? resp->error->message
                        : "unexpected reply to CreateInstance");
-  pe__py_conn_consume(&w->control);
-  return ok ? PE_OK : PE_ERR_PARAM;
+    rc = PE_ERR_PARAM;
+  }
+  pe__py_conn_consume(c);
+  return rc;
 }
 
 /* Re-creates one live instance on a (re)started worker. Params it accepted
- * before and refuses now mean the worker is not fit to serve. */
+ * before and refuses now (or a constructor now too slow) mean the worker
+ * is not fit to serve. */
 static int recreate(pe__py_worker *w, const pe__py_instance *inst, char *err) {
-  int rc = pe__py_worker_create(w, inst, err);
-  if (rc != PE_ERR_PARAM)
+  bool kill;
+  int rc = pe__py_worker_create(w, &w->control, inst, err, &kill);
+  if (rc != PE_ERR_PARAM && rc != PE_ERR_TIMEOUT)
     return rc;
   char why[PE__ERRMSG_SIZE];
   memcpy(why, err, sizeof why);
-  pe__errmsg_set(err, "python worker %zu refused to re-create %s@%s: %s", w->index,
+  pe__errmsg_set(err, "python worker %zu could not re-create %s@%s: %s", w->index,
                  inst->policy->name, inst->policy->version, why);
   return PE_ERR_WORKER;
 }
@@ -218,7 +285,13 @@ int pe__py_worker_handshake(pe__py_worker *w,
   pe__py_response *resp;
   rc = pe__py_conn_hello(&w->control, deadline, &resp);
   if (rc != PE_OK) {
-    pe__errmsg_set(err, "python worker %zu: handshake failed: %s", w->index, w->control.why);
+    /* A worker that ended during start-up (os._exit at import, a crash)
+     * says nothing on the socket: its exit status is the best reason. A
+     * Python error at import comes as the handshake's Error reply. */
+    char how[96];
+    ended_status(w, how, sizeof how);
+    pe__errmsg_set(err, "python worker %zu: handshake failed: %s%s%s", w->index, w->control.why,
+                   how[0] ? "; the worker " : "", how);
     return PE_ERR_WORKER;
   }
   if (on_hello)
@@ -241,9 +314,12 @@ static void kill_locked(pe__py_worker *w, const char *why) {
   pid_t pid = atomic_load(&w->pid);
   char how[96] = "was not running";
   if (pid > 0) {
-    kill(pid, SIGKILL);
+    kill_group(pid, SIGKILL);
     reap(pid, how, sizeof how);
   }
+  /* A stale socket file would keep the directory from being removed by
+   * the last worker to leave (--cleanup-dir) if this host is killed. */
+  unlink(w->sock_path);
   atomic_store(&w->pid, 0);
   atomic_store(&w->state, PE__PY_DEAD);
   atomic_fetch_add(&w->gen, 1);
@@ -336,9 +412,12 @@ void pe__py_workers_stop(pe__py_worker *workers, size_t n, uint32_t grace_ms) {
         continue;
       int status;
       pid_t r = waitpid(pid, &status, WNOHANG);
-      if (r == pid || (r < 0 && errno == ECHILD))
+      if (r == pid || (r < 0 && errno == ECHILD)) {
+        /* What a policy forked is left in the worker's group: end it too
+         * (the group id cannot be reused while a member lives). */
+        kill(-pid, SIGKILL);
         atomic_store(&workers[i].pid, 0);
-      else
+      } else
         left++;
     }
     if (!left)
@@ -351,7 +430,7 @@ void pe__py_workers_stop(pe__py_worker *workers, size_t n, uint32_t grace_ms) {
     pid_t pid = atomic_load(&workers[i].pid);
     if (pid > 0) {
       char how[96];
-      kill(pid, SIGKILL);
+      kill_group(pid, SIGKILL);
       reap(pid, how, sizeof how);
       atomic_store(&workers[i].pid, 0);
     }

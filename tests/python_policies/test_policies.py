@@ -124,3 +124,85 @@ class ResponseTrace(policyexec.Policy):
     def on_response_body(self, ctx):
         trace = ",".join(ctx.response_headers.getall("x-trace", []))
         ctx.response_body = f"[{ctx.phase}:{trace}]".encode() + ctx.response_body
+
+
+class Forker(policyexec.Policy):
+    """Starts a long-lived child process (as a policy might, by mistake) and
+    reports its pid in request header x-child."""
+
+    name = "test-forker"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        import subprocess
+
+        child = subprocess.Popen(["sleep", "60"])
+        ctx.request_headers["x-child"] = str(child.pid)
+
+
+class Framing(policyexec.Policy):
+    """Sets (or, with params["remove"], removes) a framing response header
+    named by params["name"]: the engine must refuse it."""
+
+    name = "test-framing"
+    version = "1.0.0"
+
+    def on_response_headers(self, ctx):
+        name = self.params.get("name", "content-length")
+        if self.params.get("remove"):
+            del ctx.response_headers[name]
+        else:
+            ctx.response_headers[name] = "5"
+
+
+class Tag(policyexec.Policy):
+    """Adds request header x-tag: params["tag"] (default "ok")."""
+
+    name = "test-tag"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        ctx.request_headers.add("x-tag", self.params.get("tag", "ok"))
+
+    def on_response_headers(self, ctx):
+        ctx.response_headers.add("x-tag", self.params.get("tag", "ok"))
+
+
+class SlowInit(policyexec.Policy):
+    """Sleeps params["seconds"] in __init__ (instance creation)."""
+
+    name = "test-slow-init"
+    version = "1.0.0"
+
+    def __init__(self, params):
+        super().__init__(params)
+        time.sleep(float(params.get("seconds", 3600)))
+
+    def on_request_headers(self, ctx):
+        ctx.request_headers["x-slow-init"] = "yes"
+
+
+class SleepBlocked(policyexec.Policy):
+    """Sleeps like test-sleep with the worker's step timer signal blocked: a
+    step the worker cannot interrupt (as one blocked in C code), which only
+    the engine's hard deadline ends, by killing the worker."""
+
+    name = "test-sleep-blocked"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(float(self.params.get("seconds", 3600)))
+        ctx.request_headers["x-slept"] = "yes"
+
+
+class SleepResponseBody(policyexec.Policy):
+    """Sleeps for params["seconds"] (default: an hour) in response body."""
+
+    name = "test-sleep-response-body"
+    version = "1.0.0"
+
+    def on_response_body(self, ctx):
+        time.sleep(float(self.params.get("seconds", 3600)))

@@ -29,7 +29,7 @@ Setters also accept ``bytes``; :func:`to_bytes` gives the exact wire bytes of
 a str. Bodies are ``bytes``.
 
 Safety: every setter checks its value at once (header names must be RFC 9110
-tokens, values must not contain CR, LF or NUL, statuses are 100..999) and
+tokens, values must not contain CR, LF, NUL or DEL, statuses are 100..999) and
 raises ``ValueError``/``TypeError`` before changing anything. An exception
 escaping a phase method fails that step: its changes are undone and the
 engine applies the step's failure mode (open: skip it; closed: answer 500).

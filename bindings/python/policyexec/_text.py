@@ -11,8 +11,9 @@ import re
 
 # RFC 9110 section 5.6.2: token = 1*tchar.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# A field value may not carry CR, LF or NUL: that is how headers get injected.
-_FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")
+# A field value may not carry CR, LF or NUL: that is how headers get injected;
+# nor DEL, which RFC 9110 leaves out of field values (same rule as the engine).
+_FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00\x7f]")
 # Request target: no controls, spaces, DEL or non-ASCII (same rule as the engine).
 _BAD_IN_PATH = re.compile(r"[\x00-\x20\x7f-\U0010ffff]")
 
@@ -72,12 +73,12 @@ def header_name(name):
 
 
 def header_value(value):
-    """Validates a header value (no CR, LF or NUL); returns it as str."""
+    """Validates a header value (no CR, LF, NUL or DEL); returns it as str."""
     if type(value) is str and value.isascii() and value.isprintable():
-        return value  # printable ASCII: no CR, LF, NUL, nor a lone surrogate
+        return value  # printable ASCII: no CR, LF, NUL, DEL, nor a lone surrogate
     value = as_text(value, "header value")
     if _FORBIDDEN_IN_VALUE.search(value):
-        raise ValueError(f"invalid header value {value!r}: contains CR, LF or NUL")
+        raise ValueError(f"invalid header value {value!r}: contains CR, LF, NUL or DEL")
     return value
 
 

@@ -8,7 +8,9 @@ Error reply (or a failed step, inside :func:`run`).
 import importlib.util
 import json
 import os
+import signal
 import sys
+import time
 import traceback
 
 from . import policy as _policy
@@ -22,6 +24,68 @@ _instances = {}
 
 _NOTHING = UNCHANGED
 _FAILED_TAIL = _NOTHING[2:]
+# First item of a step result: True (ok), False (failed) or this (timed out).
+TIMED_OUT = 2
+
+
+class _StepTimeout(BaseException):
+    """Raised in a running step when its own timeout expires."""
+
+
+# The timer. A system call costs about 2 us on a VM, so a step does not
+# start its own timer when the one running already expires between now and
+# the step's deadline: when it fires early, the handler starts it again for
+# what is left of the running step's time. Under load that is about one
+# timer per timeout period instead of two system calls per step.
+_armed = None  # the running step's key while it has a timeout, else None
+_deadline = 0.0  # its deadline (time.monotonic())
+_expiry = None  # when the running timer fires (time.monotonic()), or None
+
+_setitimer = getattr(signal, "setitimer", None)
+_ITIMER_REAL = getattr(signal, "ITIMER_REAL", 0)
+_monotonic = time.monotonic
+
+
+def _on_alarm(signum, frame):
+    global _expiry
+    _expiry = None
+    if _armed is None:
+        return  # no step running, or one without a timeout: ignore
+    left = _deadline - _monotonic()
+    if left > 0:
+        # The timer was started for an earlier deadline: start it again.
+        _expiry = _deadline
+        _setitimer(_ITIMER_REAL, left)
+        return
+    raise _StepTimeout()
+
+
+def _arm(seconds, key):
+    """A step with a timeout of ``seconds`` starts."""
+    global _armed, _deadline, _expiry
+    now = _monotonic()
+    deadline = now + seconds
+    _deadline = deadline
+    _armed = key
+    expiry = _expiry
+    if expiry is None or expiry <= now or expiry > deadline:
+        _expiry = deadline
+        _setitimer(_ITIMER_REAL, seconds)
+
+
+def _disarm():
+    """The step ended: a timer still running is left to expire (ignored)."""
+    global _armed
+    _armed = None
+
+
+# The worker runs Python on its main thread, where signal handlers run:
+# Python checks for them between bytecodes and when a blocking call (sleep,
+# a socket read) is interrupted, so a step stuck in Python code gets the
+# exception. A step blocked inside C code that never returns is not
+# interrupted: the engine's hard deadline kills the worker then.
+if _setitimer is not None:
+    signal.signal(signal.SIGALRM, _on_alarm)
 _from_wire = Context._from_wire
 _MAX_ERROR = 4000
 _TRACEBACK_FRAMES = 3
@@ -65,9 +129,11 @@ def _import_file(path):
     _loaded.add(path)
 
 
-def create(instance_id, name, version, params_json):
+def create(instance_id, name, version, params_json, timeout_ms=0):
     """Creates (or replaces) instance ``instance_id`` of name@version.
-    Returns None on success, else the reason as str."""
+    Returns None on success, else the reason as str, or (TIMED_OUT, reason)
+    when the constructor (with validation) ran past ``timeout_ms`` (0: no
+    limit) and was interrupted."""
     key = f"{name}@{version}"
     cls = _policy.registered().get(key)
     if cls is None:
@@ -77,11 +143,23 @@ def create(instance_id, name, version, params_json):
     except ValueError as exc:
         return f"{key}: params are not valid JSON: {exc}"
     try:
+        if timeout_ms:
+            _arm(timeout_ms / 1000.0, key)
         instance = cls(params)
         instance.validate()
+        if timeout_ms:
+            _disarm()
+    except _StepTimeout:
+        _disarm()
+        return (TIMED_OUT, f"{key}: creating the instance took longer than the create "
+                           f"timeout of {timeout_ms} ms (interrupted by the worker)")
     except (TypeError, ValueError) as exc:
+        if timeout_ms:
+            _disarm()
         return f"{key}: {exc}"
     except Exception as exc:
+        if timeout_ms:
+            _disarm()
         return f"{key}: {type(exc).__name__}: {exc}"
     phases = cls.phases()
     _instances[instance_id] = tuple(
@@ -102,13 +180,21 @@ def count():
 
 def run(phase, instance_ids, fail_open, method, path, authority, status,
         request_headers, response_headers, request_body, response_body, metadata,
-        step_phases=None):
+        step_phases=None, timeouts=None, progress=None):
     """Runs the steps of one phase, or of consecutive phases, on one shared
     context; returns one result tuple per step that ran: (ok, error, header
-    edits, body edits, metadata edits, status, method, path, respond).
+    edits, body edits, metadata edits, status, method, path, respond), where
+    ok is True, False (failed) or TIMED_OUT.
 
     ``step_phases`` is None (every step runs in ``phase``) or the phase of
     each step, checked by the caller (one per step, known, non-decreasing).
+    ``timeouts`` is None or each step's own timeout in milliseconds (0:
+    none): a step still running then is interrupted, its changes discarded,
+    and it ends TIMED_OUT; the next step gets its own full timeout.
+    ``progress`` is None or a callable taking a list of results: it is
+    called with the results not yet reported before each fail-open step
+    after the first, so that they survive the worker's death in that step;
+    the list returned then holds only the results after those reported.
     Raises LookupError (nothing runs) when an instance is unknown."""
     steps = []
     for instance_id in instance_ids:
@@ -119,7 +205,12 @@ def run(phase, instance_ids, fail_open, method, path, authority, status,
     ctx = _from_wire(phase, method, path, authority, status, request_headers,
                      response_headers, request_body, response_body, metadata)
     results = []
+    reported = 0
     for index, entry in enumerate(steps):
+        if (progress is not None and index > reported and index < len(fail_open)
+                and fail_open[index]):
+            progress(results[reported:])
+            reported = index
         if step_phases is not None:
             # The context follows the step: what it lets the policy see and
             # set (bodies, status, request line) depends on the phase.
@@ -128,10 +219,25 @@ def run(phase, instance_ids, fail_open, method, path, authority, status,
         if hook is None:
             results.append(_NOTHING)
             continue
+        limit = timeouts[index] if timeouts is not None and index < len(timeouts) else 0
         try:
+            if limit:
+                _arm(limit / 1000.0, entry[4])
             hook(ctx)
+            if limit:
+                _disarm()
             result = ctx._commit()
+        except _StepTimeout:
+            _disarm()
+            ctx._rollback()
+            results.append((TIMED_OUT, f"{entry[4]}: exceeded its timeout of {limit} ms "
+                                       "(interrupted by the worker)") + _FAILED_TAIL)
+            if index >= len(fail_open) or not fail_open[index]:
+                break
+            continue
         except BaseException as exc:  # even SystemExit: a policy never stops the worker
+            if limit:
+                _disarm()
             ctx._rollback()
             results.append((False, _describe(entry[4], exc)) + _FAILED_TAIL)
             if index >= len(fail_open) or not fail_open[index]:
@@ -140,7 +246,7 @@ def run(phase, instance_ids, fail_open, method, path, authority, status,
         results.append(result)
         if result[8] is not None:
             break
-    return results
+    return results[reported:] if reported else results
 
 
 def _describe(key, exc):

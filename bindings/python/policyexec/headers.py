@@ -15,7 +15,7 @@ class Headers:
     byte mapping) and may be set as ``str`` or ``bytes``.
 
     Every change is checked at once: a name that is not an RFC 9110 token, or
-    a value containing CR, LF or NUL, raises ``ValueError`` and changes
+    a value containing CR, LF, NUL or DEL, raises ``ValueError`` and changes
     nothing, so a policy can never inject a header.
 
     ``len()`` and iteration count distinct names; :meth:`items` yields one

@@ -265,8 +265,12 @@ int pw_step_from_py(PyObject *result, Policyexec__V1__StepResult *out, pw_arena 
     return -1;
   }
   PyObject *const *f = &PyTuple_GET_ITEM(result, 0);
-  if (!PyObject_IsTrue(f[0])) {
-    out->outcome = POLICYEXEC__V1__STEP_RESULT__OUTCOME__OUTCOME_FAILED;
+  /* ok is True, False, or the int 2 (_worker.TIMED_OUT; a bool is never an
+   * exact int). */
+  int timed_out = PyLong_CheckExact(f[0]) && PyLong_AsLong(f[0]) == 2;
+  if (timed_out || !PyObject_IsTrue(f[0])) {
+    out->outcome = timed_out ? POLICYEXEC__V1__STEP_RESULT__OUTCOME__OUTCOME_TIMEOUT
+                             : POLICYEXEC__V1__STEP_RESULT__OUTCOME__OUTCOME_FAILED;
     const char *error = f[1] == Py_None ? "failed" : PyUnicode_AsUTF8(f[1]);
     if (error == NULL) {
       return -1;

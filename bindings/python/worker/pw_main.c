@@ -2,6 +2,7 @@
  *
  *   policyexec-pyworker (--socket PATH | --fd N)... [--max-message BYTES]
  *                       [--module-path DIR]... [--parent-fd N]
+ *                       [--cleanup-dir DIR]
  *
  * --socket PATH  create a Unix stream socket at PATH and accept connections
  * --fd N         an inherited socket: a listening one (connections are
@@ -13,6 +14,10 @@
  * however it dies. A thread of its own watches it, so a policy stuck in a
  * loop cannot delay the exit. (PR_SET_PDEATHSIG is not used: it fires when
  * the spawning *thread* exits, and the engine may spawn from any thread.)
+ * --cleanup-dir DIR  on exit, after removing its sockets, also remove DIR if
+ *                it is empty by then: the engine's private socket directory,
+ *                which the engine cannot remove itself when it is killed
+ *                (SIGKILL); whichever worker leaves last removes it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +54,7 @@ typedef struct pw_args {
   size_t n_module_paths;
   size_t max_message;
   int parent_fd; /* lifeline; -1: not given */
+  const char *cleanup_dir;
 } pw_args;
 
 static volatile sig_atomic_t stop_requested;
@@ -58,10 +64,14 @@ static const char *created_paths[PW_MAX_SOCKETS];
  * thread may still be creating sockets (the engine can die during start-up);
  * a path is stored before the count that publishes it. */
 static atomic_size_t n_created_paths;
+/* --cleanup-dir: removed (if empty) after the sockets; set before any
+ * thread or handler that reads it exists. */
+static const char *cleanup_dir;
 
 static void usage(FILE *f) {
   fputs("usage: policyexec-pyworker (--socket PATH | --fd N)... [--max-message BYTES]\n"
-        "                           [--module-path DIR]... [--parent-fd N]\n",
+        "                           [--module-path DIR]... [--parent-fd N]\n"
+        "                           [--cleanup-dir DIR]\n",
         f);
 }
 
@@ -104,6 +114,8 @@ static int parse_args(int argc, char **argv, pw_args *a) {
       a->max_message = (size_t)n;
     } else if (strcmp(opt, "--parent-fd") == 0 && parse_number(val, INT_MAX, &n) == 0) {
       a->parent_fd = (int)n;
+    } else if (strcmp(opt, "--cleanup-dir") == 0 && val[0] != '\0') {
+      a->cleanup_dir = val;
     } else {
       PW_LOG("bad option %s %s", opt, val);
       return -1;
@@ -121,6 +133,10 @@ static void remove_created_paths(void) {
   for (size_t i = 0; i < n; i++) {
     unlink(created_paths[i]);
   }
+  /* Fails harmlessly (ENOTEMPTY) while another worker's socket is there. */
+  if (cleanup_dir != NULL) {
+    rmdir(cleanup_dir);
+  }
 }
 
 static void on_stop_signal(int sig) {
@@ -136,6 +152,9 @@ static void on_stop_signal(int sig) {
 /* Blocks on the lifeline; its end of file means the engine is gone. */
 static void *lifeline_watcher(void *arg) {
   int fd = (int)(intptr_t)arg;
+  /* Signals are for the main thread (this one starts with all blocked): a
+   * step's timer (SIGALRM) must interrupt the Python code there, which it
+   * would not if this thread took it. */
   char byte;
   ssize_t n;
   while ((n = read(fd, &byte, 1)) != 0) {
@@ -159,7 +178,12 @@ static int watch_lifeline(int fd) {
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&attr, 64 * 1024);
+  /* Created with every signal blocked (it inherits this thread's mask). */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   int rc = pthread_create(&tid, &attr, lifeline_watcher, (void *)(intptr_t)fd);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
   if (rc != 0) {
     PW_LOG("cannot watch the lifeline: %s", strerror(rc));
@@ -263,6 +287,7 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  cleanup_dir = args.cleanup_dir;
   if (setup_process(&args) != 0) {
     return 1;
   }
@@ -284,11 +309,16 @@ int main(int argc, char **argv) {
   }
   pw_python py;
   pw_handler handler = {.py = &py};
-  if (pw_arena_init(&handler.arena) != 0 || pw_python_init(&py, package_dir) != 0 ||
-      pw_preload_modules(&handler, args.module_paths, args.n_module_paths) != 0) {
+  if (pw_arena_init(&handler.arena) != 0 || pw_python_init(&py, package_dir) != 0) {
     remove_created_paths();
     return 1;
   }
+  /* A policy module that fails to import (syntax error, exception, exit,
+   * a duplicate name@version) does not end the worker at once: it answers
+   * every request, the engine's Hello first, with the reason, so that the
+   * engine reports it (the socket is the one channel the engine reads), and
+   * exits once the engine has closed its connections (or the lifeline). */
+  int failed = pw_preload_modules(&handler, args.module_paths, args.n_module_paths) != 0;
 
   pw_server_config cfg = {.listen_fds = listen_fds,
                           .n_listen = n_listen,
@@ -296,6 +326,10 @@ int main(int argc, char **argv) {
                           .n_conn = n_conn,
                           .max_message = args.max_message};
   int rc = pw_server_run(&cfg, &handler, &stop_requested);
+  if (failed) {
+    rc = -1;
+  }
+  free(handler.startup_error);
 
   for (size_t i = 0; i < n_listen; i++) {
     close(listen_fds[i]);

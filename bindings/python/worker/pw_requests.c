@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "policyexec/v1/executor.pb-c.h"
 #include "pw_log.h"
+#include "pw_progress.h"
 #include "pw_run.h"
 
 typedef Policyexec__V1__Request Request;
@@ -14,6 +16,11 @@ typedef Policyexec__V1__Response Response;
 
 static void *arena_alloc(void *a, size_t size) {
   return pw_arena_alloc(a, size);
+}
+
+static void *malloc_alloc(void *unused, size_t size) {
+  (void)unused;
+  return malloc(size);
 }
 
 /* Replaces the reply with an Error carrying the pending Python exception. */
@@ -85,8 +92,11 @@ int pw_preload_modules(pw_handler *h, char **paths, size_t n) {
   }
   PyObject *infos = load_modules(h, paths, n, NULL);
   if (infos == NULL) {
-    PW_LOG("cannot load the policy modules:");
-    PyErr_Print();
+    /* Not PyErr_Print: a SystemExit raised at import would end the process
+     * there, before the engine hears why. */
+    h->startup_error = pw_python_error(malloc_alloc, NULL);
+    PW_LOG("cannot load the policy modules: %s",
+           h->startup_error ? h->startup_error : "(out of memory)");
     return -1;
   }
   Py_DECREF(infos);
@@ -125,14 +135,20 @@ static PyObject *create(pw_handler *h, const Policyexec__V1__CreateInstance *req
   }
   policyexec__v1__create_reply__init(r);
   PyObject *error =
-      PyObject_CallFunction(h->py->create, "Ksss", (unsigned long long)req->instance_id, req->name,
-                            req->version, req->params_json);
+      PyObject_CallFunction(h->py->create, "KsssI", (unsigned long long)req->instance_id, req->name,
+                            req->version, req->params_json, req->timeout_ms);
   if (error == NULL) {
     return NULL;
   }
+  /* None (created), the reason (refused), or (TIMED_OUT, reason). */
+  PyObject *why = error;
+  if (PyTuple_Check(error) && PyTuple_GET_SIZE(error) == 2) {
+    r->timed_out = 1;
+    why = PyTuple_GET_ITEM(error, 1);
+  }
   if (error == Py_None) {
     r->ok = 1;
-  } else if ((r->error = (char *)PyUnicode_AsUTF8(error)) == NULL) {
+  } else if ((r->error = (char *)PyUnicode_AsUTF8(why)) == NULL) {
     Py_DECREF(error);
     return NULL;
   }
@@ -200,13 +216,22 @@ static PyObject *ping(pw_handler *h, Response *resp) {
   return count;
 }
 
-static PyObject *run(pw_handler *h, const Policyexec__V1__RunPhase *req, Response *resp) {
+static PyObject *run(pw_handler *h, pw_conn *c, uint64_t id, const Policyexec__V1__RunPhase *req,
+                     Response *resp) {
   Policyexec__V1__RunReply *r = pw_arena_alloc(&h->arena, sizeof(*r));
   if (r == NULL) {
     return PyErr_NoMemory();
   }
   policyexec__v1__run_reply__init(r);
-  PyObject *hold = pw_run_phase(h->py, req, r, &h->arena);
+  /* Progress reports only when asked (a batch with a fail-open step after
+   * others): they cost a write each. */
+  pw_progress progress = {.conn = c, .id = id, .a = &h->arena};
+  PyObject *report = NULL;
+  if (req->report_progress && (report = pw_progress_callable(&progress)) == NULL) {
+    return NULL;
+  }
+  PyObject *hold = pw_run_phase(h->py, req, r, &h->arena, report);
+  Py_XDECREF(report);
   if (hold != NULL) {
     resp->body_case = POLICYEXEC__V1__RESPONSE__BODY_RUN;
     resp->run = r;
@@ -216,7 +241,7 @@ static PyObject *run(pw_handler *h, const Policyexec__V1__RunPhase *req, Respons
 
 /* Serves @p req into @p resp; returns the Python object the reply points
  * into, or NULL (then resp holds an Error, or nothing if even that failed). */
-static PyObject *serve(pw_handler *h, const Request *req, Response *resp) {
+static PyObject *serve(pw_handler *h, pw_conn *c, const Request *req, Response *resp) {
   PyObject *hold = NULL;
   switch (req->body_case) {
   case POLICYEXEC__V1__REQUEST__BODY_HELLO:
@@ -229,7 +254,7 @@ static PyObject *serve(pw_handler *h, const Request *req, Response *resp) {
     hold = destroy(h, req->destroy, resp);
     break;
   case POLICYEXEC__V1__REQUEST__BODY_RUN:
-    hold = run(h, req->run, resp);
+    hold = run(h, c, req->id, req->run, resp);
     break;
   case POLICYEXEC__V1__REQUEST__BODY_PING:
     hold = ping(h, resp);
@@ -253,7 +278,15 @@ int pw_handle_request(pw_handler *h, pw_conn *c, const uint8_t *msg, size_t len)
   }
   Response resp = POLICYEXEC__V1__RESPONSE__INIT;
   resp.id = req->id;
-  PyObject *hold = serve(h, req, &resp);
+  PyObject *hold = NULL;
+  Policyexec__V1__Error failed = POLICYEXEC__V1__ERROR__INIT;
+  if (h->startup_error != NULL) {
+    failed.message = h->startup_error;
+    resp.body_case = POLICYEXEC__V1__RESPONSE__BODY_ERROR;
+    resp.error = &failed;
+  } else {
+    hold = serve(h, c, req, &resp);
+  }
   int rc = -1;
   if (resp.body_case != POLICYEXEC__V1__RESPONSE__BODY__NOT_SET) {
     size_t size = policyexec__v1__response__get_packed_size(&resp);

@@ -10,6 +10,11 @@
 typedef struct pw_handler {
   pw_python *py;
   pw_arena arena; /* decoded request + reply under construction; reset per request */
+  /* Why the start-up failed (malloc'ed), or NULL. When set, every request is
+   * answered with an Error carrying it, so that the engine's handshake (and
+   * pe_engine_start_python's message) says why instead of only seeing the
+   * connection close. */
+  char *startup_error;
 } pw_handler;
 
 /* Serves the message @p msg of @p len bytes received on @p c. Returns 0 when a
@@ -18,7 +23,8 @@ typedef struct pw_handler {
 int pw_handle_request(pw_handler *h, pw_conn *c, const uint8_t *msg, size_t len);
 
 /* Imports the policy modules of @p paths (command-line module paths) at
- * start-up. Returns 0, or -1 after logging why. */
+ * start-up. Returns 0, or -1 after logging why and keeping it in
+ * h->startup_error. */
 int pw_preload_modules(pw_handler *h, char **paths, size_t n);
 
 #endif

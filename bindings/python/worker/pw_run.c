@@ -1,6 +1,6 @@
 #include "pw_run.h"
 
-enum { RUN_NARGS = 13 };
+enum { RUN_NARGS = 15 };
 
 static PyObject *id_tuple(const uint64_t *ids, size_t n) {
   PyObject *t = PyTuple_New((Py_ssize_t)n);
@@ -41,6 +41,24 @@ static PyObject *phase_tuple_or_none(const Policyexec__V1__Phase *phases, size_t
   return t;
 }
 
+/* Per-step timeouts in ms, or None when the engine sent none (an older
+ * engine): then no step is interrupted by the worker. */
+static PyObject *timeout_tuple_or_none(const uint32_t *ms, size_t n) {
+  if (n == 0) {
+    Py_RETURN_NONE;
+  }
+  PyObject *t = PyTuple_New((Py_ssize_t)n);
+  for (size_t i = 0; t != NULL && i < n; i++) {
+    PyObject *v = PyLong_FromUnsignedLong(ms[i]);
+    if (v == NULL) {
+      Py_CLEAR(t);
+      break;
+    }
+    PyTuple_SET_ITEM(t, (Py_ssize_t)i, v);
+  }
+  return t;
+}
+
 static PyObject *body_or_none(protobuf_c_boolean has, ProtobufCBinaryData d) {
   if (!has) {
     Py_RETURN_NONE;
@@ -50,7 +68,7 @@ static PyObject *body_or_none(protobuf_c_boolean has, ProtobufCBinaryData d) {
 }
 
 /* The arguments of policyexec._worker.run, in order. */
-static int build_args(const Policyexec__V1__RunPhase *req, PyObject **args) {
+static int build_args(const Policyexec__V1__RunPhase *req, PyObject *progress, PyObject **args) {
   static const Policyexec__V1__HttpData empty = POLICYEXEC__V1__HTTP_DATA__INIT;
   const Policyexec__V1__HttpData *d = req->data ? req->data : &empty;
   args[0] = PyLong_FromLong((long)req->phase);
@@ -66,6 +84,9 @@ static int build_args(const Policyexec__V1__RunPhase *req, PyObject **args) {
   args[10] = body_or_none(d->has_response_body, d->response_body);
   args[11] = pw_py_metadata(d->metadata, d->n_metadata);
   args[12] = phase_tuple_or_none(req->step_phases, req->n_step_phases);
+  args[13] = timeout_tuple_or_none(req->timeout_ms, req->n_timeout_ms);
+  args[14] = progress ? progress : Py_None;
+  Py_INCREF(args[14]);
   for (int i = 0; i < RUN_NARGS; i++) {
     if (args[i] == NULL) {
       return -1;
@@ -108,13 +129,13 @@ static int check_phases(const Policyexec__V1__RunPhase *req) {
 }
 
 PyObject *pw_run_phase(const pw_python *py, const Policyexec__V1__RunPhase *req,
-                       Policyexec__V1__RunReply *reply, pw_arena *a) {
+                       Policyexec__V1__RunReply *reply, pw_arena *a, PyObject *progress) {
   if (check_phases(req) != 0) {
     return NULL;
   }
   PyObject *args[RUN_NARGS] = {0};
   PyObject *results = NULL;
-  if (build_args(req, args) == 0) {
+  if (build_args(req, progress, args) == 0) {
     results = PyObject_Vectorcall(py->run, args, RUN_NARGS, NULL);
   }
   for (int i = 0; i < RUN_NARGS; i++) {

@@ -7,11 +7,14 @@
 #include "pw_convert.h"
 
 /* Runs @p req and fills @p reply (initialised by the caller) from the result.
+ * @p progress (or NULL) is the callable that sends progress reports
+ * (pw_progress.h) when the engine asked for them; the reply then holds the
+ * results of the steps after those reported.
  * On success returns the Python result list that the reply points into
  * (release it after packing). On failure (unknown instance, unknown or
  * decreasing phases, step_phases not one per step, ...) returns NULL with a
  * Python exception set; nothing ran when an instance or a phase is bad. */
 PyObject *pw_run_phase(const pw_python *py, const Policyexec__V1__RunPhase *req,
-                       Policyexec__V1__RunReply *reply, pw_arena *a);
+                       Policyexec__V1__RunReply *reply, pw_arena *a, PyObject *progress);
 
 #endif

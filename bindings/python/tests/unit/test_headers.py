@@ -100,7 +100,7 @@ class FastChecksTest(unittest.TestCase):
     @staticmethod
     def expected(value):
         """The documented rule, written out: str or bytes-like, encodable,
-        and free of CR, LF and NUL."""
+        and free of CR, LF, NUL and DEL."""
         if isinstance(value, (bytes, bytearray)):
             value = bytes(value).decode("utf-8", "surrogateescape")
         if not isinstance(value, str):
@@ -109,7 +109,7 @@ class FastChecksTest(unittest.TestCase):
             value.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:
             return ValueError
-        return ValueError if any(c in value for c in "\r\n\x00") else value
+        return ValueError if any(c in value for c in "\r\n\x00\x7f") else value
 
     def outcome(self, fn, *args):
         try:
