@@ -39,7 +39,8 @@ static ngx_int_t ngx_http_pe_engine_new(ngx_http_pe_main_conf_t *pmcf, ngx_log_t
   int rc = pe_engine_options_new(&opts);
   if (rc == PE_OK) {
     pe_engine_options_set_log(opts, ngx_http_pe_log, log);
-    pe_engine_options_set_log_level(opts, PE_LOG_INFO);
+    /* nginx -t prints what the check engine logs: warnings and errors only. */
+    pe_engine_options_set_log_level(opts, log ? PE_LOG_WARN : PE_LOG_INFO);
     if (pmcf->shm_zone && log == NULL)
       pe_engine_options_set_metrics(opts, ngx_http_pe_on_step, pmcf->shm_zone);
     if (pmcf->max_body != NGX_CONF_UNSET_SIZE)
@@ -141,6 +142,19 @@ static void ngx_http_pe_dispatch_handler(ngx_event_t *ev) {
 
 ngx_int_t ngx_http_pe_worker_start(ngx_cycle_t *cycle, ngx_http_pe_main_conf_t *pmcf) {
   ngx_memzero(&pe_worker, sizeof pe_worker);
+  if (pmcf->python_paths.nelts > 0) {
+    /* nginx's SIGCHLD handler reaps every child of a worker with
+     * waitpid(-1) and logs "unknown process exited" alerts for the Python
+     * workers, which the library supervises and reaps itself. A worker
+     * process spawns no children of nginx's, so the default disposition
+     * is safe and lets the library reap its own. */
+    struct sigaction sa;
+    ngx_memzero(&sa, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGCHLD, &sa, NULL) == -1)
+      ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno, "policyexec: sigaction(SIGCHLD) failed");
+  }
   ngx_queue_init(&pe_worker.live);
   pe_worker.specs = &pmcf->specs;
   if (ngx_http_pe_engine_new(pmcf, NULL, pmcf->python_workers, &pe_worker.engine) != NGX_OK)
