@@ -58,7 +58,7 @@ files=$(git ls-files '*.c' '*.h' '*.h.in' 2>/dev/null || find . -name '*.[ch]' -
 clang-format --dry-run --Werror $files
 cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 \
   --inline-suppr -I include -I lib -I tests --suppress=missingIncludeSystem \
-  lib examples bindings/python/worker bench tests fuzz 2>&1
+  lib examples bindings/python/worker bindings/nginx bench tests fuzz 2>&1
 echo "clang-format and cppcheck clean"
 
 step "fuzz (30 s per target)"

@@ -83,10 +83,10 @@ struct ngx_http_pe_ctx_s {
   ngx_http_request_t *request;
   ngx_http_pe_spec_t *spec;
   pe_exchange *ex;
-  ngx_queue_t live;          /* in the worker's list of live exchanges */
-  ngx_event_t wait;          /* keeps a graceful quit waiting for a run */
+  ngx_queue_t live;           /* in the worker's list of live exchanges */
+  ngx_event_t wait;           /* keeps a graceful quit waiting for a run */
   ngx_http_pe_next_pt resume; /* continuation of the pending run */
-  ngx_chain_t *out;          /* response output saved while a phase runs */
+  ngx_chain_t *out;           /* response output saved while a phase runs */
   ngx_http_pe_req_state_t req;
   ngx_http_pe_resp_state_t resp;
   ngx_str_t last_err; /* last step failure logged for this request */

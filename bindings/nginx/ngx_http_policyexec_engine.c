@@ -68,8 +68,8 @@ static ngx_int_t ngx_http_pe_engine_new(ngx_http_pe_main_conf_t *pmcf, ngx_log_t
   for (ngx_uint_t i = 0; i < pmcf->plugins.nelts; i++) {
     rc = pe_engine_load_plugin(engine, (const char *)plugin[i].data);
     if (rc != PE_OK) {
-      ngx_log_error(NGX_LOG_EMERG, log ? log : ngx_cycle->log, 0,
-                    "policyexec_plugin \"%V\": %s", &plugin[i], pe_engine_errmsg(engine));
+      ngx_log_error(NGX_LOG_EMERG, log ? log : ngx_cycle->log, 0, "policyexec_plugin \"%V\": %s",
+                    &plugin[i], pe_engine_errmsg(engine));
       goto fail;
     }
   }
@@ -108,8 +108,8 @@ static ngx_int_t ngx_http_pe_build(pe_engine *engine, ngx_http_pe_spec_t *spec, 
   int rc = pe_chain_new_from_json(out, engine, pe_bytes(spec->json.data, spec->json.len), err,
                                   sizeof err);
   if (rc != PE_OK) {
-    ngx_log_error(NGX_LOG_EMERG, log, 0, "policyexec_chain in %V: %s: %s in %V:%ui",
-                  &spec->where, pe_strerror(rc), err, &spec->file, spec->line);
+    ngx_log_error(NGX_LOG_EMERG, log, 0, "policyexec_chain in %V: %s: %s in %V:%ui", &spec->where,
+                  pe_strerror(rc), err, &spec->file, spec->line);
     return NGX_ERROR;
   }
   return NGX_OK;
@@ -217,11 +217,17 @@ void ngx_http_pe_worker_stop(ngx_cycle_t *cycle) {
   pe_worker.engine = NULL;
 }
 
-pe_dispatcher *ngx_http_pe_dispatcher(void) { return pe_worker.dispatcher; }
+pe_dispatcher *ngx_http_pe_dispatcher(void) {
+  return pe_worker.dispatcher;
+}
 
-ngx_int_t ngx_http_pe_worker_exiting(void) { return pe_worker.exiting; }
+ngx_int_t ngx_http_pe_worker_exiting(void) {
+  return pe_worker.exiting;
+}
 
-ngx_queue_t *ngx_http_pe_live_queue(void) { return &pe_worker.live; }
+ngx_queue_t *ngx_http_pe_live_queue(void) {
+  return &pe_worker.live;
+}
 
 pe_exchange *ngx_http_pe_take_exchange(void) {
   if (pe_worker.nspare > 0)

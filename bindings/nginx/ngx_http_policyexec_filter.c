@@ -108,7 +108,7 @@ static ngx_int_t ngx_http_pe_header_filter(ngx_http_request_t *r) {
   /* No body to wait for (or none needed): the headers phase, and for a
    * bodiless answer the body phase too, on an empty body. */
   pe_phase last = (ctx->spec->needs & PE_NEEDS_RESPONSE_BODY) ? PE_PHASE_RESPONSE_BODY
-                                                               : PE_PHASE_RESPONSE_HEADERS;
+                                                              : PE_PHASE_RESPONSE_HEADERS;
   ctx->resp = PE_NGX_RESP_WAIT_H;
   if (ngx_http_pe_run(ctx, PE_PHASE_RESPONSE_HEADERS, last, ngx_http_pe_resp_resume) == NGX_AGAIN) {
     r->buffered |= NGX_HTTP_POLICYEXEC_BUFFERED;

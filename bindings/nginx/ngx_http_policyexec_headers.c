@@ -8,10 +8,10 @@
 /* Hop-by-hop fields (RFC 9110 section 7.6.1) and Expect, as the gateway:
  * they describe a connection, not the message, and nginx manages them. */
 static ngx_int_t ngx_http_pe_hop_by_hop(ngx_str_t *name) {
-  static ngx_str_t fields[] = {ngx_string("connection"), ngx_string("keep-alive"),
-                               ngx_string("te"),         ngx_string("trailer"),
-                               ngx_string("transfer-encoding"), ngx_string("upgrade"),
-                               ngx_string("expect"),     ngx_string("content-length")};
+  static ngx_str_t fields[] = {
+      ngx_string("connection"), ngx_string("keep-alive"),        ngx_string("te"),
+      ngx_string("trailer"),    ngx_string("transfer-encoding"), ngx_string("upgrade"),
+      ngx_string("expect"),     ngx_string("content-length")};
   if (name->len >= 6 && ngx_strncasecmp(name->data, (u_char *)"proxy-", 6) == 0)
     return 1;
   for (ngx_uint_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
@@ -62,7 +62,8 @@ ngx_int_t ngx_http_pe_fill_request(ngx_http_request_t *r, pe_exchange *ex) {
   if (rc == PE_OK)
     rc = pe_exchange_set_path(ex, pe_bytes(path, (size_t)(p - path)));
   if (rc == PE_OK && r->headers_in.server.len)
-    rc = pe_exchange_set_authority(ex, pe_bytes(r->headers_in.server.data, r->headers_in.server.len));
+    rc = pe_exchange_set_authority(ex,
+                                   pe_bytes(r->headers_in.server.data, r->headers_in.server.len));
   if (rc == PE_OK)
     rc = ngx_http_pe_add_list(&r->headers_in.headers, ex, PE_REQUEST);
   return rc == PE_OK ? NGX_OK : ngx_http_pe_status_of(rc);
@@ -89,7 +90,8 @@ static ngx_int_t ngx_http_pe_make_list(ngx_http_request_t *r, pe_exchange *ex, p
     ngx_str_t key = {name.len, (u_char *)name.ptr};
     if (ngx_http_pe_hop_by_hop(&key))
       continue;
-    if (content_type && name.len == 12 && ngx_strncasecmp(key.data, (u_char *)"content-type", 12) == 0) {
+    if (content_type && name.len == 12 &&
+        ngx_strncasecmp(key.data, (u_char *)"content-type", 12) == 0) {
       if (ngx_http_pe_copy(r->pool, content_type, value) != NGX_OK)
         return NGX_ERROR;
       continue;
@@ -121,11 +123,11 @@ ngx_int_t ngx_http_pe_apply_request(ngx_http_request_t *r, pe_exchange *ex) {
   const char *q = memchr(path.ptr, '?', path.len);
   size_t plen = q ? (size_t)(q - path.ptr) : path.len;
   size_t escape = 2 * ngx_escape_uri(NULL, r->uri.data, r->uri.len, NGX_ESCAPE_URI);
-  ngx_int_t same_args = q ? (r->args.len == path.len - plen - 1 &&
-                             ngx_memcmp(r->args.data, q + 1, r->args.len) == 0)
-                          : r->args.len == 0;
-  ngx_int_t same_uri = escape == 0 && plen == r->uri.len &&
-                       ngx_memcmp(r->uri.data, path.ptr, plen) == 0;
+  ngx_int_t same_args =
+      q ? (r->args.len == path.len - plen - 1 && ngx_memcmp(r->args.data, q + 1, r->args.len) == 0)
+        : r->args.len == 0;
+  ngx_int_t same_uri =
+      escape == 0 && plen == r->uri.len && ngx_memcmp(r->uri.data, path.ptr, plen) == 0;
   if (!same_uri && escape) { /* compare in escaped form */
     u_char *tmp = ngx_pnalloc(r->pool, r->uri.len + escape);
     if (tmp == NULL)
@@ -236,8 +238,9 @@ ngx_chain_t *ngx_http_pe_body_chain(ngx_http_request_t *r, pe_slice body) {
  * Returns PE_OK or a PE_ERR_* code (PE_ERR_IO for a failed read). */
 int ngx_http_pe_append_buf(ngx_http_request_t *r, pe_exchange *ex, pe_dir dir, ngx_buf_t *b) {
   if (ngx_buf_in_memory(b))
-    return b->last > b->pos ? pe_exchange_body_append(ex, dir, pe_bytes(b->pos, (size_t)(b->last - b->pos)))
-                            : PE_OK;
+    return b->last > b->pos
+               ? pe_exchange_body_append(ex, dir, pe_bytes(b->pos, (size_t)(b->last - b->pos)))
+               : PE_OK;
   if (!b->in_file || b->file == NULL)
     return PE_OK;
   u_char chunk[65536];

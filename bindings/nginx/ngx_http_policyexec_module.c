@@ -30,8 +30,8 @@ static ngx_command_t ngx_http_pe_commands[] = {
      ngx_conf_set_msec_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      offsetof(ngx_http_pe_main_conf_t, python_timeout), NULL},
     {ngx_string("policyexec_max_body_size"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
-     ngx_conf_set_size_slot, NGX_HTTP_MAIN_CONF_OFFSET,
-     offsetof(ngx_http_pe_main_conf_t, max_body), NULL},
+     ngx_conf_set_size_slot, NGX_HTTP_MAIN_CONF_OFFSET, offsetof(ngx_http_pe_main_conf_t, max_body),
+     NULL},
     {ngx_string("policyexec_max_headers"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_num_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      offsetof(ngx_http_pe_main_conf_t, max_headers), NULL},
@@ -39,9 +39,10 @@ static ngx_command_t ngx_http_pe_commands[] = {
      ngx_conf_set_size_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      offsetof(ngx_http_pe_main_conf_t, max_header_bytes), NULL},
     {ngx_string("policyexec_chain"),
-     NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
-     ngx_http_pe_chain, NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
-    {ngx_string("policyexec"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
+     NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1, ngx_http_pe_chain,
+     NGX_HTTP_LOC_CONF_OFFSET, 0, NULL},
+    {ngx_string("policyexec"),
+     NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
      ngx_conf_set_flag_slot, NGX_HTTP_LOC_CONF_OFFSET, offsetof(ngx_http_pe_loc_conf_t, enable),
      NULL},
     {ngx_string("policyexec_status"), NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS, ngx_http_pe_status,
@@ -60,16 +61,16 @@ static ngx_http_module_t ngx_http_pe_module_ctx = {
 };
 
 ngx_module_t ngx_http_policyexec_module = {NGX_MODULE_V1,
-                                           &ngx_http_pe_module_ctx,   /* module context */
-                                           ngx_http_pe_commands,      /* module directives */
-                                           NGX_HTTP_MODULE,           /* module type */
-                                           NULL,                      /* init master */
-                                           NULL,                      /* init module */
-                                           ngx_http_pe_init_process,  /* init process */
-                                           NULL,                      /* init thread */
-                                           NULL,                      /* exit thread */
-                                           ngx_http_pe_exit_process,  /* exit process */
-                                           NULL,                      /* exit master */
+                                           &ngx_http_pe_module_ctx,  /* module context */
+                                           ngx_http_pe_commands,     /* module directives */
+                                           NGX_HTTP_MODULE,          /* module type */
+                                           NULL,                     /* init master */
+                                           NULL,                     /* init module */
+                                           ngx_http_pe_init_process, /* init process */
+                                           NULL,                     /* init thread */
+                                           NULL,                     /* exit thread */
+                                           ngx_http_pe_exit_process, /* exit process */
+                                           NULL,                     /* exit master */
                                            NGX_MODULE_V1_PADDING};
 
 static void *ngx_http_pe_create_main_conf(ngx_conf_t *cf) {
@@ -154,8 +155,7 @@ static ngx_int_t ngx_http_pe_read_file(ngx_conf_t *cf, ngx_str_t *name, ngx_str_
   ngx_file_info_t fi;
   ngx_fd_t fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
   if (fd == NGX_INVALID_FILE) {
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, "policyexec_chain: cannot open \"%V\"",
-                       name);
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, "policyexec_chain: cannot open \"%V\"", name);
     return NGX_ERROR;
   }
   ngx_int_t rc = NGX_ERROR;
@@ -170,8 +170,7 @@ static ngx_int_t ngx_http_pe_read_file(ngx_conf_t *cf, ngx_str_t *name, ngx_str_
     goto done;
   ssize_t n = ngx_read_fd(fd, out->data, out->len);
   if (n < 0 || (size_t)n != out->len) {
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, "policyexec_chain: cannot read \"%V\"",
-                       name);
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, "policyexec_chain: cannot read \"%V\"", name);
     goto done;
   }
   rc = NGX_OK;
@@ -183,7 +182,8 @@ done:
 /* policyexec_chain '<JSON>' | file=PATH */
 static char *ngx_http_pe_chain(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) {
   ngx_http_pe_loc_conf_t *plcf = conf;
-  ngx_http_pe_main_conf_t *pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_policyexec_module);
+  ngx_http_pe_main_conf_t *pmcf =
+      ngx_http_conf_get_module_main_conf(cf, ngx_http_policyexec_module);
   ngx_str_t *value = cf->args->elts;
   (void)cmd;
   if (plcf->spec != NGX_CONF_UNSET_PTR)
@@ -221,7 +221,8 @@ static char *ngx_http_pe_chain(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) {
 }
 
 static ngx_int_t ngx_http_pe_postconfiguration(ngx_conf_t *cf) {
-  ngx_http_pe_main_conf_t *pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_policyexec_module);
+  ngx_http_pe_main_conf_t *pmcf =
+      ngx_http_conf_get_module_main_conf(cf, ngx_http_policyexec_module);
   ngx_http_core_main_conf_t *cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
   if (pmcf->specs.nelts == 0)
     return NGX_OK; /* loaded but unused: cost nothing */
@@ -247,4 +248,6 @@ static ngx_int_t ngx_http_pe_init_process(ngx_cycle_t *cycle) {
   return ngx_http_pe_worker_start(cycle, pmcf);
 }
 
-static void ngx_http_pe_exit_process(ngx_cycle_t *cycle) { ngx_http_pe_worker_stop(cycle); }
+static void ngx_http_pe_exit_process(ngx_cycle_t *cycle) {
+  ngx_http_pe_worker_stop(cycle);
+}

@@ -124,13 +124,13 @@ static ngx_int_t ngx_http_pe_step(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx)
         return NGX_DONE;
       break;
     case PE_NGX_REQ_READING:
-      return NGX_DONE; /* ngx_http_pe_body_read() moves on */
+      return NGX_DONE;    /* ngx_http_pe_body_read() moves on */
     case PE_NGX_REQ_BODY: /* the request-body phase is complete */
       if (ngx_http_pe_responded(ctx))
         return ngx_http_pe_send_immediate(r, ctx);
       ctx->req = PE_NGX_REQ_DONE;
-      if (ctx->spec->phases & (PE_PHASE_BIT(PE_PHASE_REQUEST_HEADERS) |
-                               PE_PHASE_BIT(PE_PHASE_REQUEST_BODY))) {
+      if (ctx->spec->phases &
+          (PE_PHASE_BIT(PE_PHASE_REQUEST_HEADERS) | PE_PHASE_BIT(PE_PHASE_REQUEST_BODY))) {
         if (ngx_http_pe_apply_request(r, ctx->ex) != NGX_OK ||
             (ctx->body_read && ngx_http_pe_store_body(r, ctx) != NGX_OK))
           return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -14,7 +14,7 @@ typedef struct {
 } ngx_http_pe_counters_t;
 
 static const char *const ngx_http_pe_outcomes[PE_NGX_OUTCOMES] = {"ok", "responded", "failed",
-                                                                   "timeout", "crashed"};
+                                                                  "timeout", "crashed"};
 
 static ngx_int_t ngx_http_pe_zone_init(ngx_shm_zone_t *zone, void *data) {
   if (data) { /* reload: keep counting where the old cycle stopped */
