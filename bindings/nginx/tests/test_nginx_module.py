@@ -92,6 +92,13 @@ class Env:
         self.error_log = os.path.join(self.dir, "logs", "error.log")
         self.env = dict(os.environ, LD_LIBRARY_PATH=args.libdir,
                         TMPDIR=os.path.join(self.dir, "run"))
+        if args.preload:
+            # A sanitized library build: nginx itself is not instrumented and
+            # keeps its memory until exit by design, so no leak report; any
+            # error in the library aborts the worker, which the test sees.
+            self.env["LD_PRELOAD"] = args.preload
+            self.env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=1"
+            self.env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
         self.echo = subprocess.Popen(
             [sys.executable, args.echo, "--port", str(self.echo_port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -368,6 +375,11 @@ def scenario_e2e(env):
         check(status == 200 and data == b"/prot/x", f"{raw}: {status} {data!r}")
     status, _, data = request(env.port, "GET", "/prot/a%20b?q=%2F")
     check(data == b"/prot/a%20b?q=%2F", f"escaped path: {data!r}")
+    status, _, data = request(env.port, "GET", "/../prot/x")
+    check(status == 400, f"a path above the root: {status} {data!r}")
+    # proxy_pass without a URI part forwards the client's request target as sent
+    status, headers, data = request(env.port, "GET", "/none/%78//y")
+    check(headers.get("x-echo-path") == "/none/%78//y", f"upstream target: {headers}")
     print("ok: normalised paths reach the protected location's chain")
 
     status, headers, data = request(env.port, "POST", "/rewrite/x", b"body")
@@ -518,6 +530,7 @@ def main():
     ap.add_argument("--pyworker", required=True)
     ap.add_argument("--python-paths", nargs="+", required=True)
     ap.add_argument("--echo", required=True)
+    ap.add_argument("--preload", help="LD_PRELOAD for nginx (sanitizer runtimes)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ap.add_argument("scenario", choices=["e2e", "configtest", "lifecycle"])
     args = ap.parse_args()
