@@ -45,6 +45,7 @@ typedef struct {
   ngx_str_t python_worker;  /* policyexec-pyworker binary, or empty */
   ngx_uint_t python_workers;
   ngx_msec_t python_timeout;
+  ngx_flag_t python_cpu_affinity;
   size_t max_body;
   size_t max_header_bytes;
   ngx_uint_t max_headers;

@@ -79,6 +79,8 @@ static ngx_int_t ngx_http_pe_engine_new(ngx_http_pe_main_conf_t *pmcf, ngx_log_t
       rc = pe_python_options_set_workers(py, (unsigned)python_workers);
     if (rc == PE_OK)
       rc = pe_python_options_set_default_timeout(py, (uint32_t)pmcf->python_timeout);
+    if (rc == PE_OK && pmcf->python_cpu_affinity)
+      rc = pe_python_options_set_cpu_affinity(py, 1);
     if (rc == PE_OK && pmcf->python_worker.len > 0)
       rc = pe_python_options_set_worker_path(py, (const char *)pmcf->python_worker.data);
     ngx_str_t *dir = pmcf->python_paths.elts;

@@ -29,6 +29,9 @@ static ngx_command_t ngx_http_pe_commands[] = {
     {ngx_string("policyexec_python_timeout"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_msec_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      offsetof(ngx_http_pe_main_conf_t, python_timeout), NULL},
+    {ngx_string("policyexec_python_cpu_affinity"), NGX_HTTP_MAIN_CONF | NGX_CONF_FLAG,
+     ngx_conf_set_flag_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     offsetof(ngx_http_pe_main_conf_t, python_cpu_affinity), NULL},
     {ngx_string("policyexec_max_body_size"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_size_slot, NGX_HTTP_MAIN_CONF_OFFSET, offsetof(ngx_http_pe_main_conf_t, max_body),
      NULL},
@@ -83,6 +86,7 @@ static void *ngx_http_pe_create_main_conf(ngx_conf_t *cf) {
     return NULL;
   pmcf->python_workers = NGX_CONF_UNSET_UINT;
   pmcf->python_timeout = NGX_CONF_UNSET_MSEC;
+  pmcf->python_cpu_affinity = NGX_CONF_UNSET;
   pmcf->max_body = NGX_CONF_UNSET_SIZE;
   pmcf->max_header_bytes = NGX_CONF_UNSET_SIZE;
   pmcf->max_headers = NGX_CONF_UNSET_UINT;
@@ -95,6 +99,7 @@ static char *ngx_http_pe_init_main_conf(ngx_conf_t *cf, void *conf) {
    * worker per CPU, so one each gives one interpreter per CPU. */
   ngx_conf_init_uint_value(pmcf->python_workers, 1);
   ngx_conf_init_msec_value(pmcf->python_timeout, 1000);
+  ngx_conf_init_value(pmcf->python_cpu_affinity, 0);
   if (pmcf->python_workers < 1 || pmcf->python_workers > 256)
     return "policyexec_python_workers must be 1 .. 256";
   if (pmcf->python_timeout < 1 || pmcf->python_timeout > 3600000)
