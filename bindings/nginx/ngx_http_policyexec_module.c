@@ -238,7 +238,7 @@ static ngx_int_t ngx_http_pe_postconfiguration(ngx_conf_t *cf) {
   if (h == NULL)
     return NGX_ERROR;
   *h = ngx_http_pe_precontent_handler;
-  if (ngx_http_pe_filter_init(cf) != NGX_OK || ngx_http_pe_status_zone(cf, pmcf) != NGX_OK)
+  if (ngx_http_pe_filter_init(cf) != NGX_OK)
     return NGX_ERROR;
   return ngx_http_pe_validate(cf, pmcf);
 }

@@ -1,8 +1,8 @@
 /*
- * Step counters: the engine's metrics callback counts every step by phase
- * and outcome in a shared memory zone (so every worker's steps show in one
- * place), and a location with "policyexec_status;" prints them in the
- * Prometheus text format.
+ * Step counters: when a location has "policyexec_status;", the engine's
+ * metrics callback counts every step by phase and outcome in a shared memory
+ * zone (so every worker's steps show in one place), and that location
+ * prints them in the Prometheus text format.
  */
 #include "ngx_http_policyexec.h"
 
@@ -90,6 +90,12 @@ static ngx_int_t ngx_http_pe_status_handler(ngx_http_request_t *r) {
 char *ngx_http_pe_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) {
   (void)cmd;
   (void)conf;
+  /* Steps are counted only when some location shows the counters: without
+   * a metrics callback the library does not even read the clock. */
+  ngx_http_pe_main_conf_t *pmcf =
+      ngx_http_conf_get_module_main_conf(cf, ngx_http_policyexec_module);
+  if (pmcf->shm_zone == NULL && ngx_http_pe_status_zone(cf, pmcf) != NGX_OK)
+    return NGX_CONF_ERROR;
   ngx_http_core_loc_conf_t *clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
   clcf->handler = ngx_http_pe_status_handler;
   return NGX_CONF_OK;
