@@ -501,6 +501,25 @@ def scenario_lifecycle(env):
     check_no_orphans(env, 2)
     print(f"ok: 3 reloads under load, {counts[0]} requests, none failed, no orphan")
 
+    # A reload with a bad chain is refused: the old workers and chains stay.
+    good = open(env.conf).read()
+    env.write_conf(good.replace(chain_json(CHAINS["native-4"]),
+                                '[{"name":"no-such-policy","version":"1.0.0"}]'))
+    workers_before = set(env.nginx_workers())
+    # "nginx -s reload" reads the configuration itself and refuses already;
+    # SIGHUP makes the running master read it.
+    p = env.nginx("-s", "reload", check_rc=False)
+    check(p.returncode != 0 and "no-such-policy" in p.stderr, f"nginx -s reload: {p.stderr}")
+    refused = env.log().count("no-such-policy")
+    os.kill(env.master_pid(), signal.SIGHUP)
+    wait_for(lambda: env.log().count("no-such-policy") > refused,
+             "the master's refusal in the error log")
+    status, headers, data = request(env.port, "POST", "/native-4/x", b"kept")
+    check(data == PREFIX_BODY + b"kept" and set(env.nginx_workers()) == workers_before,
+          f"after a refused reload: {status} {data!r}")
+    env.write_conf(good)
+    print("ok: a reload with a bad chain is refused, the running configuration stays")
+
     victim = env.nginx_workers()[0]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: victim not in env.nginx_workers(), "the killed worker to go")
