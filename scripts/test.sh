@@ -51,7 +51,19 @@ LD_LIBRARY_PATH="$(dirname "$(find "$prefix" -name 'libpolicyexec.so.*' | head -
 LD_LIBRARY_PATH="$(dirname "$(find "$prefix" -name 'libpolicyexec.so.*' | head -n1)")" \
   "$prefix/bin/bench_hooks" --profile native-4 --profile python-4 --workers 1 --duration 0.2 \
   --warmup 0.05 --no-floor --json >/dev/null
-echo "installed library, headers, policyexec.pc, worker and sample policies work"
+# The installed nginx module loads into the stock nginx through its installed
+# load_module snippet, and its chain names an installed sample policy.
+snippet="$prefix/share/nginx/modules-available/mod-http-policyexec.conf"
+if [ -f "$snippet" ]; then
+  mkdir -p "$prefix/ngx/logs"
+  printf '%s\n' "include $snippet;" "pid $prefix/ngx/nginx.pid;" "events {}" "http {" \
+    "  policyexec_plugin $plugin;" \
+    "  server { listen 127.0.0.1:1; location / { policyexec_chain '[{\"name\": \"sample-native-request-header\", \"version\": \"1.0.0\"}]'; } }" \
+    "}" >"$prefix/ngx/nginx.conf"
+  LD_LIBRARY_PATH="$(dirname "$(find "$prefix" -name 'libpolicyexec.so.*' | head -n1)")" \
+    nginx -t -q -p "$prefix/ngx" -c "$prefix/ngx/nginx.conf" -e "$prefix/ngx/logs/error.log"
+fi
+echo "installed library, headers, policyexec.pc, worker, sample policies and nginx module work"
 
 step "style and static checks"
 files=$(git ls-files '*.c' '*.h' '*.h.in' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')
