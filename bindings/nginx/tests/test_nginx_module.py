@@ -296,6 +296,9 @@ def e2e_locations(env):
     locs.append(chain_loc("/prot/", [step("ngx-test-echo-path")], dead))
     locs.append(proxied("/rewrite/", [step("ngx-test-rewrite-path")]))
     locs.append(chain_loc("/static.txt", [step(N + "response-body")], ""))
+    # An upstream failure redirected (error_page) into a location with a chain.
+    locs.append(chain_loc("/redir/", CHAINS["native-4"],
+                          f"{dead} error_page 502 = /native-4/fallback;"))
     locs.append("    location /status { policyexec_status; }\n")
     return "".join(locs)
 
@@ -365,6 +368,13 @@ def scenario_e2e(env):
     check(status == 200 and data == b"off" and PHASE_HEADER not in headers,
           f"policyexec off: {status} {headers} {data!r}")
     print("ok: policyexec off in a nested location")
+
+    status, headers, data = request(env.port, "POST", "/redir/x", b"redirected")
+    check(status == 200 and headers.get(PHASE_HEADER) == "response-header" and
+          headers.get("x-echo-path") == "/native-4/fallback" and
+          data.startswith(b"[sample-response-body]"),
+          f"error_page into a chain: {status} {headers} {data!r}")
+    print("ok: error_page redirects into another location's chain")
 
     status, _, data = request(env.port, "GET", "/ret/x")
     check(status == 200 and data == b"returned\n", f"return: {status} {data!r}")
