@@ -206,6 +206,11 @@ ngx_int_t ngx_http_pe_apply_response(ngx_http_request_t *r, pe_exchange *ex, off
         h->content_encoding = &e[i];
       else if (e[i].key.len == 4 && ngx_strncmp(e[i].lowcase_key, "etag", 4) == 0)
         h->etag = &e[i];
+      /* so that nginx does not add its own beside them */
+      else if (e[i].key.len == 6 && ngx_strncmp(e[i].lowcase_key, "server", 6) == 0)
+        h->server = &e[i];
+      else if (e[i].key.len == 4 && ngx_strncmp(e[i].lowcase_key, "date", 4) == 0)
+        h->date = &e[i];
     }
   }
   h->content_length_n = length >= 0 ? length : old_length;

@@ -299,6 +299,7 @@ def e2e_locations(env):
     # An upstream failure redirected (error_page) into a location with a chain.
     locs.append(chain_loc("/redir/", CHAINS["native-4"],
                           f"{dead} error_page 502 = /native-4/fallback;"))
+    locs.append(proxied("/srv/", CHAINS["native-4"], "proxy_pass_header Server;"))
     locs.append("    location /status { policyexec_status; }\n")
     return "".join(locs)
 
@@ -375,6 +376,16 @@ def scenario_e2e(env):
           data.startswith(b"[sample-response-body]"),
           f"error_page into a chain: {status} {headers} {data!r}")
     print("ok: error_page redirects into another location's chain")
+
+    conn = http.client.HTTPConnection("127.0.0.1", env.port, timeout=60)
+    conn.request("GET", "/srv/x")
+    resp = conn.getresponse()
+    resp.read()
+    servers = [v for k, v in resp.getheaders() if k.lower() == "server"]
+    conn.close()
+    check(servers == ["echo-backend"] or (len(servers) == 1 and "echo-backend" in servers[0]),
+          f"Server fields after the chain: {servers}")
+    print("ok: an upstream Server field passed on is not doubled by nginx's own")
 
     status, _, data = request(env.port, "GET", "/ret/x")
     check(status == 200 and data == b"returned\n", f"return: {status} {data!r}")
