@@ -183,13 +183,19 @@ http {{
         return found
 
     def stop(self):
+        """Quits nginx by signalling the master (not "nginx -s quit", which
+        reads the configuration first and fails on a bad one); kills the
+        master and its workers if they do not go."""
         master = self.master_pid()
-        if master:
-            self.nginx("-s", "quit", check_rc=False)
-            wait_for(lambda: not pid_alive(master), "nginx master exit", timeout=30,
-                     fail=False)
-            if pid_alive(master):
-                os.kill(master, signal.SIGKILL)
+        if not master or not pid_alive(master):
+            return
+        workers = self.nginx_workers()
+        os.kill(master, signal.SIGQUIT)
+        wait_for(lambda: not pid_alive(master) and not any(map(pid_alive, workers)),
+                 "nginx master exit", timeout=30, fail=False)
+        for pid in [master] + workers:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
     def close(self, keep):
         self.stop()
