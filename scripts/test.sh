@@ -62,7 +62,19 @@ PYTHONPATH="$(pkg-config --variable=pythondir policyexec)" python3 -c \
   "from policyexec import host; host.Engine().load_plugin('$plugin')"
 LUA_PATH="$(pkg-config --variable=luadir policyexec)/?.lua;;" luajit -e \
   "require('policyexec').engine():load_plugin('$plugin')"
-echo "installed library, headers, policyexec.pc, worker, sample policies and bindings work"
+# The installed nginx module loads into the stock nginx through its installed
+# load_module snippet, and its chain names an installed sample policy.
+snippet="$prefix/share/nginx/modules-available/mod-http-policyexec.conf"
+if [ -f "$snippet" ]; then
+  mkdir -p "$prefix/ngx/logs"
+  printf '%s\n' "include $snippet;" "pid $prefix/ngx/nginx.pid;" "events {}" "http {" \
+    "  policyexec_plugin $plugin;" \
+    "  server { listen 127.0.0.1:1; location / { policyexec_chain '[{\"name\": \"sample-native-request-header\", \"version\": \"1.0.0\"}]'; } }" \
+    "}" >"$prefix/ngx/nginx.conf"
+  LD_LIBRARY_PATH="$(dirname "$(find "$prefix" -name 'libpolicyexec.so.*' | head -n1)")" \
+    nginx -t -q -p "$prefix/ngx" -c "$prefix/ngx/nginx.conf" -e "$prefix/ngx/logs/error.log"
+fi
+echo "installed library, headers, policyexec.pc, worker, sample policies, bindings and nginx module work"
 
 step "style and static checks"
 files=$(git ls-files '*.c' '*.h' '*.h.in' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')
@@ -70,7 +82,7 @@ clang-format --dry-run --Werror $files
 cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 \
   --inline-suppr -I include -I lib/core -I lib/python -I lib/shared -I tests \
   --suppress=missingIncludeSystem \
-  lib examples bindings/python/worker bench tests fuzz 2>&1
+  lib examples bindings/python/worker bindings/nginx bindings/go bench tests fuzz 2>&1
 echo "clang-format and cppcheck clean"
 
 step "fuzz (30 s per target)"

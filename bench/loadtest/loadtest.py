@@ -137,6 +137,8 @@ def main(argv):
         json.dump(dict(vars(args), argv=argv), f, indent=2)
 
     gateway_missing = gateway.missing(args.build_dir, args.source_dir)
+    module_missing = gateway_missing + [
+        f for f in [nginx.module_paths(args.build_dir)["module"]] if not os.path.exists(f)]
     cells = matrix(args)
     # ~3 s per cell to start and stop processes, on top of the two wrk runs.
     eta_min = len(cells) * (args.warmup + args.duration + 3) / 60
@@ -149,10 +151,12 @@ def main(argv):
     for i, (profile, size, conc) in enumerate(cells, 1):
         name = f"{profile}_{size}B_c{conc}"
         label = f"[{i}/{len(cells)}] {profile:12} {payloads.label(size):>6} c={conc:<3}"
-        if profiles.PROFILES[profile]["kind"] == "gateway" and gateway_missing:
+        kind = profiles.PROFILES[profile]["kind"]
+        lacking = {"gateway": gateway_missing, "nginx-module": module_missing}.get(kind)
+        if lacking:
             rec = {"profile": profile, "payload_bytes": size, "payload": payloads.label(size),
                    "concurrency": conc, "status": "skipped",
-                   "error": "not built: " + ", ".join(gateway_missing)}
+                   "error": "not built: " + ", ".join(lacking)}
             print(f"{label} skipped ({rec['error']})", flush=True)
             failed += args.require_all
         else:

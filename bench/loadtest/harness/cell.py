@@ -78,6 +78,14 @@ def run(opts, profile, size, concurrency, cell_dir):
                                               opts.gateway_threads, backend_port)
             started.append(proxy)
             roots.append(f"gateway={proxy.pid}")
+        elif spec["kind"] == "nginx-module":
+            target = procs.free_port()
+            proxy = nginx.start_module_proxy(os.path.join(cell_dir, "proxy"), target,
+                                             opts.gateway_threads, backend_port, opts.build_dir,
+                                             opts.source_dir, spec["policies"], opts.py_workers,
+                                             opts.py_timeout_ms, spec.get("sched_batch", False))
+            started.append(proxy)
+            roots.append(f"gateway={proxy.pid}")
         else:
             target, admin_port = procs.free_port(), procs.free_port()
             cfg = gateway.config(opts.build_dir, opts.source_dir, target, admin_port,

@@ -42,15 +42,15 @@ def _render(template, run_dir, values):
     return conf
 
 
-def _start(name, template, run_dir, values, port):
+def _start(name, template, run_dir, values, port, env=None, prefix=()):
     os.makedirs(run_dir, exist_ok=True)
     # nginx workers drop to an unprivileged user when started as root; they
     # must be able to reach the run dir.
     os.chmod(run_dir, 0o755)
     conf = _render(template, run_dir, dict(values, PORT=port))
-    argv = [nginx_binary(), "-p", run_dir, "-c", conf, "-e", os.path.join(run_dir, "error.log")]
-    proc = procs.Proc(name, argv, os.path.join(run_dir, "stdout.log"))
-    proc.wait_port(port, timeout=10)
+    argv = list(prefix) + [nginx_binary(), "-p", run_dir, "-c", conf, "-e", os.path.join(run_dir, "error.log")]
+    proc = procs.Proc(name, argv, os.path.join(run_dir, "stdout.log"), env=env)
+    proc.wait_port(port, timeout=30)
     return proc
 
 
@@ -62,3 +62,27 @@ def start_echo_backend(run_dir, port, workers):
 def start_reverse_proxy(run_dir, port, workers, backend_port):
     return _start("reverse proxy (nginx)", "nginx-proxy.conf", run_dir,
                   {"WORKERS": workers, "BACKEND_PORT": backend_port}, port)
+
+
+def module_paths(build_dir):
+    """The module and the library it links, as built in build_dir."""
+    return {"module": os.path.join(build_dir, "nginx", "modules", "ngx_http_policyexec_module.so"),
+            "libdir": os.path.join(build_dir, "lib")}
+
+
+def start_module_proxy(run_dir, port, workers, backend_port, build_dir, source_dir, policies,
+                       py_workers, py_timeout_ms, sched_batch=False):
+    """The anchor with ngx_http_policyexec_module and @p policies on its location."""
+    import json
+    from . import gateway
+    gw = gateway.paths(build_dir, source_dir)
+    chain = json.dumps(policies, separators=(",", ":"))
+    values = {"WORKERS": workers, "BACKEND_PORT": backend_port,
+              "MODULE": module_paths(build_dir)["module"], "PLUGIN": gw["plugin"],
+              "PYTHON_PATH": gw["python_paths"][0], "PYWORKER": gw["worker"],
+              "PY_WORKERS": max(1, py_workers // max(1, workers)),
+              "PY_TIMEOUT_MS": py_timeout_ms, "CHAIN": chain}
+    env = dict(os.environ, LD_LIBRARY_PATH=module_paths(build_dir)["libdir"])
+    return _start("reverse proxy + policyexec module (nginx)", "nginx-module.conf", run_dir,
+                  values, port, env=env,
+                  prefix=("chrt", "--batch", "0") if sched_batch else ())

@@ -15,7 +15,8 @@ def _chain(*names):
 
 
 # kind: "direct" = wrk -> backend; "nginx" = wrk -> nginx proxy -> backend;
-#       "gateway" = wrk -> policyexec-gateway -> backend.
+#       "gateway" = wrk -> policyexec-gateway -> backend;
+#       "nginx-module" = wrk -> nginx proxy + ngx_http_policyexec_module -> backend.
 # policies: None for profiles whose responses must come back unchanged.
 PROFILES = {
     "no-gateway": {"kind": "direct", "policies": None,
@@ -50,7 +51,24 @@ PROFILES = {
                       "-> Python resp-header"},
 }
 
-ORDER = ["no-gateway", "nginx-proxy", "no-policies", "native-4", "python-4", "mix-4"]
+# The nginx module's profiles: the anchor (nginx-proxy) with the module and
+# the same chains as the gateway profiles.
+for _name, _src in (("ngx-empty", "no-policies"), ("ngx-native-4", "native-4"),
+                    ("ngx-python-4", "python-4"), ("ngx-mix-4", "mix-4")):
+    PROFILES[_name] = {"kind": "nginx-module", "policies": PROFILES[_src]["policies"],
+                       "title": "nginx module: " + PROFILES[_src]["title"].lower(),
+                       "what": "nginx-proxy + ngx_http_policyexec_module, chain as " + _src}
+
+# Not in the default list: ngx-python-4 with nginx (and so its Python
+# workers) under SCHED_BATCH, as the gateway runs, to see what the
+# scheduling policy does to a Python chain in nginx.
+PROFILES["ngx-python-4-batch"] = dict(PROFILES["ngx-python-4"], sched_batch=True,
+                                      title="nginx module: python 4-policy, SCHED_BATCH",
+                                      what="ngx-python-4 with nginx under SCHED_BATCH "
+                                           "(chrt --batch 0)")
+
+ORDER = ["no-gateway", "nginx-proxy", "no-policies", "native-4", "python-4", "mix-4",
+         "ngx-empty", "ngx-native-4", "ngx-python-4", "ngx-mix-4"]
 
 
 def expects_policies(profile):

@@ -75,6 +75,12 @@ def summarize(rows, t0, t1):
                 workers.setdefault(r["pid"], {"cpu": [], "rss": []})
                 workers[r["pid"]]["cpu"].append(r["cpu_pct"])
                 workers[r["pid"]]["rss"].append(round(r["rss_kb"] / 1024, 1))
+    # RSS of one nginx worker process (mean over the workers of a round): what
+    # the policyexec module adds per worker, beside the plain nginx anchor.
+    ngx = [round(sum(m) / len(m) / 1024, 1) for m in
+           ([r["rss_kb"] for r in rs if r["group"] == "gateway" and
+             r["name"].startswith("nginx: worker")] for rs in per_round.values()) if m]
+    out["nginx_worker_rss_mb"] = _stats(ngx)
     out["worker_list"] = [
         {"pid": pid, "cpu_pct_mean": (_stats(w["cpu"]) or {}).get("mean"),
          "rss_mb": _stats(w["rss"])}

@@ -25,6 +25,17 @@ THROUGHPUT = [  # (profile, reference profile, minimum ratio)
 ]
 P99 = ("python-4", "no-policies", 1.5)
 
+# The nginx module, against the plain nginx anchor of the same run: fixed
+# ratios for the empty and native chains; the Python chains must keep at
+# least the ratio the gateway keeps to its own empty chain (same run).
+NGINX_MODULE = [  # (profile, minimum ratio to nginx-proxy, or the gateway pair)
+    ("ngx-empty", 0.98),
+    ("ngx-native-4", 0.95),
+    ("ngx-python-4", ("python-4", "no-policies")),
+    ("ngx-mix-4", ("mix-4", "no-policies")),
+]
+NGINX_WORKER_RSS_GROWTH_MB = 5.0
+
 
 def _verdict(ok):
     return "PASS" if ok else "MISS"
@@ -73,6 +84,46 @@ def check(run):
         rows.append(("100 % accuracy in every cell", "no cell ran", "NOT RUN"))
 
     rows += _memory(run)
+    rows += _nginx_module(run)
+    return rows
+
+
+def _nginx_module(run):
+    """The module's targets at each concurrency and payload the run has."""
+    rows = []
+    cells = sorted({(r["payload_bytes"], r["concurrency"]) for r in run.records
+                    if r["profile"].startswith("ngx-")})
+    for size, c in cells:
+        anchor = run.ok("nginx-proxy", size, c)
+        for prof, minimum in NGINX_MODULE:
+            a = run.ok(prof, size, c)
+            where = f"c={c}, {size} B"
+            if isinstance(minimum, tuple):
+                g, g0 = run.ok(minimum[0], size, c), run.ok(minimum[1], size, c)
+                target = f"{prof} / nginx-proxy ≥ {minimum[0]} / {minimum[1]} ({where})"
+                minimum = g["tps"] / g0["tps"] if g and g0 and g0["tps"] else None
+            else:
+                target = f"{prof} throughput ≥ {minimum:.2f}× nginx-proxy ({where})"
+            if a and anchor and anchor["tps"] and minimum is not None:
+                r = a["tps"] / anchor["tps"]
+                rows.append((target, f"{fmt.tps(a['tps'])} / {fmt.tps(anchor['tps'])} req/s = "
+                             f"{r:.3f}× (needs {minimum:.3f}×)", _verdict(r >= minimum)))
+            else:
+                rows.append((target, "cells missing", "NOT RUN"))
+    plain = [r["resources"].get("nginx_worker_rss_mb") for r in run.records
+             if r["profile"] == "nginx-proxy" and r.get("status") == "ok"]
+    module = [r["resources"].get("nginx_worker_rss_mb") for r in run.records
+              if r["profile"].startswith("ngx-") and r.get("status") == "ok"]
+    plain = [s["max"] for s in plain if s]
+    module = [s["max"] for s in module if s]
+    target = f"RSS per nginx worker grows ≤ {NGINX_WORKER_RSS_GROWTH_MB:.0f} MB with the module"
+    if plain and module:
+        growth = max(module) - max(plain)
+        rows.append((target, f"{max(module):.1f} MB (module, max) − {max(plain):.1f} MB "
+                             f"(plain, max) = {growth:+.1f} MB",
+                     _verdict(growth <= NGINX_WORKER_RSS_GROWTH_MB)))
+    elif cells:
+        rows.append((target, "cells missing", "NOT RUN"))
     return rows
 
 

@@ -1,0 +1,140 @@
+/*
+ * ngx_http_policyexec_module: runs libpolicyexec chains at nginx's four
+ * hook points. Declarations shared by the module's files, one job each:
+ *
+ *   ngx_http_policyexec_module.c   directives, configuration, module hooks
+ *   ngx_http_policyexec_engine.c   the engine: validation at configuration
+ *                                  time, one engine + dispatcher per worker
+ *   ngx_http_policyexec_ctx.c      per-request state, async runs, cleanup
+ *   ngx_http_policyexec_request.c  request headers and body (precontent)
+ *   ngx_http_policyexec_filter.c   response headers and body (filters)
+ *   ngx_http_policyexec_headers.c  headers between nginx and the exchange
+ *   ngx_http_policyexec_status.c   step counters (shared memory), status page
+ */
+#ifndef NGX_HTTP_POLICYEXEC_H
+#define NGX_HTTP_POLICYEXEC_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <policyexec/policyexec.h>
+
+/* r->buffered bit held while a response phase is pending: nginx then keeps
+ * the request open (ngx_http_writer) until the filter lets go. nginx's own
+ * bits are 0x01..0x08 (SSI, SUB, COPY, IMAGE) and 0xf0 (low level); 0x08
+ * (image_filter) never meets a held response of ours, whose body image_filter
+ * would see only after the chain. */
+#define NGX_HTTP_POLICYEXEC_BUFFERED 0x08
+
+/* One policyexec_chain directive. The JSON is checked at configuration time
+ * (nginx -t); the chain itself is built per worker, after the fork. */
+typedef struct {
+  ngx_str_t json;
+  ngx_str_t where; /* "location /x", "server", "http": for messages */
+  ngx_str_t file;  /* configuration file and line of the directive */
+  ngx_uint_t line;
+  pe_chain *chain; /* per worker */
+  unsigned phases; /* pe_chain_phases() */
+  unsigned needs;  /* pe_chain_needs() */
+} ngx_http_pe_spec_t;
+
+typedef struct {
+  ngx_array_t plugins;      /* ngx_str_t, full paths */
+  ngx_array_t python_paths; /* ngx_str_t, full paths */
+  ngx_str_t python_worker;  /* policyexec-pyworker binary, or empty */
+  ngx_uint_t python_workers;
+  ngx_msec_t python_timeout;
+  ngx_flag_t python_cpu_affinity;
+  size_t max_body;
+  size_t max_header_bytes;
+  ngx_uint_t max_headers;
+  ngx_array_t specs; /* ngx_http_pe_spec_t * */
+  ngx_shm_zone_t *shm_zone;
+} ngx_http_pe_main_conf_t;
+
+typedef struct {
+  ngx_flag_t enable;
+  ngx_http_pe_spec_t *spec; /* NULL: no chain here */
+} ngx_http_pe_loc_conf_t;
+
+/* Where the request side is. */
+typedef enum {
+  PE_NGX_REQ_NEW = 0,
+  PE_NGX_REQ_HEADERS, /* request-headers phase started */
+  PE_NGX_REQ_READING, /* reading the request body */
+  PE_NGX_REQ_BODY,    /* request-body phase started */
+  PE_NGX_REQ_DONE     /* forwarded, or answered at once */
+} ngx_http_pe_req_state_t;
+
+/* Where the response side is. */
+typedef enum {
+  PE_NGX_RESP_NONE = 0,
+  PE_NGX_RESP_PASS,    /* headers gone on; body passes through */
+  PE_NGX_RESP_HOLD,    /* collecting the body into the exchange */
+  PE_NGX_RESP_WAIT_H,  /* response-headers phase pending; output saved */
+  PE_NGX_RESP_WAIT_HB, /* both response phases pending */
+  PE_NGX_RESP_SENT     /* our own body is out; upstream bytes dropped */
+} ngx_http_pe_resp_state_t;
+
+typedef struct ngx_http_pe_ctx_s ngx_http_pe_ctx_t;
+typedef void (*ngx_http_pe_next_pt)(ngx_http_pe_ctx_t *ctx);
+
+struct ngx_http_pe_ctx_s {
+  ngx_http_request_t *request;
+  ngx_http_pe_spec_t *spec;
+  pe_exchange *ex;
+  ngx_queue_t live;           /* in the worker's list of live exchanges */
+  ngx_event_t wait;           /* keeps a graceful quit waiting for a run */
+  ngx_http_pe_next_pt resume; /* continuation of the pending run */
+  ngx_chain_t *out;           /* response output saved while a phase runs */
+  ngx_http_pe_req_state_t req;
+  ngx_http_pe_resp_state_t resp;
+  ngx_str_t last_err; /* last step failure logged for this request */
+  unsigned pending : 1;
+  unsigned body_read : 1;
+  unsigned responded : 1; /* answered from a request phase */
+};
+
+extern ngx_module_t ngx_http_policyexec_module;
+
+/* ngx_http_policyexec_engine.c */
+ngx_int_t ngx_http_pe_validate(ngx_conf_t *cf, ngx_http_pe_main_conf_t *pmcf);
+ngx_int_t ngx_http_pe_worker_start(ngx_cycle_t *cycle, ngx_http_pe_main_conf_t *pmcf);
+void ngx_http_pe_worker_stop(ngx_cycle_t *cycle);
+pe_dispatcher *ngx_http_pe_dispatcher(void);
+ngx_int_t ngx_http_pe_worker_exiting(void);
+pe_exchange *ngx_http_pe_take_exchange(void);
+void ngx_http_pe_give_exchange(pe_exchange *ex);
+ngx_queue_t *ngx_http_pe_live_queue(void);
+
+/* ngx_http_policyexec_ctx.c */
+ngx_http_pe_ctx_t *ngx_http_pe_ctx_create(ngx_http_request_t *r, ngx_http_pe_spec_t *spec);
+/* Runs phases first..last. Returns NGX_OK when they are complete (the
+ * caller goes on), NGX_AGAIN when a Python batch is in flight: @p next then
+ * runs from the dispatcher once they are. */
+ngx_int_t ngx_http_pe_run(ngx_http_pe_ctx_t *ctx, pe_phase first, pe_phase last,
+                          ngx_http_pe_next_pt next);
+ngx_int_t ngx_http_pe_responded(ngx_http_pe_ctx_t *ctx);
+void ngx_http_pe_free_live(void);
+
+/* ngx_http_policyexec_headers.c */
+ngx_int_t ngx_http_pe_fill_request(ngx_http_request_t *r, pe_exchange *ex);
+ngx_int_t ngx_http_pe_apply_request(ngx_http_request_t *r, pe_exchange *ex);
+ngx_int_t ngx_http_pe_fill_response(ngx_http_request_t *r, pe_exchange *ex);
+ngx_int_t ngx_http_pe_apply_response(ngx_http_request_t *r, pe_exchange *ex, off_t length);
+ngx_chain_t *ngx_http_pe_body_chain(ngx_http_request_t *r, pe_slice body);
+int ngx_http_pe_append_buf(ngx_http_request_t *r, pe_exchange *ex, pe_dir dir, ngx_buf_t *b);
+
+/* ngx_http_policyexec_request.c */
+ngx_int_t ngx_http_pe_precontent_handler(ngx_http_request_t *r);
+
+/* ngx_http_policyexec_filter.c */
+ngx_int_t ngx_http_pe_filter_init(ngx_conf_t *cf);
+
+/* ngx_http_policyexec_status.c */
+ngx_int_t ngx_http_pe_status_zone(ngx_conf_t *cf, ngx_http_pe_main_conf_t *pmcf);
+void ngx_http_pe_on_step(const pe_step_event *event, void *user_data);
+char *ngx_http_pe_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+#endif /* NGX_HTTP_POLICYEXEC_H */

@@ -1,0 +1,84 @@
+"""Python policies for the nginx module's end-to-end test.
+
+They answer at once from each phase, fail (raise, time out), and show the
+path a chain sees, so the test can check the module's plumbing of each.
+"""
+
+import time
+
+import policyexec
+from policyexec import Param
+
+
+def _deny(ctx, phase):
+    ctx.respond(403, f"denied at {phase}\n".encode(), {"x-why": phase})
+
+
+class RespondRequestHeaders(policyexec.Policy):
+    name = "ngx-test-respond-request-headers"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        _deny(ctx, "request_headers")
+
+
+class RespondRequestBody(policyexec.Policy):
+    name = "ngx-test-respond-request-body"
+    version = "1.0.0"
+
+    def on_request_body(self, ctx):
+        _deny(ctx, "request_body")
+
+
+class RespondResponseHeaders(policyexec.Policy):
+    name = "ngx-test-respond-response-headers"
+    version = "1.0.0"
+
+    def on_response_headers(self, ctx):
+        _deny(ctx, "response_headers")
+
+
+class RespondResponseBody(policyexec.Policy):
+    name = "ngx-test-respond-response-body"
+    version = "1.0.0"
+
+    def on_response_body(self, ctx):
+        _deny(ctx, "response_body")
+
+
+class Raise(policyexec.Policy):
+    name = "ngx-test-raise"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        raise RuntimeError("ngx-test-raise failed on purpose")
+
+
+class Sleep(policyexec.Policy):
+    name = "ngx-test-sleep"
+    version = "1.0.0"
+    params = {"ms": Param(int, default=5000)}
+
+    def on_request_headers(self, ctx):
+        time.sleep(self.params["ms"] / 1000.0)
+
+
+class EchoPath(policyexec.Policy):
+    """Answers with the path the chain sees."""
+
+    name = "ngx-test-echo-path"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        ctx.respond(200, ctx.path.encode(), {"x-seen-method": ctx.method})
+
+
+class RewritePath(policyexec.Policy):
+    """Sends the request upstream with another path and a request header."""
+
+    name = "ngx-test-rewrite-path"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        ctx.path = "/rewritten/a%20b?x=1"
+        ctx.request_headers["content-type"] = "text/x-rewritten"
