@@ -183,6 +183,11 @@ struct pe__py_worker {
 int pe__py_worker_create(pe__py_worker *w, pe__py_conn *c, const pe__py_instance *inst, char *err,
                          bool *kill);
 
+/* pe_py_spawn.c: starts path with argv as a worker (stdin /dev/null, the
+ * lifeline as fd 3, no other host fd, default signals, own process group).
+ * Returns 0 (*pid set) or an errno value. */
+int pe__py_spawn(const char *path, char *const argv[], int lifeline_fd, pid_t *pid);
+
 /* With w->lock held: starts a process if the back-off allows it. */
 int pe__py_worker_spawn(pe__py_worker *w, char *err);
 /* With inst_lock and w->lock held: waits for the socket, says Hello,

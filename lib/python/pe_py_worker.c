@@ -9,14 +9,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 /* A worker that dies sooner than this after its start counts as "keeps
  * dying" for the back-off. */
@@ -78,7 +75,7 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   char max_message[32];
   snprintf(max_message, sizeof max_message, "%zu", be->max_message);
   size_t i = 0;
-  /* posix_spawn takes char *const[]; it does not write to the strings. */
+  /* Spawning takes char *const[]; it does not write to the strings. */
   argv[i++] = (char *)path;
   argv[i++] = "--socket";
   argv[i++] = w->sock_path;
@@ -97,40 +94,9 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   argv[i++] = be->dir;
   argv[i] = NULL;
 
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawnattr_init(&attr);
-  /* stdin from /dev/null, stdout/stderr shared with the host (tracebacks
-   * go where the host's own errors go), the lifeline, no other host fd. */
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  /* fd 3: the lifeline's read end; the worker exits when it reads EOF,
-   * i.e. when this process (which alone holds the write end) is gone. */
-  posix_spawn_file_actions_adddup2(&fa, be->lifeline[0], 3);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 4);
-  /* A host that blocks or ignores signals must not pass that on: the
-   * worker must die on SIGTERM and see SIGPIPE normally. */
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2};
-  for (size_t s = 0; s < sizeof sigs / sizeof sigs[0]; s++)
-    sigaddset(&defaults, sigs[s]);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  /* A process group of its own: Ctrl-C in the host's terminal, or a signal
-   * to the host's group, must not kill the workers while the host drains
-   * its in-flight requests. The engine ends them (SIGTERM at shutdown, the
-   * lifeline if the host dies). */
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-
   unlink(w->sock_path); /* a stale file would make the worker's bind fail */
   pid_t pid;
-  int rc = posix_spawn(&pid, path, &fa, &attr, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  int rc = pe__py_spawn(path, argv, be->lifeline[0], &pid);
   pe__free(be->mem, argv);
   if (rc != 0) {
     pe__errmsg_set(err, "cannot start python worker %s: %s", path, strerror(rc));
