@@ -134,6 +134,10 @@ int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, const pe__batch *b,
   run.n_fail_open = n;
   run.fail_open = c->fail_open;
   run.data = &data;
+  if (c->specs) {
+    run.n_instances = n;
+    run.instances = c->specs;
+  }
   pe__py_request req = POLICYEXEC__V1__REQUEST__INIT;
   req.body_case = POLICYEXEC__V1__REQUEST__BODY_RUN;
   req.run = &run;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "policyexec/v1/executor.pb-c.h"
+#include "pw_instances.h"
 #include "pw_log.h"
 #include "pw_run.h"
 
@@ -206,6 +207,8 @@ static PyObject *run(pw_handler *h, const Policyexec__V1__RunPhase *req, Respons
     return PyErr_NoMemory();
   }
   policyexec__v1__run_reply__init(r);
+  if (req->n_instances && pw_ensure_instances(h->py, req) != 0)
+    return NULL;
   PyObject *hold = pw_run_phase(h->py, req, r, &h->arena);
   if (hold != NULL) {
     resp->body_case = POLICYEXEC__V1__RESPONSE__BODY_RUN;
