@@ -1,14 +1,20 @@
 /*
  * Non-blocking calls for one dispatcher. A completion queue exposes no fd,
- * so the calls go on a callback completion queue: gRPC runs each call's
- * functor on one of its threads when the call ends, the functor moves the
- * call to the queue's finished list and writes an eventfd, and the host
- * thread, woken by that fd on its dispatcher's epoll set, drains the list.
- * One fd per host thread, whatever the number of calls in flight.
+ * and in gRPC 1.51's C core a callback completion queue has no thread of
+ * its own to drive network I/O (the epoll1 engine does not poll in the
+ * background; only the 5 s backup poller would), so calls on one stall.
+ * Hence gRPC's own remedy, as its C++ callback API does: one process-wide
+ * completion queue polled by one thread of this module, started with the
+ * first queue. That thread drives the I/O of every non-blocking call and,
+ * when one ends, moves it to its dispatcher queue's finished list and writes
+ * that queue's eventfd; the host thread, woken by the fd on its
+ * dispatcher's epoll set, drains the list. One fd per host thread, whatever
+ * the number of calls in flight.
  */
 #include "pe_grpc_module.h"
 
 #include <errno.h>
+#include <grpc/support/time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,16 +31,50 @@ typedef struct qcall {
 } qcall;
 
 struct pe__grpc_queue {
-  grpc_completion_queue *cq;
-  grpc_completion_queue_functor on_shutdown;
   int efd;
   pthread_mutex_t lock; /* guards the lists and counts below */
   pthread_cond_t cond;
   qcall *live;
   qcall *done_head, *done_tail;
   size_t running; /* started, functor not yet run */
-  int shut;       /* the cq's shutdown functor ran */
 };
+
+/* The process-wide completion queue of non-blocking calls and its thread. */
+static pthread_mutex_t poller_lock = PTHREAD_MUTEX_INITIALIZER;
+static grpc_completion_queue *poll_cq;
+
+static void *poller_main(void *arg) {
+  (void)arg;
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(poll_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type != GRPC_OP_COMPLETE)
+      return NULL; /* never shut down: lives as long as the process */
+    grpc_completion_queue_functor *fn = ev.tag;
+    fn->functor_run(fn, ev.success);
+  }
+}
+
+static int poller_start(char *err) {
+  pthread_mutex_lock(&poller_lock);
+  int rc = 0;
+  if (!poll_cq) {
+    poll_cq = grpc_completion_queue_create_for_next(NULL);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (!poll_cq || pthread_create(&t, &attr, poller_main, NULL) != 0) {
+      snprintf(err, PE__GRPC_DETAIL_SIZE, "cannot start the gRPC poller thread");
+      if (poll_cq)
+        grpc_completion_queue_destroy(poll_cq);
+      poll_cq = NULL;
+      rc = -1;
+    }
+    pthread_attr_destroy(&attr);
+  }
+  pthread_mutex_unlock(&poller_lock);
+  return rc;
+}
 
 static void wake(pe__grpc_queue *q) {
   uint64_t one = 1;
@@ -60,17 +100,8 @@ static void call_done(grpc_completion_queue_functor *fn, int ok) {
   wake(q);
 }
 
-static void queue_shut(grpc_completion_queue_functor *fn, int ok) {
-  (void)ok;
-  pe__grpc_queue *q = (pe__grpc_queue *)((char *)fn - offsetof(pe__grpc_queue, on_shutdown));
-  pthread_mutex_lock(&q->lock);
-  q->shut = 1;
-  pthread_cond_broadcast(&q->cond);
-  pthread_mutex_unlock(&q->lock);
-}
-
 int pe__grpc_queue_new(pe__grpc_queue **out, int *fd, char *err) {
-  if (pe__grpc_started(err) != 0)
+  if (pe__grpc_started(err) != 0 || poller_start(err) != 0)
     return -1;
   pe__grpc_queue *q = calloc(1, sizeof *q);
   if (!q) {
@@ -85,14 +116,6 @@ int pe__grpc_queue_new(pe__grpc_queue **out, int *fd, char *err) {
   }
   pthread_mutex_init(&q->lock, NULL);
   pthread_cond_init(&q->cond, NULL);
-  q->on_shutdown.functor_run = queue_shut;
-  q->cq = grpc_completion_queue_create_for_callback(&q->on_shutdown, NULL);
-  if (!q->cq) {
-    snprintf(err, PE__GRPC_DETAIL_SIZE, "cannot create a callback completion queue");
-    close(q->efd);
-    free(q);
-    return -1;
-  }
   *out = q;
   *fd = q->efd;
   return 0;
@@ -115,7 +138,7 @@ int pe__grpc_call_start(pe__grpc_channel *ch, pe__grpc_queue *q, const char *met
     q->live->prev = c;
   q->live = c;
   pthread_mutex_unlock(&q->lock);
-  if (pe__grpc_unary_begin(&c->u, ch, q->cq, method, req, len, timeout_ns, &c->fn, err) != 0) {
+  if (pe__grpc_unary_begin(&c->u, ch, poll_cq, method, req, len, timeout_ns, &c->fn, err) != 0) {
     pthread_mutex_lock(&q->lock);
     q->running--;
     if (c->prev)
@@ -164,8 +187,8 @@ size_t pe__grpc_queue_drain(pe__grpc_queue *q, pe__grpc_done_fn done, void *ud) 
 void pe__grpc_queue_free(pe__grpc_queue *q, pe__grpc_done_fn done, void *ud) {
   if (!q)
     return;
-  /* Without the lock: a cancel may run a functor inline on this thread,
-   * and only this thread changes the live list. */
+  /* Only this thread changes the live list; the lock is not held while
+   * gRPC cancels, in case it completes a call inline. */
   for (qcall *c = q->live; c; c = c->next)
     grpc_call_cancel(c->u.call, NULL);
   pthread_mutex_lock(&q->lock);
@@ -173,12 +196,6 @@ void pe__grpc_queue_free(pe__grpc_queue *q, pe__grpc_done_fn done, void *ud) {
     pthread_cond_wait(&q->cond, &q->lock);
   pthread_mutex_unlock(&q->lock);
   pe__grpc_queue_drain(q, done, ud);
-  grpc_completion_queue_shutdown(q->cq);
-  pthread_mutex_lock(&q->lock);
-  while (!q->shut)
-    pthread_cond_wait(&q->cond, &q->lock);
-  pthread_mutex_unlock(&q->lock);
-  grpc_completion_queue_destroy(q->cq);
   close(q->efd);
   pthread_cond_destroy(&q->cond);
   pthread_mutex_destroy(&q->lock);
