@@ -105,13 +105,22 @@ def main():
         # thread and awaits it.
         return await asyncio.get_running_loop().run_in_executor(pool, serve, request)
 
+    def serving(_request):
+        return b"\x08\x01"  # HealthCheckResponse{status: SERVING}
+
+    async def health(request, context):
+        # The same path as Call without the work: this architecture's floor.
+        return await asyncio.get_running_loop().run_in_executor(pool, serving, request)
+
     async def run_server():
         server = grpc.aio.server()
         handler = grpc.method_handlers_generic_handler("policyexec.v1.Executor", {
             "Call": grpc.unary_unary_rpc_method_handler(
                 call, request_deserializer=pb.Request.FromString,
                 response_serializer=pb.Response.SerializeToString)})
-        server.add_generic_rpc_handlers((handler,))
+        health_handler = grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+            "Check": grpc.unary_unary_rpc_method_handler(health)})
+        server.add_generic_rpc_handlers((handler, health_handler))
         port = server.add_insecure_port(args.listen)
         await server.start()
         print(f"listening {args.listen} port {port}", flush=True)
