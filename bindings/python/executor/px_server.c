@@ -13,8 +13,19 @@
 #define PX_LOG(fmt, ...) fprintf(stderr, "policyexec-executor: " fmt "\n", ##__VA_ARGS__)
 
 /* Calls requested from the server at once: more than one, so that calls
- * arriving while Python runs wait in gRPC, not in the client. */
-#define SLOTS 16
+ * arriving while Python runs wait in gRPC, not in the client. The first
+ * slots ask for the executor's method and the health check as registered
+ * methods, whose request gRPC reads before it hands the call over (one
+ * completion per call instead of two); the last take any other method
+ * (answered UNIMPLEMENTED). */
+#define SLOTS 22
+#define CALL_SLOTS 16
+#define CHECK_SLOTS 4
+
+enum { M_ANY, M_CALL, M_CHECK };
+
+static const char *const method_names[] = {NULL, "/policyexec.v1.Executor/Call",
+                                           "/grpc.health.v1.Health/Check"};
 
 enum { SLOT_NEW, SLOT_READ, SLOT_SENT };
 
@@ -27,6 +38,8 @@ typedef struct slot {
   grpc_byte_buffer *send;
   int cancelled;
   int inited; /* details and md hold memory */
+  int method; /* M_CALL, M_CHECK (registered: request pre-read) or M_ANY */
+  gpr_timespec deadline;
 } slot;
 
 typedef struct server {
@@ -34,6 +47,7 @@ typedef struct server {
   grpc_completion_queue *cq;
   pw_handler *h;
   pw_conn scratch; /* the reply is built in its out buffer (no fd) */
+  void *methods[3]; /* grpc_server_register_method's handles, by M_* */
   int shutting;
   slot slots[SLOTS];
 } server;
@@ -41,13 +55,21 @@ typedef struct server {
 static int shutdown_tag;
 
 static void request(server *s, slot *sl) {
+  size_t i = (size_t)(sl - s->slots);
+  int method = i < CALL_SLOTS ? M_CALL : i < CALL_SLOTS + CHECK_SLOTS ? M_CHECK : M_ANY;
   memset(sl, 0, sizeof *sl);
   grpc_call_details_init(&sl->details);
   grpc_metadata_array_init(&sl->md);
   sl->inited = 1;
+  sl->method = method;
   sl->state = SLOT_NEW;
-  if (grpc_server_request_call(s->srv, &sl->call, &sl->details, &sl->md, s->cq, s->cq, sl) !=
-      GRPC_CALL_OK)
+  grpc_call_error e =
+      method ? grpc_server_request_registered_call(s->srv, s->methods[method], &sl->call,
+                                                       &sl->deadline, &sl->md, &sl->recv, s->cq,
+                                                       s->cq, sl)
+                 : grpc_server_request_call(s->srv, &sl->call, &sl->details, &sl->md, s->cq,
+                                            s->cq, sl);
+  if (e != GRPC_CALL_OK)
     PX_LOG("cannot request a call");
 }
 
@@ -68,6 +90,8 @@ static void slot_clear(slot *sl) {
 }
 
 static int method_is(const slot *sl, const char *name) {
+  if (sl->method)
+    return !strcmp(name, method_names[sl->method]);
   return grpc_slice_str_cmp(sl->details.method, name) == 0;
 }
 
@@ -142,6 +166,10 @@ static void on_event(server *s, slot *sl, int ok) {
       slot_clear(sl);
       return;
     }
+    if (sl->method) { /* the request is read already */
+      on_read(s, sl);
+      return;
+    }
     sl->state = SLOT_READ;
     grpc_op op;
     memset(&op, 0, sizeof op);
@@ -214,6 +242,9 @@ static int start(server *s, const px_config *cfg) {
   s->cq = grpc_completion_queue_create_for_next(NULL);
   s->srv = grpc_server_create(&cargs, NULL);
   grpc_server_register_completion_queue(s->srv, s->cq, NULL);
+  for (int m = M_CALL; m <= M_CHECK; m++)
+    s->methods[m] = grpc_server_register_method(s->srv, method_names[m], NULL,
+                                                GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
   for (size_t i = 0; i < cfg->n_listen; i++) {
     grpc_server_credentials *creds = credentials(cfg);
     int port = creds ? grpc_server_add_http2_port(s->srv, cfg->listen[i], creds) : 0;
