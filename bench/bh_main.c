@@ -144,8 +144,8 @@ static int parse_args(int argc, char **argv, bh_args *a) {
       a->floor = false;
       break;
     case 'E':
-      if (a->nexecutors == 4 || (strcmp(optarg, "unix") && strcmp(optarg, "grpc") &&
-                                 strcmp(optarg, "interop")))
+      if (a->nexecutors == 4 ||
+          (strcmp(optarg, "unix") && strcmp(optarg, "grpc") && strcmp(optarg, "interop")))
         return -1;
       a->executors[a->nexecutors++] = optarg;
       break;
@@ -240,8 +240,8 @@ static void report_remote_floors(const bh_remote *remotes, int n, bool json) {
 }
 
 /* Starts each remote executor asked for and registers it with engine. */
-static int start_remotes(pe_engine *engine, const bh_args *a, bh_remote *remotes, int *n,
-                         char *err, size_t errlen) {
+static int start_remotes(pe_engine *engine, const bh_args *a, bh_remote *remotes, int *n, char *err,
+                         size_t errlen) {
   *n = 0;
   for (int i = 0; i < a->nexecutors; i++) {
     if (!strcmp(a->executors[i], "unix"))

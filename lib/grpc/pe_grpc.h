@@ -99,8 +99,8 @@ int pe__grpc_encode(pe__grpc_scratch *s, const pe_exchange *ex, const pe__batch 
 int64_t pe__grpc_batch_timeout(const pe__batch *b);
 /* Applies the outcome of a finished call to ex (reply, or failure mapped
  * from the gRPC status); the reply is decoded into s. */
-void pe__grpc_finish(pe__grpc_backend *be, pe__grpc_scratch *s, pe_exchange *ex,
-                     const pe__batch *b, const pe__grpc_result *r);
+void pe__grpc_finish(pe__grpc_backend *be, pe__grpc_scratch *s, pe_exchange *ex, const pe__batch *b,
+                     const pe__grpc_result *r);
 int pe__grpc_admit_take(pe__grpc_backend *be);
 void pe__grpc_admit_give(pe__grpc_backend *be);
 

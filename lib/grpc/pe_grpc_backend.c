@@ -61,8 +61,8 @@ int64_t pe__grpc_batch_timeout(const pe__batch *b) {
   return ms * 1000000;
 }
 
-void pe__grpc_finish(pe__grpc_backend *be, pe__grpc_scratch *s, pe_exchange *ex,
-                     const pe__batch *b, const pe__grpc_result *r) {
+void pe__grpc_finish(pe__grpc_backend *be, pe__grpc_scratch *s, pe_exchange *ex, const pe__batch *b,
+                     const pe__grpc_result *r) {
   char why[PE__ERRMSG_SIZE];
   if (r->status == PE__GRPC_STATUS_DEADLINE_EXCEEDED) {
     pe__errmsg_set(why, "no answer from gRPC executor '%s' within %lld ms", be->cfg.name,
@@ -155,7 +155,8 @@ static uint64_t instance_id(const char *name, const char *version, const char *p
 static int grpc_create_instance(pe__backend *self, pe__step *step, char *err) {
   pe__grpc_backend *be = grpc_be(self);
   pe__grpc_instance *inst = pe__calloc(be->mem, 1, sizeof *inst);
-  if (!inst || !(inst->base.params_json = pe__strndup(be->mem, step->params_json, step->params_len))) {
+  if (!inst ||
+      !(inst->base.params_json = pe__strndup(be->mem, step->params_json, step->params_len))) {
     pe__free(be->mem, inst);
     pe__errmsg_set(err, "out of memory");
     return PE_ERR_NOMEM;
@@ -245,8 +246,8 @@ static int collect_policies(pe__grpc_backend *be, const Policyexec__V1__HelloRep
                             char *err) {
   pe__log(be->engine, PE_LOG_INFO, "gRPC executor '%s' at %s: %s (pid %u), %zu policies",
           be->cfg.name, be->target, hello->runtime, hello->pid, hello->n_policies);
-  be->advertised = pe__calloc(be->mem, hello->n_policies ? hello->n_policies : 1,
-                              sizeof *be->advertised);
+  be->advertised =
+      pe__calloc(be->mem, hello->n_policies ? hello->n_policies : 1, sizeof *be->advertised);
   if (!be->advertised)
     goto nomem;
   for (size_t i = 0; i < hello->n_policies; i++) {
@@ -392,9 +393,8 @@ static int hello(pe__grpc_backend *be, char *err) {
   if (rc == PE_OK && resp->body_case != POLICYEXEC__V1__RESPONSE__BODY_HELLO) {
     pe__errmsg_set(err, "executor answered Hello with message kind %d", (int)resp->body_case);
     rc = PE_ERR_WORKER;
-  } else if (rc == PE_OK &&
-             resp->hello->protocol_version !=
-                 POLICYEXEC__V1__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT) {
+  } else if (rc == PE_OK && resp->hello->protocol_version !=
+                                POLICYEXEC__V1__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT) {
     pe__errmsg_set(err, "executor speaks protocol version %u", resp->hello->protocol_version);
     rc = PE_ERR_WORKER;
   }

@@ -68,7 +68,9 @@ int pe__grpc_submit(pe__backend *self, pe__dstate *ds, pe_exchange *ex, const pe
   gcall *k = ch ? pe__calloc(be->mem, 1, sizeof *k) : NULL;
   const unsigned char *req;
   size_t len;
-  int rc = !ch ? PE_ERR_WORKER : !k ? PE_ERR_NOMEM : pe__grpc_encode(&d->scratch, ex, b, &req, &len);
+  int rc = !ch  ? PE_ERR_WORKER
+           : !k ? PE_ERR_NOMEM
+                : pe__grpc_encode(&d->scratch, ex, b, &req, &len);
   if (rc == PE_OK) {
     k->ex = ex;
     pe__batch_copy(&k->batch, b);

@@ -101,8 +101,8 @@ static int64_t startup_ns(const pe__grpc_backend *be) {
 }
 
 /* The call, made in this process (gRPC started here). */
-static int call_here(pe__grpc_backend *be, const unsigned char *req, size_t len,
-                     pe__grpc_result *r, char *err) {
+static int call_here(pe__grpc_backend *be, const unsigned char *req, size_t len, pe__grpc_result *r,
+                     char *err) {
   pe__grpc_channel *ch = pe__grpc_channel_get(be, err);
   if (!ch)
     return PE_ERR_WORKER;
@@ -199,8 +199,7 @@ static int call_in_child(pe__grpc_backend *be, pe__grpc_scratch *s, const unsign
   if (!read_all(p[0], &h, sizeof h, deadline)) {
     pe__errmsg_set(err, "the gRPC helper process gave no answer");
   } else if (h.len > be->max_message) {
-    pe__errmsg_set(err, "reply of %llu bytes exceeds the message limit",
-                   (unsigned long long)h.len);
+    pe__errmsg_set(err, "reply of %llu bytes exceeds the message limit", (unsigned long long)h.len);
   } else if (s->conn.in.len = 0, pe__buf_reserve(&s->conn.in, be->mem, (size_t)h.len + 1) != 0) {
     rc = PE_ERR_NOMEM;
   } else if (!read_all(p[0], s->conn.in.data, (size_t)h.len, deadline)) {

@@ -171,8 +171,7 @@ static inline void gx_set_response(pe_exchange *ex) {
     return;
   ck_assert_int_eq(pe_exchange_set_status(ex, 200), PE_OK);
   ck_assert_int_eq(
-      pe_exchange_header_add(ex, PE_RESPONSE, PE_LIT("content-type"), PE_LIT("text/plain")),
-      PE_OK);
+      pe_exchange_header_add(ex, PE_RESPONSE, PE_LIT("content-type"), PE_LIT("text/plain")), PE_OK);
   ck_assert_int_eq(pe_exchange_body_set(ex, PE_RESPONSE, PE_LIT("payload-out")), PE_OK);
 }
 

@@ -46,7 +46,7 @@ typedef struct server {
   grpc_server *srv;
   grpc_completion_queue *cq;
   pw_handler *h;
-  pw_conn scratch; /* the reply is built in its out buffer (no fd) */
+  pw_conn scratch;  /* the reply is built in its out buffer (no fd) */
   void *methods[3]; /* grpc_server_register_method's handles, by M_* */
   int shutting;
   slot slots[SLOTS];
@@ -64,11 +64,10 @@ static void request(server *s, slot *sl) {
   sl->method = method;
   sl->state = SLOT_NEW;
   grpc_call_error e =
-      method ? grpc_server_request_registered_call(s->srv, s->methods[method], &sl->call,
-                                                       &sl->deadline, &sl->md, &sl->recv, s->cq,
-                                                       s->cq, sl)
-                 : grpc_server_request_call(s->srv, &sl->call, &sl->details, &sl->md, s->cq,
-                                            s->cq, sl);
+      method
+          ? grpc_server_request_registered_call(s->srv, s->methods[method], &sl->call,
+                                                &sl->deadline, &sl->md, &sl->recv, s->cq, s->cq, sl)
+          : grpc_server_request_call(s->srv, &sl->call, &sl->details, &sl->md, s->cq, s->cq, sl);
   if (e != GRPC_CALL_OK)
     PX_LOG("cannot request a call");
 }
@@ -126,8 +125,7 @@ static grpc_status_code answer(server *s, slot *sl, const char **why) {
     return GRPC_STATUS_INVALID_ARGUMENT;
   }
   /* The worker's reply is framed for a socket: gRPC frames itself. */
-  grpc_slice out =
-      grpc_slice_from_copied_buffer((const char *)c->out.data + 4, c->out.len - 4);
+  grpc_slice out = grpc_slice_from_copied_buffer((const char *)c->out.data + 4, c->out.len - 4);
   sl->send = grpc_raw_byte_buffer_create(&out, 1);
   grpc_slice_unref(out);
   return GRPC_STATUS_OK;

@@ -46,8 +46,9 @@ int pw_ensure_instances(const pw_python *py, const Policyexec__V1__RunPhase *req
     const Policyexec__V1__CreateInstance *spec = req->instances[i];
     if (!spec->instance_id || seen(spec->instance_id))
       continue;
-    PyObject *error = PyObject_CallFunction(py->create, "Ksss", (unsigned long long)spec->instance_id,
-                                            spec->name, spec->version, spec->params_json);
+    PyObject *error =
+        PyObject_CallFunction(py->create, "Ksss", (unsigned long long)spec->instance_id, spec->name,
+                              spec->version, spec->params_json);
     if (error == NULL)
       return -1;
     if (error != Py_None) {

@@ -125,8 +125,7 @@ static int channel_new(const pe__grpc_settings *s, pe__grpc_channel **out, char 
     args[n++] = int_arg(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   }
   if (s->authority)
-    args[n++] =
-        string_arg(GRPC_ARG_DEFAULT_AUTHORITY, s->authority);
+    args[n++] = string_arg(GRPC_ARG_DEFAULT_AUTHORITY, s->authority);
   grpc_channel_args cargs = {n, args};
   pe__grpc_channel *c = calloc(1, sizeof *c);
   if (c)
@@ -154,8 +153,8 @@ int pe__grpc_unary_begin(pe__grpc_unary *u, pe__grpc_channel *ch, grpc_completio
                          const char *method, const void *req, size_t len, int64_t timeout_ns,
                          void *tag, char *err) {
   memset(u, 0, sizeof *u);
-  gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                       gpr_time_from_nanos(timeout_ns, GPR_TIMESPAN));
+  gpr_timespec deadline =
+      gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_nanos(timeout_ns, GPR_TIMESPAN));
   u->call = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                      grpc_slice_from_static_string(method), NULL, deadline, NULL);
   if (!u->call) {
