@@ -19,17 +19,26 @@ static inline uint64_t pe_test_now_ms(void) {
 typedef struct gx {
   pid_t pid;
   int port;
-  char target[64];
+  char target[160];
   int interop; /* the python3-grpcio executor */
 } gx;
 
-/* Starts an executor on 127.0.0.1:port (0: any free port) and waits for its
- * "listening ... port N" line. */
-static inline void gx_start(gx *x, int port, int interop) {
+/* Optional settings of gx_start_with. */
+typedef struct gx_opts {
+  const char *unix_path;                      /* listen there instead of 127.0.0.1 */
+  const char *tls_cert, *tls_key, *client_ca; /* PEM files */
+} gx_opts;
+
+/* Starts an executor on 127.0.0.1:port (0: any free port) or o->unix_path,
+ * and waits for its "listening ... port N" line. */
+static inline void gx_start_with(gx *x, int port, int interop, const gx_opts *o) {
   int p[2];
   ck_assert_int_eq(pipe(p), 0);
-  char listen[32];
-  snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+  char listen[160];
+  if (o && o->unix_path)
+    snprintf(listen, sizeof listen, "unix://%s", o->unix_path);
+  else
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
   pid_t pid = fork();
   ck_assert_int_ge(pid, 0);
   if (pid == 0) {
@@ -37,13 +46,26 @@ static inline void gx_start(gx *x, int port, int interop) {
     dup2(p[1], 1);
     close(p[0]);
     close(p[1]);
+    const char *argv[24] = {PE_EXECUTOR,         "--listen",      listen,
+                            "--module-path",     PE_PY_SAMPLES,   "--module-path",
+                            PE_PY_TEST_POLICIES, "--module-path", PE_GRPC_TEST_POLICIES,
+                            "--drain-ms",        "3000"};
+    int n = 11;
+    if (o && o->tls_cert) {
+      argv[n++] = "--tls-cert";
+      argv[n++] = o->tls_cert;
+      argv[n++] = "--tls-key";
+      argv[n++] = o->tls_key;
+    }
+    if (o && o->client_ca) {
+      argv[n++] = "--tls-client-ca";
+      argv[n++] = o->client_ca;
+    }
     if (interop)
       execl(PE_SYSTEM_PYTHON, PE_SYSTEM_PYTHON, PE_INTEROP_EXECUTOR, "--listen", listen,
             "--gen-dir", PE_PY_GEN_DIR, (char *)NULL);
     else
-      execl(PE_EXECUTOR, PE_EXECUTOR, "--listen", listen, "--module-path", PE_PY_SAMPLES,
-            "--module-path", PE_PY_TEST_POLICIES, "--module-path", PE_GRPC_TEST_POLICIES,
-            "--drain-ms", "3000", (char *)NULL);
+      execv(PE_EXECUTOR, (char *const *)argv);
     _exit(127);
   }
   close(p[1]);
@@ -68,8 +90,16 @@ static inline void gx_start(gx *x, int port, int interop) {
   x->pid = pid;
   x->port = atoi(at + 6);
   x->interop = interop;
-  ck_assert_int_gt(x->port, 0);
-  snprintf(x->target, sizeof x->target, "ipv4:127.0.0.1:%d", x->port);
+  if (o && o->unix_path) {
+    snprintf(x->target, sizeof x->target, "unix://%s", o->unix_path);
+  } else {
+    ck_assert_int_gt(x->port, 0);
+    snprintf(x->target, sizeof x->target, "ipv4:127.0.0.1:%d", x->port);
+  }
+}
+
+static inline void gx_start(gx *x, int port, int interop) {
+  gx_start_with(x, port, interop, NULL);
 }
 
 /* Stops x with sig and reaps it; returns its wait status. */
