@@ -451,7 +451,7 @@ static int start_tls(pe_engine *e, const char *target, const char *dir, bool cli
   ck_assert_int_eq(pe_grpc_options_set_name(o, "remote"), PE_OK);
   ck_assert_int_eq(pe_grpc_options_set_target(o, target), PE_OK);
   ck_assert_int_eq(pe_grpc_options_set_module_path(o, PE_GRPC_MODULE), PE_OK);
-  ck_assert_int_eq(pe_grpc_options_set_startup_timeout(o, 3000), PE_OK);
+  ck_assert_int_eq(pe_grpc_options_set_startup_timeout(o, 10000), PE_OK);
   ck_assert_int_eq(
       pe_grpc_options_set_tls(o, ca, client_cert ? cert : NULL, client_cert ? key : NULL), PE_OK);
   int rc = pe_engine_start_grpc(e, o);
