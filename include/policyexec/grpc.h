@@ -162,6 +162,8 @@ PE_API int pe_engine_start_grpc(pe_engine *engine, const pe_grpc_options *opts);
 /**
  * Health check of the gRPC executor named @p name: one Ping call.
  *
+ * @param engine the engine that runs the executor.
+ * @param name the executor's name (pe_grpc_options_set_name()).
  * @param alive if not NULL, receives 1 when an executor answered, else 0.
  * @return PE_OK when one answered; PE_ERR_WORKER when none did;
  *         PE_ERR_STATE (no gRPC executor of that name);
