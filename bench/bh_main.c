@@ -224,18 +224,22 @@ static void report_floor(bool json) {
 /* The floor of each remote executor's transport, in the same run. */
 static void report_remote_floors(const bh_remote *remotes, int n, bool json) {
   for (int i = 0; i < n; i++) {
-    uint64_t p50, p99;
-    if (bh_grpc_floor(remotes[i].target, 20000, &p50, &p99) != 0) {
-      fprintf(stderr, "bench_hooks: %s: the floor could not be measured\n", remotes[i].name);
-      continue;
+    for (int blocking = 0; blocking < 2; blocking++) {
+      uint64_t p50, p99;
+      if (bh_grpc_floor(remotes[i].target, 10000, blocking, &p50, &p99) != 0) {
+        fprintf(stderr, "bench_hooks: %s: the floor could not be measured\n", remotes[i].name);
+        continue;
+      }
+      const char *how = blocking ? "blocking" : "async";
+      if (json)
+        printf("{\"profile\":\"grpc-roundtrip-%s@%s\",\"payload_bytes\":0,\"per_request_ns\":"
+               "{\"p50\":%llu,\"p99\":%llu}}\n",
+               how, remotes[i].name, (unsigned long long)p50, (unsigned long long)p99);
+      else
+        printf("  gRPC empty call to %-8s %-8s p50 %.1f us, p99 %.1f us (Health/Check, no "
+               "Python)\n",
+               remotes[i].name, how, (double)p50 / 1000, (double)p99 / 1000);
     }
-    if (json)
-      printf("{\"profile\":\"grpc-roundtrip@%s\",\"payload_bytes\":0,\"per_request_ns\":"
-             "{\"p50\":%llu,\"p99\":%llu}}\n",
-             remotes[i].name, (unsigned long long)p50, (unsigned long long)p99);
-    else
-      printf("  gRPC empty call to %-8s p50 %.1f us, p99 %.1f us (Health/Check, no Python)\n",
-             remotes[i].name, (double)p50 / 1000, (double)p99 / 1000);
   }
 }
 

@@ -3,8 +3,9 @@
  * port (policyexec-executor, or the python3-grpcio executor written in the
  * published gateway's style), and the floor of that transport: an empty
  * round trip (grpc.health.v1.Health/Check, answered without Python) made
- * exactly as the engine makes its non-blocking calls, through the same
- * module, on a channel to the same executor.
+ * exactly as the engine makes its calls (non-blocking: what the Python
+ * profiles use; blocking: for comparison), through the same module, on a
+ * channel to the same executor.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -92,7 +93,8 @@ static void floor_done(void *tag, pe__grpc_result *r, void *ud) {
   f->status = r->status;
 }
 
-int bh_grpc_floor(const char *target, uint64_t iterations, uint64_t *p50_ns, uint64_t *p99_ns) {
+int bh_grpc_floor(const char *target, uint64_t iterations, bool blocking, uint64_t *p50_ns,
+                  uint64_t *p99_ns) {
   void *h = dlopen(BH_GRPC_MODULE_BUILD, RTLD_NOW | RTLD_LOCAL);
   pe__grpc_transport_init_fn init =
       h ? (pe__grpc_transport_init_fn)(uintptr_t)dlsym(h, PE__GRPC_TRANSPORT_INIT) : NULL;
@@ -120,7 +122,14 @@ int bh_grpc_floor(const char *target, uint64_t iterations, uint64_t *p50_ns, uin
   for (uint64_t i = 0; rc == 0 && i < iterations + iterations / 10; i++) {
     uint64_t t0 = bh_now_ns();
     f.done = 0;
-    if (t->call_start(ch, q, "/grpc.health.v1.Health/Check", "", 0, 5000000000, &f, err) != 0) {
+    if (blocking) {
+      pe__grpc_result r;
+      t->call(ch, "/grpc.health.v1.Health/Check", "", 0, 5000000000, &r);
+      f.done = 1;
+      f.status = r.status;
+      t->result_release(&r);
+    } else if (t->call_start(ch, q, "/grpc.health.v1.Health/Check", "", 0, 5000000000, &f, err) !=
+               0) {
       rc = -1;
       break;
     }

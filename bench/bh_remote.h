@@ -2,6 +2,7 @@
 #ifndef BH_REMOTE_H
 #define BH_REMOTE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -18,7 +19,8 @@ int bh_remote_spawn(const char *kind, const char *python_path, bh_remote *out, c
                     size_t errlen);
 void bh_remote_stop(bh_remote *r);
 /* p50/p99 of an empty gRPC round trip (Health/Check) to target, made as the
- * engine's non-blocking calls are. 0, or -1. */
-int bh_grpc_floor(const char *target, uint64_t iterations, uint64_t *p50_ns, uint64_t *p99_ns);
+ * engine's non-blocking (or blocking) calls are. 0, or -1. */
+int bh_grpc_floor(const char *target, uint64_t iterations, bool blocking, uint64_t *p50_ns,
+                  uint64_t *p99_ns);
 
 #endif

@@ -18,6 +18,7 @@ typedef struct pe__grpc_dstate {
   pe__watch watch;
   pe__grpc_scratch scratch; /* this thread's encode / decode room */
   gcall *live;
+  gcall *spare;  /* finished calls, reused: a warm call allocates nothing here */
   int completed; /* runs completed in the current drain */
 } pe__grpc_dstate;
 
@@ -45,7 +46,8 @@ static void on_done(void *tag, pe__grpc_result *r, void *ud) {
     pe__grpc_finish(d->be, &d->scratch, ex, &k->batch, r);
     d->completed += pe__dispatch_complete(ex);
   }
-  pe__free(d->be->mem, k);
+  k->next = d->spare;
+  d->spare = k;
 }
 
 static int ready(pe__watch *w, uint32_t events) {
@@ -65,7 +67,13 @@ int pe__grpc_submit(pe__backend *self, pe__dstate *ds, pe_exchange *ex, const pe
     return PE_ERR_BUSY;
   char err[PE__ERRMSG_SIZE] = "";
   pe__grpc_channel *ch = pe__grpc_channel_get(be, err);
-  gcall *k = ch ? pe__calloc(be->mem, 1, sizeof *k) : NULL;
+  gcall *k = d->spare;
+  if (k)
+    d->spare = k->next;
+  else if (ch)
+    k = pe__malloc(be->mem, sizeof *k);
+  if (k)
+    k->prev = k->next = NULL;
   const unsigned char *req;
   size_t len;
   int rc = !ch  ? PE_ERR_WORKER
@@ -86,7 +94,10 @@ int pe__grpc_submit(pe__backend *self, pe__dstate *ds, pe_exchange *ex, const pe
     pe__errmsg_set(err, "%s", detail);
     rc = PE_ERR_WORKER;
   }
-  pe__free(be->mem, k);
+  if (k) {
+    k->next = d->spare;
+    d->spare = k;
+  }
   pe__grpc_admit_give(be);
   if (rc == PE_ERR_WORKER) {
     char why[PE__ERRMSG_SIZE];
@@ -136,6 +147,11 @@ void pe__grpc_dispatcher_detach(pe__dstate *ds) {
   pe__dispatcher_unwatch(d->d, d->fd);
   /* Cancels what is in flight; each run completes (CANCELLED: crashed). */
   be->t->queue_free(d->q, on_done, d);
+  while (d->spare) {
+    gcall *k = d->spare;
+    d->spare = k->next;
+    pe__free(be->mem, k);
+  }
   pe__py_conn_free(&d->scratch.conn);
   pe__free(be->mem, d);
 }
