@@ -27,6 +27,7 @@ typedef struct gx {
 typedef struct gx_opts {
   const char *unix_path;                      /* listen there instead of 127.0.0.1 */
   const char *tls_cert, *tls_key, *client_ca; /* PEM files */
+  const char *max_age_ms;                     /* --max-connection-age-ms */
 } gx_opts;
 
 /* Starts an executor on 127.0.0.1:port (0: any free port) or o->unix_path,
@@ -56,6 +57,10 @@ static inline void gx_start_with(gx *x, int port, int interop, const gx_opts *o)
       argv[n++] = o->tls_cert;
       argv[n++] = "--tls-key";
       argv[n++] = o->tls_key;
+    }
+    if (o && o->max_age_ms) {
+      argv[n++] = "--max-connection-age-ms";
+      argv[n++] = o->max_age_ms;
     }
     if (o && o->client_ca) {
       argv[n++] = "--tls-client-ca";

@@ -536,6 +536,24 @@ START_TEST(unix_socket_target) {
 }
 END_TEST
 
+START_TEST(connection_age_recycles_connections_without_failures) {
+  gx x;
+  gx_opts o = {.max_age_ms = "300"};
+  gx_start_with(&x, 0, 0, &o);
+  pe_engine *e = gx_bare_engine();
+  ck_assert_int_eq(gx_start_grpc(e, "remote", x.target, 0), PE_OK);
+  py_outcomes_clear();
+  /* Over 1.5 s the executor closes the connection about five times. */
+  for (int i = 0; i < 30; i++) {
+    ck_assert_msg(header_runs(e), "run %d failed", i);
+    py_sleep_ms(50);
+  }
+  ck_assert_int_eq(atomic_load(&py_outcomes[PE_STEP_CRASHED]), 0);
+  pe_engine_free(e);
+  gx_stop(&x, SIGKILL);
+}
+END_TEST
+
 START_TEST(start_errors) {
   pe_engine *e = gx_bare_engine();
   pe_grpc_options *o = NULL;
@@ -575,6 +593,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, sigterm_drains_calls_in_flight);
   tcase_add_test(tc, tls_and_mutual_tls);
   tcase_add_test(tc, unix_socket_target);
+  tcase_add_test(tc, connection_age_recycles_connections_without_failures);
   tcase_add_test(tc, start_errors);
   suite_add_tcase(s, tc);
   return pe_test_run_suite(s);

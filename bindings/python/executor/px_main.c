@@ -4,7 +4,7 @@
  *
  *   policyexec-executor --listen ADDR... --module-path DIR... [--max-message BYTES]
  *                       [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
- *                       [--drain-ms MS]
+ *                       [--drain-ms MS] [--max-connection-age-ms MS]
  *
  * ADDR is grpc://host:port, host:port, or unix:///path (gRPC's own forms);
  * port 0 binds any free port, printed on stdout as "listening ADDR port N".
@@ -47,7 +47,7 @@ static void on_stop(int sig) {
 static void usage(FILE *f) {
   fputs("usage: policyexec-executor --listen ADDR... --module-path DIR... [--max-message BYTES]\n"
         "                           [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n"
-        "                           [--drain-ms MS]\n",
+        "                           [--drain-ms MS] [--max-connection-age-ms MS]\n",
         f);
 }
 
@@ -88,6 +88,8 @@ int main(int argc, char **argv) {
       cfg.max_message = (size_t)n;
     } else if (!strcmp(opt, "--drain-ms") && number(val, 3600000, &n) == 0) {
       cfg.drain_ms = (unsigned)n;
+    } else if (!strcmp(opt, "--max-connection-age-ms") && number(val, INT32_MAX, &n) == 0) {
+      cfg.max_connection_age_ms = (unsigned)n;
     } else if (!strcmp(opt, "--tls-cert")) {
       cfg.tls_cert = val;
     } else if (!strcmp(opt, "--tls-key")) {

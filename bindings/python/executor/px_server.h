@@ -16,6 +16,7 @@ typedef struct px_config {
   const char *tls_cert, *tls_key; /* PEM files; NULL: plaintext */
   const char *tls_client_ca;      /* PEM file: require client certificates (mTLS) */
   unsigned drain_ms;              /* on SIGTERM, how long in-flight calls may take */
+  unsigned max_connection_age_ms; /* 0: connections live as long as clients keep them */
 } px_config;
 
 /* Serves until *stop becomes non-zero, then drains: stops accepting calls,
