@@ -232,19 +232,22 @@ static int start(server *s, const px_config *cfg) {
   int max = cfg->max_message > 0x7fffffff ? 0x7fffffff : (int)cfg->max_message;
   grpc_arg args[4];
   memset(args, 0, sizeof args);
-  for (size_t i = 0; i < 4; i++)
+  size_t n = 0;
+  args[n].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  args[n++].value.integer = max;
+  args[n].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+  args[n++].value.integer = max;
+  if (cfg->max_connection_age_ms) {
+    /* Clients reconnect (and re-resolve their target) now and then; a
+     * call under way gets the drain time to finish. */
+    args[n].key = (char *)GRPC_ARG_MAX_CONNECTION_AGE_MS;
+    args[n++].value.integer = (int)cfg->max_connection_age_ms;
+    args[n].key = (char *)GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS;
+    args[n++].value.integer = (int)cfg->drain_ms;
+  }
+  for (size_t i = 0; i < n; i++)
     args[i].type = GRPC_ARG_INTEGER;
-  args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-  args[0].value.integer = max;
-  args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-  args[1].value.integer = max;
-  /* With an age, clients reconnect (and re-resolve their target) now and
-   * then; a call under way gets the drain time to finish. */
-  args[2].key = (char *)GRPC_ARG_MAX_CONNECTION_AGE_MS;
-  args[2].value.integer = (int)cfg->max_connection_age_ms;
-  args[3].key = (char *)GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS;
-  args[3].value.integer = (int)cfg->drain_ms;
-  grpc_channel_args cargs = {cfg->max_connection_age_ms ? 4 : 2, args};
+  grpc_channel_args cargs = {n, args};
   s->cq = grpc_completion_queue_create_for_next(NULL);
   s->srv = grpc_server_create(&cargs, NULL);
   grpc_server_register_completion_queue(s->srv, s->cq, NULL);
