@@ -582,6 +582,35 @@ START_TEST(large_body_passes) {
 }
 END_TEST
 
+/* A pending exchange freed (its reply is dropped when it comes), and a
+ * dispatcher freed with a call in flight (the run completes, crashed). */
+START_TEST(freeing_while_calls_are_in_flight) {
+  gx x;
+  gx_start(&x, 0, 0);
+  pe_engine *e = gx_engine(x.target);
+  pe_chain *c = py_chain(
+      e, "[" STEP("test-sleep", ",\"params\":{\"seconds\":0.3},\"timeout_ms\":5000" REMOTE) "]");
+  pe_dispatcher *d = NULL;
+  ck_assert_int_eq(pe_dispatcher_new(&d, e), PE_OK);
+  atomic_int done = 0;
+  pe_exchange *ex = gx_exchange(e);
+  ck_assert_int_eq(pe_chain_run_async(c, ex, PE_PHASE_REQUEST_HEADERS, d, on_done_ok, &done),
+                   PE_PENDING);
+  pe_exchange_free(ex); /* forgotten: done is never called for it */
+  ex = gx_exchange(e);
+  ck_assert_int_eq(pe_chain_run_async(c, ex, PE_PHASE_REQUEST_HEADERS, d, on_done_ok, &done),
+                   PE_PENDING);
+  pe_dispatcher_free(d); /* cancels the second call: its run completes now */
+  ck_assert_int_eq(atomic_load(&done), 1);
+  ck_assert_int_eq(pe_exchange_verdict(ex), PE_VERDICT_RESPOND);
+  ck_assert_int_eq(pe_exchange_status(ex), 500);
+  pe_exchange_free(ex);
+  pe_chain_free(c);
+  pe_engine_free(e);
+  gx_stop(&x, SIGKILL);
+}
+END_TEST
+
 START_TEST(start_errors) {
   pe_engine *e = gx_bare_engine();
   pe_grpc_options *o = NULL;
@@ -623,6 +652,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, unix_socket_target);
   tcase_add_test(tc, connection_age_recycles_connections_without_failures);
   tcase_add_test(tc, large_body_passes);
+  tcase_add_test(tc, freeing_while_calls_are_in_flight);
   tcase_add_test(tc, start_errors);
   suite_add_tcase(s, tc);
   return pe_test_run_suite(s);
