@@ -157,6 +157,31 @@ START_TEST(deadline_exceeded_is_a_timeout) {
   ck_assert_int_ne(pe_exchange_header_get(ex, PE_REQUEST, PE_LIT("x-slept"), &v), PE_OK);
   ck_assert_int_eq(atomic_load(&py_outcomes[PE_STEP_TIMEOUT]), 2);
   pe_exchange_free(ex);
+  /* Behind a stuck step: a call whose deadline passes while it waits in
+   * the executor is dropped there, never run. (Chains first: building one
+   * checks its params on the executor, which would wait for the sleeper.) */
+  pe_chain *sleep1 = py_chain(
+      e, "[" STEP("test-sleep", ",\"params\":{\"seconds\":1},\"timeout_ms\":200" REMOTE) "]");
+  pe_chain *count_short = py_chain(e, "[" STEP("test-count", ",\"timeout_ms\":200" REMOTE) "]");
+  pe_chain *count_long = py_chain(e, "[" STEP("test-count", ",\"timeout_ms\":5000" REMOTE) "]");
+  ex = gx_exchange(e);
+  ck_assert_int_eq(pe_chain_run(sleep1, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  ck_assert_int_eq(pe_exchange_status(ex), 504);
+  pe_exchange_free(ex);
+  ex = gx_exchange(e);
+  ck_assert_int_eq(pe_chain_run(count_short, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  ck_assert_int_eq(pe_exchange_status(ex), 504);
+  pe_exchange_free(ex);
+  ex = gx_exchange(e);
+  ck_assert_int_eq(pe_chain_run(count_long, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  pe_slice n;
+  ck_assert_int_eq(pe_exchange_header_get(ex, PE_REQUEST, PE_LIT("x-count"), &n), PE_OK);
+  ck_assert_msg(n.len == 1 && n.ptr[0] == '1', "the expired call ran: x-count %.*s", (int)n.len,
+                n.ptr);
+  pe_chain_free(sleep1);
+  pe_chain_free(count_short);
+  pe_chain_free(count_long);
+  pe_exchange_free(ex);
   pe_engine_free(e);
   gx_stop(&x, SIGKILL);
 }

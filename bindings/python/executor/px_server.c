@@ -112,6 +112,16 @@ static grpc_status_code answer(server *s, slot *sl, const char **why) {
     *why = "no request message";
     return GRPC_STATUS_INVALID_ARGUMENT;
   }
+  /* A call that waited here past its deadline has been given up by its
+   * engine: running it would only delay the calls behind it. (gRPC itself
+   * drops a call whose cancellation it read before handing it over; this
+   * catches one handed over, then kept waiting behind a slow step.) */
+  if (sl->method == M_CALL &&
+      gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC),
+                   gpr_convert_clock_type(sl->deadline, GPR_CLOCK_MONOTONIC)) > 0) {
+    *why = "deadline passed before the executor could start the call";
+    return GRPC_STATUS_DEADLINE_EXCEEDED;
+  }
   grpc_byte_buffer_reader rd;
   grpc_byte_buffer_reader_init(&rd, sl->recv);
   grpc_slice in = grpc_byte_buffer_reader_readall(&rd);
