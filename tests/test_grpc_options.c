@@ -35,6 +35,8 @@ START_TEST(options_refuse_bad_values) {
   ck_assert_int_eq(pe_grpc_options_set_startup_timeout(o, 0), PE_ERR_INVALID_ARGUMENT);
   ck_assert_int_eq(pe_grpc_options_set_module_path(o, ""), PE_ERR_INVALID_ARGUMENT);
   ck_assert_int_eq(pe_grpc_options_set_module_path(o, NULL), PE_OK);
+  ck_assert_int_eq(pe_grpc_options_set_retries(NULL, 0), PE_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(pe_grpc_options_set_retries(o, 0), PE_OK);
   pe_grpc_options_free(o);
   pe_grpc_options_free(NULL);
 }

@@ -135,6 +135,17 @@ PE_API int pe_grpc_options_set_tls(pe_grpc_options *opts, const char *ca_file,
 PE_API int pe_grpc_options_set_startup_timeout(pe_grpc_options *opts, uint32_t timeout_ms);
 
 /**
+ * Turns gRPC's retry machinery on (the default) or off. On, a call that
+ * never reached an executor (its connection closing under it, e.g. an
+ * executor restarting or recycling connections) is replayed on another
+ * connection instead of failing. Off saves its per-call cost (about 13 us a
+ * call, measured on loopback; doc/BENCHMARKS.md) at the price of those
+ * calls failing (PE_STEP_CRASHED, per each step's failure mode).
+ * @return PE_OK, or PE_ERR_INVALID_ARGUMENT (@p opts NULL).
+ */
+PE_API int pe_grpc_options_set_retries(pe_grpc_options *opts, int enabled);
+
+/**
  * Sets the path of `libpolicyexec-grpc.so` (copied). NULL restores the
  * default: beside the loaded libpolicyexec.so, else the installed libdir.
  * @return PE_OK, PE_ERR_INVALID_ARGUMENT (empty) or PE_ERR_NOMEM.

@@ -33,6 +33,7 @@ struct pe_grpc_options {
   uint32_t backoff_initial_ms, backoff_max_ms;
   uint32_t startup_timeout_ms;
   size_t max_message; /* 0: derived from the engine's limits */
+  bool retries;       /* gRPC's transparent retries */
 };
 
 void pe__grpc_options_defaults(pe_grpc_options *o);

@@ -372,6 +372,7 @@ static int backend_new(pe_engine *e, const pe_grpc_options *opts, pe__grpc_backe
   s->backoff_max_ms = be->cfg.backoff_max_ms;
   s->max_message = be->max_message;
   s->lb_policy = "round_robin";
+  s->no_retries = !be->cfg.retries;
   *out = be;
   return PE_OK;
 }

@@ -17,6 +17,7 @@ void pe__grpc_options_defaults(pe_grpc_options *o) {
   o->backoff_initial_ms = 100;
   o->backoff_max_ms = 2000;
   o->startup_timeout_ms = 10000;
+  o->retries = true;
 }
 
 /* The owned strings of o. */
@@ -169,5 +170,12 @@ int pe_grpc_options_set_startup_timeout(pe_grpc_options *opts, uint32_t timeout_
   if (!opts || timeout_ms == 0)
     return PE_ERR_INVALID_ARGUMENT;
   opts->startup_timeout_ms = timeout_ms;
+  return PE_OK;
+}
+
+int pe_grpc_options_set_retries(pe_grpc_options *opts, int enabled) {
+  if (!opts)
+    return PE_ERR_INVALID_ARGUMENT;
+  opts->retries = enabled != 0;
   return PE_OK;
 }

@@ -47,6 +47,7 @@ typedef struct pe__grpc_settings {
   uint32_t backoff_initial_ms, backoff_max_ms; /* reconnect back-off */
   size_t max_message;                          /* both directions */
   const char *lb_policy;                       /* "round_robin", "pick_first" */
+  int no_retries;                              /* turn gRPC's retry filter off */
 } pe__grpc_settings;
 
 /* The outcome of one call. data/len is the reply message (status OK),

@@ -552,7 +552,15 @@ START_TEST(unix_socket_target) {
   gx_opts o = {.unix_path = path};
   gx_start_with(&x, 0, 0, &o);
   pe_engine *e = gx_bare_engine();
-  ck_assert_int_eq(gx_start_grpc(e, "remote", x.target, 0), PE_OK);
+  /* Here with gRPC's retries off, the other setting. */
+  pe_grpc_options *g = NULL;
+  ck_assert_int_eq(pe_grpc_options_new(&g), PE_OK);
+  ck_assert_int_eq(pe_grpc_options_set_name(g, "remote"), PE_OK);
+  ck_assert_int_eq(pe_grpc_options_set_target(g, x.target), PE_OK);
+  ck_assert_int_eq(pe_grpc_options_set_module_path(g, PE_GRPC_MODULE), PE_OK);
+  ck_assert_int_eq(pe_grpc_options_set_retries(g, 0), PE_OK);
+  ck_assert_int_eq(pe_engine_start_grpc(e, g), PE_OK);
+  pe_grpc_options_free(g);
   ck_assert(header_runs(e));
   pe_engine_free(e);
   gx_stop(&x, SIGKILL);

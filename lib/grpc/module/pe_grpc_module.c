@@ -107,7 +107,7 @@ static int channel_new(const pe__grpc_settings *s, pe__grpc_channel **out, char 
   char service_config[128];
   snprintf(service_config, sizeof service_config, "{\"loadBalancingConfig\":[{\"%s\":{}}]}",
            s->lb_policy ? s->lb_policy : "round_robin");
-  grpc_arg args[12];
+  grpc_arg args[14];
   size_t n = 0;
   args[n++] = int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (long)s->max_message);
   args[n++] = int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (long)s->max_message);
@@ -118,6 +118,8 @@ static int channel_new(const pe__grpc_settings *s, pe__grpc_channel **out, char 
   /* Each engine its own connections: two engines in one process (or a
    * test's two executors) must not share a subchannel's fate. */
   args[n++] = int_arg(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  if (s->no_retries)
+    args[n++] = int_arg(GRPC_ARG_ENABLE_RETRIES, 0);
   if (s->keepalive_ms) {
     args[n++] = int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, s->keepalive_ms);
     args[n++] = int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, s->keepalive_timeout_ms);
