@@ -134,8 +134,16 @@ static grpc_status_code answer(server *s, slot *sl, const char **why) {
     *why = "the request does not parse";
     return GRPC_STATUS_INVALID_ARGUMENT;
   }
-  /* The worker's reply is framed for a socket: gRPC frames itself. */
-  grpc_slice out = grpc_slice_from_copied_buffer((const char *)c->out.data + 4, c->out.len - 4);
+  /* The worker's reply is framed for a socket: gRPC frames itself. A
+   * unary call has one answer, the last frame (a worker may queue progress
+   * reports before it when a request asks for them). */
+  size_t last = 0;
+  for (size_t off = 0; off + PE__FRAME_HEADER <= c->out.len;
+       off += PE__FRAME_HEADER + pe__frame_len_get(c->out.data + off))
+    last = off;
+  size_t len = pe__frame_len_get(c->out.data + last);
+  grpc_slice out =
+      grpc_slice_from_copied_buffer((const char *)c->out.data + last + PE__FRAME_HEADER, len);
   sl->send = grpc_raw_byte_buffer_create(&out, 1);
   grpc_slice_unref(out);
   return GRPC_STATUS_OK;
