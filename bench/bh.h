@@ -37,6 +37,7 @@ typedef struct bh_profile {
   bh_kind kinds[64]; /* kind of each step */
   int roles[64];     /* which sample policy each step is (bh_role) */
   bool uses_python;
+  char executor[16]; /* the executor of its Python steps; "": the local pool */
   /* What a correct run produces. */
   size_t request_prefixes;  /* "[sample-request-body]" count */
   size_t response_prefixes; /* "[sample-response-body]" count */

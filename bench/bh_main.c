@@ -16,6 +16,7 @@
 
 #include "bh.h"
 #include "bh_engine.h"
+#include "bh_remote.h"
 #include "bh_report.h"
 
 #define MAX_ITEMS 32
@@ -29,6 +30,8 @@ typedef struct bh_args {
   bh_engine_opts eng;
   bool json;
   bool floor;
+  const char *executors[4]; /* unix, grpc, interop */
+  int nexecutors;
 } bh_args;
 
 static void usage(FILE *out) {
@@ -46,7 +49,11 @@ static void usage(FILE *out) {
                "  --python-path D  directory of the sample Python policies\n"
                "  --pyworker PATH  the policyexec-pyworker binary\n"
                "  --no-pin         do not pin host thread i and Python worker i to CPU i\n"
-               "  --no-floor       skip the Unix-socket round-trip measurement\n"
+               "  --no-floor       skip the round-trip (floor) measurements\n"
+               "  --executor E     where Python steps run: unix (the local pool), grpc\n"
+               "                   (policyexec-executor on a loopback port), interop (an\n"
+               "                   executor written with python3-grpcio, asyncio + thread\n"
+               "                   pool); repeatable, rows named profile@executor\n"
                "  --json           one JSON object per line instead of the table\n"
                "With no --profile: empty, native-4, python-4, mix-4 at 50 B and 1 KiB.\n");
 }
@@ -84,6 +91,7 @@ static int parse_args(int argc, char **argv, bh_args *a) {
                                        {"json", no_argument, 0, 'j'},
                                        {"no-floor", no_argument, 0, 'F'},
                                        {"no-pin", no_argument, 0, 'N'},
+                                       {"executor", required_argument, 0, 'E'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int c;
@@ -135,6 +143,12 @@ static int parse_args(int argc, char **argv, bh_args *a) {
     case 'F':
       a->floor = false;
       break;
+    case 'E':
+      if (a->nexecutors == 4 ||
+          (strcmp(optarg, "unix") && strcmp(optarg, "grpc") && strcmp(optarg, "interop")))
+        return -1;
+      a->executors[a->nexecutors++] = optarg;
+      break;
     case 'h':
       usage(stdout);
       exit(0);
@@ -150,6 +164,8 @@ static int parse_args(int argc, char **argv, bh_args *a) {
     for (int i = 0; i < 4; i++)
       a->profiles[a->nprofiles++] = std_profiles[i];
   }
+  if (a->nexecutors == 0)
+    a->executors[a->nexecutors++] = "unix";
   if (a->npayloads == 0) {
     a->payloads[a->npayloads++] = 50;
     a->payloads[a->npayloads++] = 1024;
@@ -205,6 +221,54 @@ static void report_floor(bool json) {
   }
 }
 
+/* The floor of each remote executor's transport, in the same run. */
+static void report_remote_floors(const bh_remote *remotes, int n, bool json) {
+  for (int i = 0; i < n; i++) {
+    for (int blocking = 0; blocking < 2; blocking++) {
+      uint64_t p50, p99;
+      if (bh_grpc_floor(remotes[i].target, 10000, blocking, &p50, &p99) != 0) {
+        fprintf(stderr, "bench_hooks: %s: the floor could not be measured\n", remotes[i].name);
+        continue;
+      }
+      const char *how = blocking ? "blocking" : "async";
+      if (json)
+        printf("{\"profile\":\"grpc-roundtrip-%s@%s\",\"payload_bytes\":0,\"per_request_ns\":"
+               "{\"p50\":%llu,\"p99\":%llu}}\n",
+               how, remotes[i].name, (unsigned long long)p50, (unsigned long long)p99);
+      else
+        printf("  gRPC empty call to %-8s %-8s p50 %.1f us, p99 %.1f us (Health/Check, no "
+               "Python)\n",
+               remotes[i].name, how, (double)p50 / 1000, (double)p99 / 1000);
+    }
+  }
+}
+
+/* Starts each remote executor asked for and registers it with engine. */
+static int start_remotes(pe_engine *engine, const bh_args *a, bh_remote *remotes, int *n, char *err,
+                         size_t errlen) {
+  *n = 0;
+  for (int i = 0; i < a->nexecutors; i++) {
+    if (!strcmp(a->executors[i], "unix"))
+      continue;
+    bh_remote *r = &remotes[*n];
+    const char *samples = a->eng.python_path ? a->eng.python_path : BH_PY_SAMPLES_BUILD;
+    if (bh_remote_spawn(a->executors[i], samples, r, err, errlen) != 0)
+      return -1;
+    (*n)++;
+    pe_grpc_options *o = NULL;
+    int rc = pe_grpc_options_new(&o);
+    rc = rc ? rc : pe_grpc_options_set_name(o, r->name);
+    rc = rc ? rc : pe_grpc_options_set_target(o, r->target);
+    rc = rc ? rc : pe_engine_start_grpc(engine, o);
+    pe_grpc_options_free(o);
+    if (rc != PE_OK) {
+      snprintf(err, errlen, "%s executor: %s", r->name, pe_engine_errmsg(engine));
+      return -1;
+    }
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   bh_args a = {.cfg = {.threads = 1, .inflight = 1, .duration_s = 2, .warmup_s = 0.5, .pin = true},
                .floor = true};
@@ -212,21 +276,44 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  bh_profile profiles[MAX_ITEMS];
+  /* Each Python profile once per executor: python-4, python-4@grpc, ... */
+  bh_profile profiles[MAX_ITEMS * 4];
   bool python = false;
   char err[512];
+  int nprofiles = 0;
   for (int i = 0; i < a.nprofiles; i++) {
-    if (bh_profile_parse(a.profiles[i], &profiles[i], err, sizeof err) != 0) {
+    bh_profile p;
+    if (bh_profile_parse(a.profiles[i], &p, err, sizeof err) != 0) {
       fprintf(stderr, "bench_hooks: %s\n", err);
       return 2;
     }
-    python |= profiles[i].uses_python;
+    python |= p.uses_python;
+    for (int x = 0; x < (p.uses_python ? a.nexecutors : 1); x++) {
+      profiles[nprofiles] = p;
+      if (p.uses_python && strcmp(a.executors[x], "unix")) {
+        bh_profile *q = &profiles[nprofiles];
+        snprintf(q->executor, sizeof q->executor, "%s", a.executors[x]);
+        size_t len = strlen(q->name);
+        snprintf(q->name + len, sizeof q->name - len, "@%s", a.executors[x]);
+      }
+      nprofiles++;
+    }
   }
+  a.nprofiles = nprofiles;
   pe_engine *engine = NULL;
   a.eng.python = python;
   a.eng.pin = a.cfg.pin;
   if (bh_engine_new(&engine, &a.eng, err, sizeof err) != 0) {
     fprintf(stderr, "bench_hooks: %s\n", err);
+    return 2;
+  }
+  bh_remote remotes[4];
+  int nremotes = 0;
+  if (python && start_remotes(engine, &a, remotes, &nremotes, err, sizeof err) != 0) {
+    fprintf(stderr, "bench_hooks: %s\n", err);
+    for (int i = 0; i < nremotes; i++)
+      bh_remote_stop(&remotes[i]);
+    pe_engine_free(engine);
     return 2;
   }
   int workers = python ? bh_engine_workers(engine) : 0;
@@ -270,12 +357,16 @@ int main(int argc, char **argv) {
     free(empty_r);
   }
 
-  if (a.floor && status == 0)
+  if (a.floor && status == 0) {
     report_floor(a.json);
+    report_remote_floors(remotes, nremotes, a.json);
+  }
   if (!a.json)
     printf("per-hook p50 = (p50 of the profile - p50 of empty, same run) / hooks; published "
            "gateway: Go ~0.4 ms, Python ~4.4 ms per hook.\n");
   pe_engine_free(engine);
+  for (int i = 0; i < nremotes; i++)
+    bh_remote_stop(&remotes[i]);
   if (status)
     return status;
   return failures ? 1 : 0;

@@ -84,15 +84,18 @@ int bh_profile_parse(const char *name, bh_profile *out, char *err, size_t errlen
 }
 
 char *bh_profile_chain_json(const bh_profile *p) {
-  size_t cap = 64 + p->hooks * 96;
+  size_t cap = 64 + p->hooks * 128;
   char *json = malloc(cap);
   if (!json)
     return NULL;
   size_t len = (size_t)snprintf(json, cap, "[");
-  for (size_t i = 0; i < p->hooks; i++)
+  for (size_t i = 0; i < p->hooks; i++) {
+    bool remote = p->kinds[i] == BH_PYTHON && p->executor[0];
     len += (size_t)snprintf(
-        json + len, cap - len, "%s{\"name\": \"sample-%s-%s\", \"version\": \"1.0.0\"}",
-        i ? ", " : "", p->kinds[i] == BH_NATIVE ? "native" : "python", role_names[p->roles[i]]);
+        json + len, cap - len, "%s{\"name\": \"sample-%s-%s\", \"version\": \"1.0.0\"%s%s%s}",
+        i ? ", " : "", p->kinds[i] == BH_NATIVE ? "native" : "python", role_names[p->roles[i]],
+        remote ? ", \"executor\": \"" : "", remote ? p->executor : "", remote ? "\"" : "");
+  }
   snprintf(json + len, cap - len, "]");
   return json;
 }

@@ -80,9 +80,10 @@ step "style and static checks"
 files=$(git ls-files '*.c' '*.h' '*.h.in' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')
 clang-format --dry-run --Werror $files
 cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 \
-  --inline-suppr -I include -I lib/core -I lib/python -I lib/shared -I tests \
+  --inline-suppr -I include -I lib/core -I lib/python -I lib/grpc -I lib/shared -I tests \
   --suppress=missingIncludeSystem \
-  lib examples bindings/python/worker bindings/nginx bindings/go bench tests fuzz 2>&1
+  lib examples bindings/python/worker bindings/python/executor bindings/nginx bindings/go \
+  bench tests fuzz 2>&1
 echo "clang-format and cppcheck clean"
 
 step "fuzz (30 s per target)"

@@ -184,6 +184,21 @@ __attribute__((weak, visibility("default"))) int pe_plugin_init_v2(pe_engine *en
 #define pe_chain_builder_set_executor_n (pe__api->chain_builder_set_executor_n)
 #define pe_python_options_set_name (pe__api->python_options_set_name)
 #define pe_python_options_set_create_timeout (pe__api->python_options_set_create_timeout)
+#define pe_engine_grpc_ping (pe__api->engine_grpc_ping)
+#define pe_engine_start_grpc (pe__api->engine_start_grpc)
+#define pe_grpc_options_free (pe__api->grpc_options_free)
+#define pe_grpc_options_new (pe__api->grpc_options_new)
+#define pe_grpc_options_set_default_timeout (pe__api->grpc_options_set_default_timeout)
+#define pe_grpc_options_set_keepalive (pe__api->grpc_options_set_keepalive)
+#define pe_grpc_options_set_max_in_flight (pe__api->grpc_options_set_max_in_flight)
+#define pe_grpc_options_set_max_message (pe__api->grpc_options_set_max_message)
+#define pe_grpc_options_set_module_path (pe__api->grpc_options_set_module_path)
+#define pe_grpc_options_set_name (pe__api->grpc_options_set_name)
+#define pe_grpc_options_set_reconnect_backoff (pe__api->grpc_options_set_reconnect_backoff)
+#define pe_grpc_options_set_retries (pe__api->grpc_options_set_retries)
+#define pe_grpc_options_set_startup_timeout (pe__api->grpc_options_set_startup_timeout)
+#define pe_grpc_options_set_target (pe__api->grpc_options_set_target)
+#define pe_grpc_options_set_tls (pe__api->grpc_options_set_tls)
 /** @endcond */
 
 #endif /* POLICYEXEC_PLUGIN_H */

@@ -150,7 +150,22 @@ extern "C" {
   X(chain_builder_set_executor)                                                                    \
   X(chain_builder_set_executor_n)                                                                  \
   X(python_options_set_name)                                                                       \
-  X(python_options_set_create_timeout)
+  X(python_options_set_create_timeout)                                                             \
+  X(engine_grpc_ping)                                                                              \
+  X(engine_start_grpc)                                                                             \
+  X(grpc_options_free)                                                                             \
+  X(grpc_options_new)                                                                              \
+  X(grpc_options_set_default_timeout)                                                              \
+  X(grpc_options_set_keepalive)                                                                    \
+  X(grpc_options_set_max_in_flight)                                                                \
+  X(grpc_options_set_max_message)                                                                  \
+  X(grpc_options_set_module_path)                                                                  \
+  X(grpc_options_set_name)                                                                         \
+  X(grpc_options_set_reconnect_backoff)                                                            \
+  X(grpc_options_set_retries)                                                                      \
+  X(grpc_options_set_startup_timeout)                                                              \
+  X(grpc_options_set_target)                                                                       \
+  X(grpc_options_set_tls)
 
 /** The revision of pe_api_routines this header describes. */
 #define PE_API_ROUTINES_VERSION 1

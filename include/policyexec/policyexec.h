@@ -26,6 +26,7 @@
 #include <policyexec/chain.h>
 #include <policyexec/exchange.h>
 #include <policyexec/python.h>
+#include <policyexec/grpc.h>
 #include <policyexec/async.h>
 #include <policyexec/ffi.h>
 

@@ -103,6 +103,9 @@ typedef struct pe__py_conn {
   uint32_t *timeouts;
   Policyexec__V1__Phase *step_phases;
   size_t step_cap;
+  /* Set by a remote transport before encoding a RunPhase: the specs of the
+   * batch's instances (RunPhase.instances); NULL on the local transport. */
+  Policyexec__V1__CreateInstance **specs;
   /* Dispatcher connections: the dispatcher state that owns it, its watch
    * on the dispatcher's epoll set, calls awaiting replies, oldest first. */
   struct pe__py_dstate *ds;

@@ -144,8 +144,13 @@ int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, const pe__batch *b,
   run.fail_open = c->fail_open;
   run.n_timeout_ms = n;
   run.timeout_ms = c->timeouts;
-  run.report_progress = progress;
+  /* A remote call has exactly one reply: no partial ones. */
+  run.report_progress = progress && !c->specs;
   run.data = &data;
+  if (c->specs) {
+    run.n_instances = n;
+    run.instances = c->specs;
+  }
   pe__py_request req = POLICYEXEC__V1__REQUEST__INIT;
   req.body_case = POLICYEXEC__V1__REQUEST__BODY_RUN;
   req.run = &run;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "policyexec/v1/executor.pb-c.h"
+#include "pw_instances.h"
 #include "pw_log.h"
 #include "pw_progress.h"
 #include "pw_run.h"
@@ -228,6 +229,10 @@ static PyObject *run(pw_handler *h, pw_conn *c, uint64_t id, const Policyexec__V
   pw_progress progress = {.conn = c, .id = id, .a = &h->arena};
   PyObject *report = NULL;
   if (req->report_progress && (report = pw_progress_callable(&progress)) == NULL) {
+    return NULL;
+  }
+  if (req->n_instances && pw_ensure_instances(h->py, req) != 0) {
+    Py_XDECREF(report);
     return NULL;
   }
   PyObject *hold = pw_run_phase(h->py, req, r, &h->arena, report);
