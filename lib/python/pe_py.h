@@ -47,6 +47,8 @@ struct pe_python_options {
   uint32_t shutdown_grace_ms;
   size_t max_message; /* 0: derived from the engine's limits */
   bool cpu_affinity;  /* pin workers, prefer the caller's CPU's worker */
+  size_t worker_max_in_flight; /* batches in flight per worker */
+  char *virtualenv;            /* NULL: none */
 };
 
 /* Deep copy into memory of `mem` (for the backend, which outlives opts). */
@@ -165,10 +167,10 @@ struct pe__py_worker {
   pe__py_conn *idle; /* idle blocking connections of generation gen */
 };
 
-/* With w->lock held: asks w to create inst. PE_OK; PE_ERR_PARAM when the
+/* With w->lock held: asks w to create inst (and records its async phases). PE_OK; PE_ERR_PARAM when the
  * worker refused (its message in err); another code when the control
  * connection broke (the caller then fails the worker). */
-int pe__py_worker_create(pe__py_worker *w, const pe__py_instance *inst, char *err);
+int pe__py_worker_create(pe__py_worker *w, pe__py_instance *inst, char *err);
 
 /* With w->lock held: starts a process if the back-off allows it. */
 int pe__py_worker_spawn(pe__py_worker *w, char *err);
@@ -214,6 +216,10 @@ struct pe__py_instance {
   uint64_t id;
   const pe__policy *policy;
   char *params_json;
+  /* Bit (1 << phase) for each phase whose method is a coroutine, from the
+   * workers' CreateReply: such a step is cancelled at its deadline, not
+   * killed (pe_py_cancel.c). */
+  atomic_uint async_phases;
   struct pe__py_instance *prev, *next;
 };
 
@@ -271,6 +277,18 @@ void pe__py_apply_reply(pe_exchange *ex, const pe__batch *b, const pe__py_respon
 /* Fails b's steps in order (until the exchange answers) with rc. */
 void pe__py_fail_steps(pe_exchange *ex, const pe__batch *b, int rc, pe_step_outcome outcome,
                        const char *why);
+
+/* ---- pe_py_cancel.c: deadlines of coroutine steps ---- */
+
+/* How long a worker has, after the engine gave up on a batch with a
+ * coroutine step and sent a Cancel, to answer it before it is deemed stuck
+ * (a synchronous step blocking) and killed. */
+#define PE__PY_CANCEL_GRACE_MS 500u
+
+/* Whether some step of b runs a coroutine method in its phase. */
+bool pe__py_batch_may_wait(const pe__batch *b);
+/* Queues a Cancel of request id on c (not flushed). */
+int pe__py_queue_cancel(pe__py_conn *c, uint64_t id);
 
 /* ---- pe_py_dispatch.c: the table's non-blocking entries ---- */
 

@@ -55,7 +55,7 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   pe__py_backend *be = w->be;
   const pe_python_options *o = &be->cfg;
   const char *path = o->worker_path;
-  size_t argc = 7 + 2 * o->module_path_count + 1;
+  size_t argc = 9 + 2 * o->module_path_count + 1;
   char **argv = pe__calloc(be->mem, argc, sizeof *argv);
   if (!argv) {
     pe__errmsg_set(err, "out of memory");
@@ -76,6 +76,10 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   argv[i++] = max_message;
   argv[i++] = "--parent-fd";
   argv[i++] = "3";
+  if (o->virtualenv) {
+    argv[i++] = "--virtualenv";
+    argv[i++] = o->virtualenv;
+  }
   argv[i] = NULL;
 
   posix_spawn_file_actions_t fa;
@@ -166,7 +170,7 @@ static int connect_control(pe__py_worker *w, uint64_t deadline, char *err) {
   }
 }
 
-int pe__py_worker_create(pe__py_worker *w, const pe__py_instance *inst, char *err) {
+int pe__py_worker_create(pe__py_worker *w, pe__py_instance *inst, char *err) {
   Policyexec__V1__CreateInstance ci = POLICYEXEC__V1__CREATE_INSTANCE__INIT;
   ci.instance_id = inst->id;
   ci.name = inst->policy->name;
@@ -189,13 +193,15 @@ int pe__py_worker_create(pe__py_worker *w, const pe__py_instance *inst, char *er
                    : resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_ERROR
                        ? resp->error->message
                        : "unexpected reply to CreateInstance");
+  else
+    atomic_fetch_or(&inst->async_phases, resp->create->async_phases);
   pe__py_conn_consume(&w->control);
   return ok ? PE_OK : PE_ERR_PARAM;
 }
 
 /* Re-creates one live instance on a (re)started worker. Params it accepted
  * before and refuses now mean the worker is not fit to serve. */
-static int recreate(pe__py_worker *w, const pe__py_instance *inst, char *err) {
+static int recreate(pe__py_worker *w, pe__py_instance *inst, char *err) {
   int rc = pe__py_worker_create(w, inst, err);
   if (rc != PE_ERR_PARAM)
     return rc;
@@ -226,7 +232,7 @@ int pe__py_worker_handshake(pe__py_worker *w,
   pe__py_conn_consume(&w->control);
   if (rc != PE_OK)
     return rc;
-  for (const pe__py_instance *inst = be->instances; inst; inst = inst->next)
+  for (pe__py_instance *inst = be->instances; inst; inst = inst->next)
     if ((rc = recreate(w, inst, err)) != PE_OK)
       return rc;
   w->control.gen = atomic_load(&w->gen);

@@ -2,10 +2,14 @@
  *
  *   policyexec-pyworker (--socket PATH | --fd N)... [--max-message BYTES]
  *                       [--module-path DIR]... [--parent-fd N]
+ *                       [--virtualenv DIR]
  *
  * --socket PATH  create a Unix stream socket at PATH and accept connections
  * --fd N         an inherited socket: a listening one (connections are
  *                accepted on it) or a connected one (served as is)
+ * --virtualenv DIR  a virtualenv whose site-packages policies may import
+ *                (added to sys.path after the system's; the interpreter
+ *                stays the isolated system one)
  * Several --socket/--fd may be given. The worker exits when the last
  * connection closes after at least one was made, on SIGTERM/SIGINT, or when
  * the lifeline --parent-fd reaches end of file: the read end of a pipe whose
@@ -47,6 +51,7 @@ typedef struct pw_args {
   size_t n_fds;
   char *module_paths[PW_MAX_MODULE_PATHS];
   size_t n_module_paths;
+  const char *virtualenv; /* NULL: none */
   size_t max_message;
   int parent_fd; /* lifeline; -1: not given */
 } pw_args;
@@ -61,7 +66,8 @@ static atomic_size_t n_created_paths;
 
 static void usage(FILE *f) {
   fputs("usage: policyexec-pyworker (--socket PATH | --fd N)... [--max-message BYTES]\n"
-        "                           [--module-path DIR]... [--parent-fd N]\n",
+        "                           [--module-path DIR]... [--parent-fd N]\n"
+        "                           [--virtualenv DIR]\n",
         f);
 }
 
@@ -99,6 +105,8 @@ static int parse_args(int argc, char **argv, pw_args *a) {
       a->fds[a->n_fds++] = (int)n;
     } else if (strcmp(opt, "--module-path") == 0 && a->n_module_paths < PW_MAX_MODULE_PATHS) {
       a->module_paths[a->n_module_paths++] = argv[i];
+    } else if (strcmp(opt, "--virtualenv") == 0 && val[0] != '\0') {
+      a->virtualenv = val;
     } else if (strcmp(opt, "--max-message") == 0 && parse_number(val, UINT32_MAX, &n) == 0 &&
                n > 0) {
       a->max_message = (size_t)n;
@@ -285,6 +293,7 @@ int main(int argc, char **argv) {
   pw_python py;
   pw_handler handler = {.py = &py};
   if (pw_arena_init(&handler.arena) != 0 || pw_python_init(&py, package_dir) != 0 ||
+      pw_python_add_virtualenv(args.virtualenv) != 0 || pw_async_start(&handler.async) != 0 ||
       pw_preload_modules(&handler, args.module_paths, args.n_module_paths) != 0) {
     remove_created_paths();
     return 1;
@@ -301,6 +310,7 @@ int main(int argc, char **argv) {
     close(listen_fds[i]);
   }
   remove_created_paths();
+  pw_async_finalize(&handler.async); /* teardown() of every instance */
   pw_python_finalize(&py);
   pw_arena_destroy(&handler.arena);
   return rc == 0 ? 0 : 1;

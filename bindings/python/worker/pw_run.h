@@ -8,10 +8,17 @@
 
 /* Runs @p req and fills @p reply (initialised by the caller) from the result.
  * On success returns the Python result list that the reply points into
- * (release it after packing). On failure (unknown instance, unknown or
+ * (release it after packing), or, when a coroutine step made the batch
+ * pending, the asyncio task that will give that list (reply left empty; see
+ * pw_async.h). On failure (unknown instance, unknown or
  * decreasing phases, step_phases not one per step, ...) returns NULL with a
  * Python exception set; nothing ran when an instance or a phase is bad. */
 PyObject *pw_run_phase(const pw_python *py, const Policyexec__V1__RunPhase *req,
                        Policyexec__V1__RunReply *reply, pw_arena *a);
+
+/* Fills @p reply from a result list of policyexec._worker.run (the reply
+ * points into @p results: keep it alive until packed). Returns 0, or -1
+ * with a Python exception set. */
+int pw_run_reply(PyObject *results, Policyexec__V1__RunReply *reply, pw_arena *a);
 
 #endif

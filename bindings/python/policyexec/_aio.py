@@ -1,0 +1,140 @@
+"""The worker's asyncio event loop, driven by the worker's C loop.
+
+Not an API for policy authors. The C loop (``pw_async.c``) stays in charge:
+it polls its connections and, once any coroutine has run, also the loop's
+selector fd with the loop's next timer as timeout, and calls :func:`pump`
+to run one iteration of the loop. A worker whose policies never return an
+awaitable never creates the loop and pays nothing for it.
+"""
+
+import asyncio
+import inspect
+import math
+
+CancelledError = asyncio.CancelledError
+
+# How long an async setup() or teardown() may take (seconds).
+SETUP_TIMEOUT = 30.0
+
+_loop = None
+# token -> task of a pending batch; finished ones wait in _done.
+_tasks = {}
+_done = []
+
+
+def loop():
+    """The worker's event loop, created on first use."""
+    global _loop
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_loop)
+    return _loop
+
+
+def is_awaitable(value):
+    """Whether a phase method's return value must be awaited."""
+    return inspect.isawaitable(value)
+
+
+def is_async(method):
+    """Whether a phase method is a coroutine function."""
+    return inspect.iscoroutinefunction(method)
+
+
+def cancelling():
+    """Whether the current task was asked to stop (the step's deadline)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def start(coro):
+    """Starts the rest of a batch as a task of the loop; the C side then
+    calls :func:`track` with the token its reply is filed under."""
+    return loop().create_task(coro)
+
+
+def track(task, token):
+    """Files ``task`` under ``token``: when it ends, :func:`pump` returns
+    (token, its result list)."""
+    _tasks[token] = task
+    task.add_done_callback(lambda t, token=token: _finished(token, t))
+
+
+def _finished(token, task):
+    if _tasks.pop(token, None) is not None:
+        _done.append((token, task))
+
+
+def cancel(token):
+    """Cancels the pending batch filed under ``token`` (deadline passed, or
+    its connection closed). Returns whether it was pending."""
+    task = _tasks.get(token)
+    if task is None:
+        return False
+    task.cancel()
+    return True
+
+
+def pump():
+    """Runs one iteration of the loop (ready callbacks, due timers, ready
+    fds; never blocks) and returns the batches that ended, as a list of
+    (token, result list); a task that ended without one gives an exception
+    instead of the list."""
+    lp = loop()
+    lp.call_soon(lp.stop)
+    lp.run_forever()
+    if not _done:
+        return None
+    ended = []
+    for token, task in _done:
+        if task.cancelled():
+            ended.append((token, CancelledError("the batch was cancelled")))
+            continue
+        exc = task.exception()
+        ended.append((token, task.result() if exc is None else exc))
+    _done.clear()
+    return ended
+
+
+def loop_state():
+    """(selector fd, milliseconds until the loop next has work: 0 now, -1
+    nothing scheduled), or None when no loop exists yet. Reads the loop's
+    private queues (CPython's BaseEventLoop keeps them in _ready and
+    _scheduled); without them the C loop wakes up every millisecond."""
+    if _loop is None:
+        return None
+    try:
+        fd = _loop._selector.fileno()
+        if _loop._ready:
+            return (fd, 0)
+        scheduled = _loop._scheduled
+    except AttributeError:
+        return (-1, 1)
+    if not scheduled:
+        return (fd, -1)
+    delay = scheduled[0].when() - _loop.time()
+    if delay <= 0:
+        return (fd, 0)
+    return (fd, math.ceil(delay * 1000.0))
+
+
+def complete(value, timeout):
+    """Runs ``value`` to completion on the loop when it is awaitable (setup
+    and teardown): other pending batches progress meanwhile."""
+    if value is None or not inspect.isawaitable(value):
+        return value
+    return loop().run_until_complete(asyncio.wait_for(value, timeout))
+
+
+def close():
+    """Cancels what is left and closes the loop (worker exit)."""
+    global _loop
+    if _loop is None:
+        return
+    for task in list(_tasks.values()):
+        task.cancel()
+    if _tasks:
+        _loop.run_until_complete(asyncio.gather(*_tasks.values(), return_exceptions=True))
+    _loop.run_until_complete(_loop.shutdown_asyncgens())
+    _loop.close()
+    _loop = None
