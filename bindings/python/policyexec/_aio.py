@@ -20,6 +20,9 @@ _loop = None
 # token -> task of a pending batch; finished ones wait in _done.
 _tasks = {}
 _done = []
+# Tasks that cancel() was called on (Task.cancelling() cannot tell: some
+# libraries, such as async_timeout, leave it raised after their own cancels).
+_cancelled = set()
 
 
 def loop():
@@ -43,8 +46,7 @@ def is_async(method):
 
 def cancelling():
     """Whether the current task was asked to stop (the step's deadline)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    return asyncio.current_task() in _cancelled
 
 
 def start(coro):
@@ -61,6 +63,7 @@ def track(task, token):
 
 
 def _finished(token, task):
+    _cancelled.discard(task)
     if _tasks.pop(token, None) is not None:
         _done.append((token, task))
 
@@ -71,6 +74,7 @@ def cancel(token):
     task = _tasks.get(token)
     if task is None:
         return False
+    _cancelled.add(task)
     task.cancel()
     return True
 
