@@ -366,6 +366,82 @@ START_TEST(free_while_awaiting) {
 }
 END_TEST
 
+/* A virtualenv named in the pool options: its packages are importable (after
+ * Debian's, which are always there), the interpreter stays the system one. */
+START_TEST(virtualenv_packages) {
+  char dir[] = "/tmp/pe-venv-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char cmd[512], path[256];
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 -I -m venv --without-pip '%s/venv'", dir);
+  ck_assert_int_eq(system(cmd), 0);
+  snprintf(cmd, sizeof cmd,
+           "mkdir -p '%s/policies' && /usr/bin/python3 -I -c 'import sys; "
+           "print(\"python%%d.%%d\" %% sys.version_info[:2])' > '%s/ver'",
+           dir, dir);
+  ck_assert_int_eq(system(cmd), 0);
+  char ver[32] = "";
+  snprintf(path, sizeof path, "%s/ver", dir);
+  FILE *f = fopen(path, "r");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fscanf(f, "%31s", ver), 1);
+  fclose(f);
+  snprintf(path, sizeof path, "%s/venv/lib/%s/site-packages/pe_venv_probe.py", dir, ver);
+  f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("ANSWER = 'from-the-venv'\n", f);
+  fclose(f);
+  snprintf(path, sizeof path, "%s/policies/venv_policy.py", dir);
+  f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("import policyexec, pe_venv_probe, redis\n"
+        "class P(policyexec.Policy):\n"
+        "    name = 'test-venv-probe'\n"
+        "    version = '1.0.0'\n"
+        "    def on_request_headers(self, ctx):\n"
+        "        ctx.request_headers['x-venv'] = pe_venv_probe.ANSWER\n"
+        "        ctx.request_headers['x-redis'] = redis.__version__\n",
+        f);
+  fclose(f);
+
+  pe_engine *e = NULL;
+  ck_assert_int_eq(pe_engine_new(&e, NULL), PE_OK);
+  pe_python_options *po = NULL;
+  ck_assert_int_eq(pe_python_options_new(&po), PE_OK);
+  ck_assert_int_eq(pe_python_options_set_workers(po, 1), PE_OK);
+  ck_assert_int_eq(pe_python_options_set_worker_path(po, PE_PYWORKER), PE_OK);
+  snprintf(path, sizeof path, "%s/policies", dir);
+  ck_assert_int_eq(pe_python_options_add_module_path(po, path), PE_OK);
+  ck_assert_int_eq(pe_python_options_set_virtualenv(po, ""), PE_ERR_INVALID_ARGUMENT);
+  snprintf(path, sizeof path, "%s/venv", dir);
+  ck_assert_int_eq(pe_python_options_set_virtualenv(po, path), PE_OK);
+  ck_assert_int_eq(pe_engine_start_python(e, po), PE_OK);
+  pe_python_options_free(po);
+  pe_chain *c = py_chain(e, "[{\"name\":\"test-venv-probe\",\"version\":\"1.0.0\"}]");
+  pe_exchange *ex = py_exchange(e);
+  ck_assert_int_eq(pe_chain_run(c, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
+  pe_slice v;
+  ck_assert_int_eq(pe_exchange_header_get(ex, PE_REQUEST, PE_LIT("x-venv"), &v), PE_OK);
+  ck_assert_slice_eq(v, "from-the-venv");
+  ck_assert_int_eq(pe_exchange_header_get(ex, PE_REQUEST, PE_LIT("x-redis"), &v), PE_OK);
+  pe_exchange_free(ex);
+  pe_chain_free(c);
+  pe_engine_free(e);
+
+  /* Not a virtualenv of this interpreter: the pool does not start. */
+  ck_assert_int_eq(pe_engine_new(&e, NULL), PE_OK);
+  ck_assert_int_eq(pe_python_options_new(&po), PE_OK);
+  ck_assert_int_eq(pe_python_options_set_workers(po, 1), PE_OK);
+  ck_assert_int_eq(pe_python_options_set_worker_path(po, PE_PYWORKER), PE_OK);
+  ck_assert_int_eq(pe_python_options_set_startup_timeout(po, 5000), PE_OK);
+  ck_assert_int_eq(pe_python_options_set_virtualenv(po, dir), PE_OK);
+  ck_assert_int_eq(pe_engine_start_python(e, po), PE_ERR_WORKER);
+  pe_python_options_free(po);
+  pe_engine_free(e);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("python_aio");
   TCase *tc = tcase_create("aio");
@@ -378,6 +454,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, async_setup);
   tcase_add_test(tc, worker_in_flight_cap);
   tcase_add_test(tc, free_while_awaiting);
+  tcase_add_test(tc, virtualenv_packages);
   suite_add_tcase(s, tc);
   return s;
 }
