@@ -101,10 +101,12 @@ def pump():
 
 
 def loop_state():
-    """(selector fd, milliseconds until the loop next has work: 0 now, -1
+    """(selector fd, microseconds until the loop next has work: 0 now, -1
     nothing scheduled), or None when no loop exists yet. Reads the loop's
     private queues (CPython's BaseEventLoop keeps them in _ready and
-    _scheduled); without them the C loop wakes up every millisecond."""
+    _scheduled); without them the C loop wakes up every millisecond. In
+    microseconds, not milliseconds: a 10 ms wait must not end up to a
+    millisecond late."""
     if _loop is None:
         return None
     try:
@@ -113,13 +115,13 @@ def loop_state():
             return (fd, 0)
         scheduled = _loop._scheduled
     except AttributeError:
-        return (-1, 1)
+        return (-1, 1000)
     if not scheduled:
         return (fd, -1)
     delay = scheduled[0].when() - _loop.time()
     if delay <= 0:
         return (fd, 0)
-    return (fd, math.ceil(delay * 1000.0))
+    return (fd, math.ceil(delay * 1e6))
 
 
 def complete(value, timeout):

@@ -155,20 +155,21 @@ uint32_t pw_async_phases(pw_async *a, uint64_t id) {
   return mask;
 }
 
-int pw_async_poll_setup(pw_async *a, int *timeout_ms) {
+int pw_async_poll_setup(pw_async *a, long long *timeout_us) {
   if (!a->active) {
     return -1;
   }
   PyObject *st = PyObject_CallNoArgs(a->loop_state);
-  int fd = -1, ms = -1;
-  if (st == NULL || (st != Py_None && !PyArg_ParseTuple(st, "ii", &fd, &ms))) {
+  int fd = -1;
+  long long us = -1;
+  if (st == NULL || (st != Py_None && !PyArg_ParseTuple(st, "iL", &fd, &us))) {
     PyErr_Clear();
     fd = -1;
-    ms = 1; /* cannot tell: look again soon */
+    us = 1000; /* cannot tell: look again soon */
   }
   Py_XDECREF(st);
-  if (ms >= 0 && (*timeout_ms < 0 || ms < *timeout_ms)) {
-    *timeout_ms = ms;
+  if (us >= 0 && (*timeout_us < 0 || us < *timeout_us)) {
+    *timeout_us = us;
   }
   return fd;
 }

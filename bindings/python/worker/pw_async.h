@@ -52,9 +52,9 @@ void pw_async_refresh(pw_async *a);
 uint32_t pw_async_phases(pw_async *a, uint64_t id);
 
 /* Before poll(): the loop's selector fd to poll too (-1: none) and the
- * timeout in ms to use instead of -1 (*timeout_ms keeps -1 when nothing is
- * scheduled). */
-int pw_async_poll_setup(pw_async *a, int *timeout_ms);
+ * timeout in microseconds (*timeout_us keeps -1 when nothing is scheduled
+ * or no loop exists). */
+int pw_async_poll_setup(pw_async *a, long long *timeout_us);
 
 /* One answered batch: the loop side calls back into the request handler to
  * encode it (see pw_requests.c). */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pw_log.h"
@@ -127,8 +128,8 @@ int pw_server_run(const pw_server_config *cfg, pw_handler *h, volatile sig_atomi
   while (!*stop && !(s.ever_connected && s.n == 0)) {
     size_t nl = cfg->n_listen;
     /* pw_async.c: once a coroutine ran, the loop's fd and next timer too. */
-    int timeout = -1;
-    int afd = pw_async_poll_setup(&h->async, &timeout);
+    long long timeout_us = -1;
+    int afd = pw_async_poll_setup(&h->async, &timeout_us);
     if (ensure_pollfds(&s, nl + s.n + 1) != 0) {
       rc = -1;
       break;
@@ -146,7 +147,8 @@ int pw_server_run(const pw_server_config *cfg, pw_handler *h, volatile sig_atomi
     if (afd >= 0) {
       s.pfds[npfd++] = (struct pollfd){.fd = afd, .events = POLLIN};
     }
-    if (poll(s.pfds, npfd, timeout) < 0) {
+    struct timespec ts = {(time_t)(timeout_us / 1000000), (long)(timeout_us % 1000000) * 1000};
+    if (ppoll(s.pfds, npfd, timeout_us < 0 ? NULL : &ts, NULL) < 0) {
       if (errno == EINTR) {
         continue;
       }

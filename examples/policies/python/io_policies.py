@@ -3,6 +3,9 @@
 * ``sample-python-lookup`` asks an HTTP service (standard library asyncio
   streams, kept-alive connections opened lazily and closed in teardown) and
   copies a field of its JSON answer into a request header.
+* ``sample-python-io-wait`` awaits a timer (``ms``) and sets
+  ``x-sample-policy-phase: request-header``: the benchmarks' stand-in for a
+  policy that waits on the network.
 * ``sample-python-rate-limit`` counts requests per fixed window in Redis
   (Debian's ``python3-redis`` asyncio client) and answers 429 past the
   limit.
@@ -19,6 +22,18 @@ import time
 import urllib.parse
 
 import policyexec
+
+
+class SampleIoWait(policyexec.Policy):
+    """Awaits ``ms`` milliseconds, then sets ``x-sample-policy-phase``."""
+
+    name = "sample-python-io-wait"
+    version = "1.0.0"
+    params = {"ms": policyexec.Param(float, default=10.0)}
+
+    async def on_request_headers(self, ctx):
+        await asyncio.sleep(self.params["ms"] / 1000.0)
+        ctx.request_headers["x-sample-policy-phase"] = "request-header"
 
 
 class SampleLookup(policyexec.Policy):
