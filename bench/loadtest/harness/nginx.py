@@ -62,3 +62,9 @@ def start_echo_backend(run_dir, port, workers):
 def start_reverse_proxy(run_dir, port, workers, backend_port):
     return _start("reverse proxy (nginx)", "nginx-proxy.conf", run_dir,
                   {"WORKERS": workers, "BACKEND_PORT": backend_port}, port)
+
+
+def start_lookup_service(run_dir, port, workers, delay_s=0.010):
+    """The python-lookup profile's lookup service: JSON after delay_s."""
+    return _start("lookup service (nginx)", "nginx-lookup.conf", run_dir,
+                  {"ECHO_MODULE": echo_module(), "WORKERS": workers, "DELAY_S": delay_s}, port)

@@ -105,18 +105,27 @@ class SampleLookup(policyexec.Policy):
                 raise ConnectionError("the lookup service closed the connection")
             parts = status_line.split(None, 2)
             status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-            length, keep = None, True
+            length, keep, chunked = None, True, False
             while True:
                 line = await reader.readline()
                 if line in (b"\r\n", b"\n", b""):
                     break
                 name, _, value = line.partition(b":")
                 name = name.strip().lower()
+                value = value.strip().lower()
                 if name == b"content-length":
-                    length = int(value.strip())
-                elif name == b"connection" and value.strip().lower() == b"close":
+                    length = int(value)
+                elif name == b"transfer-encoding":
+                    chunked = value == b"chunked"
+                elif name == b"connection" and value == b"close":
                     keep = False
-            body = await (reader.readexactly(length) if length is not None else reader.read())
+            if chunked:
+                body = await _read_chunked(reader)
+                length = len(body)
+            elif length is not None:
+                body = await reader.readexactly(length)
+            else:
+                body = await reader.read()  # delimited by the end of the connection
         except BaseException:
             writer.close()  # cancelled or broken: never reused half-read
             raise
@@ -127,6 +136,19 @@ class SampleLookup(policyexec.Policy):
         if status != 200:
             raise RuntimeError(f"lookup service answered {status}")
         return body
+
+
+async def _read_chunked(reader):
+    """A chunked body (RFC 9112 7.1), trailers skipped."""
+    parts = []
+    while True:
+        size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)  # CRLF after the chunk
 
 
 class SampleRateLimit(policyexec.Policy):
