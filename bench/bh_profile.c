@@ -98,8 +98,9 @@ char *bh_profile_chain_json(const bh_profile *p) {
   if (!json)
     return NULL;
   if (p->io_wait) {
-    snprintf(json, cap, "[{\"name\": \"sample-python-io-wait\", \"version\": \"1.0.0\", "
-                        "\"params\": {\"ms\": 10}}]");
+    snprintf(json, cap,
+             "[{\"name\": \"sample-python-io-wait\", \"version\": \"1.0.0\", "
+             "\"params\": {\"ms\": 10}}]");
     return json;
   }
   size_t len = (size_t)snprintf(json, cap, "[");

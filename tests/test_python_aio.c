@@ -51,8 +51,7 @@ static void dump(pe_exchange *ex, char *out, size_t cap) {
     len += (size_t)snprintf(out + len, cap - len, "%.*s: %.*s\n", (int)name.len, name.ptr,
                             (int)value.len, value.ptr);
   pe_slice body = pe_exchange_body(ex, PE_REQUEST);
-  snprintf(out + len, cap - len, "[%d]%.*s", (int)pe_exchange_verdict(ex), (int)body.len,
-           body.ptr);
+  snprintf(out + len, cap - len, "[%d]%.*s", (int)pe_exchange_verdict(ex), (int)body.len, body.ptr);
 }
 
 /* 200 exchanges whose step awaits 50 ms, all in flight on one worker: they
@@ -79,9 +78,9 @@ START_TEST(coroutines_interleave) {
   ck_assert_msg(ms < 5000, "200 coroutine batches took %llu ms", (unsigned long long)ms);
   for (int i = 0; i < N_INTERLEAVE; i++) {
     pe_exchange *ref = copy_exchange(e, i);
-    ck_assert_int_eq(pe_chain_run_phases(sync_chain, ref, PE_PHASE_REQUEST_HEADERS,
-                                         PE_PHASE_REQUEST_BODY),
-                     PE_OK);
+    ck_assert_int_eq(
+        pe_chain_run_phases(sync_chain, ref, PE_PHASE_REQUEST_HEADERS, PE_PHASE_REQUEST_BODY),
+        PE_OK);
     static char a[1024], b[1024];
     dump(ex[i], a, sizeof a);
     dump(ref, b, sizeof b);
@@ -193,9 +192,10 @@ END_TEST
 START_TEST(coroutine_exception_follows_failure_mode) {
   pe_engine *e = py_engine(1);
   pe_chain *closed = py_chain(e, "[{\"name\":\"test-async-raise\",\"version\":\"1.0.0\"}]");
-  pe_chain *open = py_chain(e, "[{\"name\":\"test-async-raise\",\"version\":\"1.0.0\","
-                               "\"failure_mode\":\"open\"},"
-                               "{\"name\":\"sample-python-request-header\",\"version\":\"1.0.0\"}]");
+  pe_chain *open =
+      py_chain(e, "[{\"name\":\"test-async-raise\",\"version\":\"1.0.0\","
+                  "\"failure_mode\":\"open\"},"
+                  "{\"name\":\"sample-python-request-header\",\"version\":\"1.0.0\"}]");
   pe_dispatcher *d = NULL;
   ck_assert_int_eq(pe_dispatcher_new(&d, e), PE_OK);
   pe_exchange *ex = py_exchange(e);
@@ -259,12 +259,12 @@ START_TEST(sync_and_async_mixed) {
          " {\"name\":\"test-order\",\"version\":\"1.0.0\",\"params\":{\"tag\":\"c\"}},"
          " {\"name\":\"test-async-order\",\"version\":\"1.0.0\",\"params\":{\"tag\":\"d\"}},"
          " {\"name\":\"test-order\",\"version\":\"1.0.0\",\"params\":{\"tag\":\"e\"}}]");
-  pe_chain *sync = py_chain(
-      e, "[{\"name\":\"test-order\",\"version\":\"1.0.0\",\"params\":{\"tag\":\"a\"}},"
-         " {\"name\":\"test-order\",\"version\":\"1.0.0\",\"params\":{\"tag\":\"b\"}},"
-         " {\"name\":\"test-order\",\"version\":\"1.0.0\",\"params\":{\"tag\":\"c\"}},"
-         " {\"name\":\"test-order\",\"version\":\"1.0.0\",\"params\":{\"tag\":\"d\"}},"
-         " {\"name\":\"test-order\",\"version\":\"1.0.0\",\"params\":{\"tag\":\"e\"}}]");
+  pe_chain *sync =
+      py_chain(e, "[{\"name\":\"test-order\",\"version\":\"1.0.0\",\"params\":{\"tag\":\"a\"}},"
+                  " {\"name\":\"test-order\",\"version\":\"1.0.0\",\"params\":{\"tag\":\"b\"}},"
+                  " {\"name\":\"test-order\",\"version\":\"1.0.0\",\"params\":{\"tag\":\"c\"}},"
+                  " {\"name\":\"test-order\",\"version\":\"1.0.0\",\"params\":{\"tag\":\"d\"}},"
+                  " {\"name\":\"test-order\",\"version\":\"1.0.0\",\"params\":{\"tag\":\"e\"}}]");
   pe_dispatcher *d = NULL;
   ck_assert_int_eq(pe_dispatcher_new(&d, e), PE_OK);
   char rq1[128], rs1[128], rq2[128], rs2[128];

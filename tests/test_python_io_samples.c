@@ -58,7 +58,8 @@ static void stop(pid_t pid) {
 
 static int can_connect(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)port),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
   close(fd);
@@ -81,8 +82,8 @@ static pid_t start_lookup(int delay_ms, int *port) {
   snprintf(port_file, sizeof port_file, "%s/lookup-%d.port", tmpdir, delay_ms);
   unlink(port_file);
   snprintf(delay, sizeof delay, "%d", delay_ms);
-  char *argv[] = {"/usr/bin/python3", "-I", LOOKUP_SERVICE, "--port-file", port_file,
-                  "--delay-ms", delay, NULL};
+  char *argv[] = {"/usr/bin/python3", "-I",         LOOKUP_SERVICE, "--port-file",
+                  port_file,          "--delay-ms", delay,          NULL};
   pid_t pid = spawn(argv);
   for (int i = 0; i < 1000; i++) {
     FILE *f = fopen(port_file, "r");
@@ -101,9 +102,10 @@ static pid_t start_lookup(int delay_ms, int *port) {
 static pid_t start_redis(int port) {
   char port_s[16];
   snprintf(port_s, sizeof port_s, "%d", port);
-  char *argv[] = {"redis-server", "--port", port_s, "--bind", "127.0.0.1", "--dir", tmpdir,
-                  "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel",
-                  "warning", NULL};
+  char *argv[] = {
+      "redis-server", "--port", port_s,         "--bind", "127.0.0.1",   "--dir", tmpdir,
+      "--save",       "",       "--appendonly", "no",     "--daemonize", "no",    "--loglevel",
+      "warning",      NULL};
   pid_t pid = spawn(argv);
   for (int i = 0; i < 1000 && !can_connect(port); i++)
     py_sleep_ms(10);
@@ -121,8 +123,7 @@ static void count_any(pe_exchange *ex, int rc, void *ud) {
 static pe_exchange *run(pe_engine *e, pe_chain *c, pe_dispatcher *d, const char *user) {
   pe_exchange *ex = py_exchange(e);
   if (user)
-    ck_assert_int_eq(pe_exchange_header_add(ex, PE_REQUEST, PE_LIT("x-user"), pe_str(user)),
-                     PE_OK);
+    ck_assert_int_eq(pe_exchange_header_add(ex, PE_REQUEST, PE_LIT("x-user"), pe_str(user)), PE_OK);
   if (d) {
     atomic_int done = 0;
     int rc = pe_chain_run_async(c, ex, PE_PHASE_REQUEST_HEADERS, d, count_any, &done);
@@ -232,8 +233,8 @@ START_TEST(rate_limit_with_redis_restart) {
     pe_slice v;
     if (i < 5) {
       ck_assert_int_eq(pe_exchange_verdict(ex), PE_VERDICT_CONTINUE);
-      ck_assert_int_eq(
-          pe_exchange_header_get(ex, PE_REQUEST, PE_LIT("x-ratelimit-remaining"), &v), PE_OK);
+      ck_assert_int_eq(pe_exchange_header_get(ex, PE_REQUEST, PE_LIT("x-ratelimit-remaining"), &v),
+                       PE_OK);
       char want[8];
       snprintf(want, sizeof want, "%d", 4 - i);
       ck_assert_slice_eq(v, want);

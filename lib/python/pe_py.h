@@ -45,8 +45,8 @@ struct pe_python_options {
   uint32_t backoff_initial_ms, backoff_max_ms;
   uint32_t startup_timeout_ms;
   uint32_t shutdown_grace_ms;
-  size_t max_message; /* 0: derived from the engine's limits */
-  bool cpu_affinity;  /* pin workers, prefer the caller's CPU's worker */
+  size_t max_message;          /* 0: derived from the engine's limits */
+  bool cpu_affinity;           /* pin workers, prefer the caller's CPU's worker */
   size_t worker_max_in_flight; /* batches in flight per worker */
   char *virtualenv;            /* NULL: none */
 };
@@ -167,9 +167,9 @@ struct pe__py_worker {
   pe__py_conn *idle; /* idle blocking connections of generation gen */
 };
 
-/* With w->lock held: asks w to create inst (and records its async phases). PE_OK; PE_ERR_PARAM when the
- * worker refused (its message in err); another code when the control
- * connection broke (the caller then fails the worker). */
+/* With w->lock held: asks w to create inst (and records its async phases). PE_OK; PE_ERR_PARAM when
+ * the worker refused (its message in err); another code when the control connection broke (the
+ * caller then fails the worker). */
 int pe__py_worker_create(pe__py_worker *w, pe__py_instance *inst, char *err);
 
 /* With w->lock held: starts a process if the back-off allows it. */

@@ -12,8 +12,8 @@
 bool pe__py_batch_may_wait(const pe__batch *b) {
   for (size_t i = 0; i < b->n; i++) {
     const pe__py_instance *inst = b->step[i]->instance;
-    if (inst && (atomic_load_explicit(&inst->async_phases, memory_order_relaxed) &
-                 (1u << b->phase[i])))
+    if (inst &&
+        (atomic_load_explicit(&inst->async_phases, memory_order_relaxed) & (1u << b->phase[i])))
       return true;
   }
   return false;

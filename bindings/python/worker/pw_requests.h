@@ -15,8 +15,8 @@ typedef struct pw_handler {
 } pw_handler;
 
 /* Serves the message @p msg of @p len bytes received on @p c. Returns 0 when a
- * reply was queued (or is due later: a pending coroutine batch, a Cancel), -1 when the message does not parse or the reply cannot be
- * built (the caller closes the connection). */
+ * reply was queued (or is due later: a pending coroutine batch, a Cancel), -1 when the message does
+ * not parse or the reply cannot be built (the caller closes the connection). */
 int pw_handle_request(pw_handler *h, pw_conn *c, const uint8_t *msg, size_t len);
 
 /* Queues on @p c the reply to RunPhase @p id whose coroutine batch ended
