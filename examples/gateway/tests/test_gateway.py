@@ -496,6 +496,10 @@ def scenario_config(args):
         ("a bad cpu_affinity", {"cpu_affinity": "yes"}, '"cpu_affinity" must be true or false'),
         ("a bad sched_batch", {"sched_batch": 1}, '"sched_batch" must be true or false'),
         ("a bad threads", {"threads": -1}, "threads"),
+        ("a bad python.virtualenv", {"python": {"virtualenv": ""}},
+         '"python.virtualenv" must be a non-empty string'),
+        ("a virtualenv of no interpreter", {"python": {"virtualenv": "/nonexistent-venv"}},
+         "not a virtualenv of this interpreter"),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "gateway.json")
