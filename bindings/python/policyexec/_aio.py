@@ -16,6 +16,9 @@ CancelledError = asyncio.CancelledError
 # How long an async setup() or teardown() may take (seconds).
 SETUP_TIMEOUT = 30.0
 
+# Loop iterations one pump() may run while callbacks are ready.
+_PUMP_ITERATIONS = 16
+
 _loop = None
 # token -> task of a pending batch; finished ones wait in _done.
 _tasks = {}
@@ -80,12 +83,26 @@ def cancel(token):
 
 
 def pump():
-    """Runs one iteration of the loop (ready callbacks, due timers, ready
-    fds; never blocks) and returns the batches that ended, as a list of
+    """Runs the loop until nothing is ready, at most _PUMP_ITERATIONS
+    iterations (ready callbacks, due timers, ready fds; never blocks) and returns the batches that ended, as a list of
     (token, result list); a task that ended without one gives an exception
     instead of the list."""
     lp = loop()
-    lp.call_soon(lp.stop)
+    budget = [_PUMP_ITERATIONS]
+
+    def stop_when_idle():
+        # Runs first among the callbacks of each iteration: while others are
+        # ready (a timer's future woke a task, whose end wakes its done
+        # callback), go round again in this same call rather than through
+        # another turn of the C loop; a bounded number of times, so that
+        # the sockets are read meanwhile.
+        budget[0] -= 1
+        if budget[0] > 0 and getattr(lp, "_ready", None):
+            lp.call_soon(stop_when_idle)
+        else:
+            lp.stop()
+
+    lp.call_soon(stop_when_idle)
     lp.run_forever()
     if not _done:
         return None
