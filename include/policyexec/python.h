@@ -121,6 +121,7 @@ PE_API int pe_python_options_set_worker_max_in_flight(pe_python_options *opts, s
  * must be made with that interpreter's version (`python3 -m venv DIR`). A
  * directory without that site-packages makes the workers fail to start
  * (PE_ERR_WORKER from pe_engine_start_python(), with the reason logged).
+ * @param opts the options to change.
  * @param dir the virtualenv's root directory (copied), or NULL for none.
  * @return PE_OK, PE_ERR_INVALID_ARGUMENT (NULL @p opts or empty @p dir),
  *         PE_ERR_NOMEM.
