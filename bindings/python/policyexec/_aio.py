@@ -52,10 +52,18 @@ def cancelling():
     return asyncio.current_task() in _cancelled
 
 
-def start(coro):
+# task -> what its batch answers if it is cancelled before it ever ran.
+_if_unstarted = {}
+
+
+def start(coro, if_cancelled_unstarted):
     """Starts the rest of a batch as a task of the loop; the C side then
-    calls :func:`track` with the token its reply is filed under."""
-    return loop().create_task(coro)
+    calls :func:`track` with the token its reply is filed under. A task
+    cancelled before its first step never enters ``coro``:
+    ``if_cancelled_unstarted()`` then gives its result list."""
+    task = loop().create_task(coro)
+    _if_unstarted[task] = if_cancelled_unstarted
+    return task
 
 
 def track(task, token):
@@ -67,6 +75,9 @@ def track(task, token):
 
 def _finished(token, task):
     _cancelled.discard(task)
+    fallback = _if_unstarted.pop(task, None)
+    if task.cancelled() and fallback is not None:
+        task = fallback()  # a list: see pump()
     if _tasks.pop(token, None) is not None:
         _done.append((token, task))
 
@@ -108,6 +119,9 @@ def pump():
         return None
     ended = []
     for token, task in _done:
+        if isinstance(task, list):
+            ended.append((token, task))
+            continue
         if task.cancelled():
             ended.append((token, CancelledError("the batch was cancelled")))
             continue

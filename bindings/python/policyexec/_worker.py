@@ -193,7 +193,8 @@ def run(phase, instance_ids, fail_open, method, path, authority, status,
             if waiting is not None and _is_awaitable(waiting):
                 # A coroutine: the batch goes on in a task of the loop.
                 return _aio.start(_run_rest(ctx, steps, index, waiting, fail_open,
-                                            step_phases, results))
+                                            step_phases, results),
+                                  lambda: _never_ran(ctx, entry, waiting, results))
             result = ctx._commit()
         except BaseException as exc:  # even SystemExit: a policy never stops the worker
             if not _failed(ctx, entry, index, exc, fail_open, results):
@@ -210,6 +211,15 @@ def _failed(ctx, entry, index, exc, fail_open, results):
     ctx._rollback()
     results.append((False, _describe(entry[4], exc)) + _FAILED_TAIL)
     return index < len(fail_open) and fail_open[index]
+
+
+def _never_ran(ctx, entry, waiting, results):
+    """The result list of a batch cancelled before its task started."""
+    if hasattr(waiting, "close"):
+        waiting.close()  # a coroutine never awaited: no warning for it
+    ctx._rollback()
+    return results + [(False, f"{entry[4]}: cancelled: the step passed its deadline")
+                      + _FAILED_TAIL]
 
 
 async def _run_rest(ctx, steps, index, waiting, fail_open, step_phases, results):
