@@ -292,7 +292,15 @@ END_TEST
  * refuses the step with its message. */
 START_TEST(async_setup) {
   pe_engine *e = py_engine(1);
-  pe_chain *c = py_chain(e, "[{\"name\":\"test-async-setup\",\"version\":\"1.0.0\"}]");
+  char dir[] = "/tmp/pe-aio-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char file[64], json[256];
+  snprintf(file, sizeof file, "%s/torn-down", dir);
+  snprintf(json, sizeof json,
+           "[{\"name\":\"test-async-setup\",\"version\":\"1.0.0\","
+           "\"params\":{\"teardown_file\":\"%s\"}}]",
+           file);
+  pe_chain *c = py_chain(e, json);
   pe_exchange *ex = py_exchange(e);
   ck_assert_int_eq(pe_chain_run(c, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
   pe_slice v;
@@ -307,7 +315,14 @@ START_TEST(async_setup) {
                                           err, sizeof err),
                    PE_ERR_PARAM);
   ck_assert_msg(strstr(err, "cannot reach the pretend service") != NULL, "err: %s", err);
+  /* Freeing the chain destroys the instance: its async teardown runs. */
+  ck_assert(!file_says(file, "closed"));
   pe_chain_free(c);
+  for (int i = 0; i < 300 && !file_says(file, "closed"); i++)
+    py_sleep_ms(10);
+  ck_assert_msg(file_says(file, "closed"), "teardown() did not run");
+  unlink(file);
+  rmdir(dir);
   pe_engine_free(e);
 }
 END_TEST

@@ -82,6 +82,10 @@ class AsyncSetup(policyexec.Policy):
     async def teardown(self):
         await asyncio.sleep(0.001)
         self.resource = "closed"
+        path = self.params.get("teardown_file")
+        if path:
+            with open(path, "w") as f:
+                f.write("closed")
 
     async def on_request_headers(self, ctx):
         await asyncio.sleep(0)
