@@ -11,6 +11,7 @@
  *   pe_py_codec.c     exchange -> HttpData, StepResult -> exchange
  *   pe_py_batch.c     run_batch: the blocking round trip
  *   pe_py_dispatch.c  non-blocking runs: per-dispatcher connections and calls
+ *   pe_py_cancel.c    deadlines of coroutine steps: Cancel instead of a kill
  *   pe_py_supervisor.c  the thread that brings replaced workers back up
  *
  * Locking. Each worker has `lock` (its state, process and control
