@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pw_log.h"
 
@@ -11,6 +12,12 @@ struct pw_async_slot {
   size_t next_free;
   int used;
 };
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static PyObject *get(PyObject *module, const char *name) {
   PyObject *f = PyObject_GetAttrString(module, name);
@@ -168,14 +175,15 @@ int pw_async_poll_setup(pw_async *a, long long *timeout_us) {
     us = 1000; /* cannot tell: look again soon */
   }
   Py_XDECREF(st);
+  a->due_ns = us >= 0 ? now_ns() + (uint64_t)us * 1000u : 0;
   if (us >= 0 && (*timeout_us < 0 || us < *timeout_us)) {
     *timeout_us = us;
   }
   return fd;
 }
 
-int pw_async_pump(pw_async *a, pw_async_reply_fn reply, void *ctx) {
-  if (!a->active) {
+int pw_async_pump(pw_async *a, int fd_ready, pw_async_reply_fn reply, void *ctx) {
+  if (!a->active || (!fd_ready && (a->due_ns == 0 || now_ns() < a->due_ns))) {
     return 0;
   }
   PyObject *ended = PyObject_CallNoArgs(a->pump);

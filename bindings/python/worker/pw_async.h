@@ -29,6 +29,7 @@ typedef struct pw_async {
   size_t free_head; /* first free slot, or cap */
   size_t pending;   /* batches awaiting their task */
   int active;       /* the Python loop exists: poll it and pump it */
+  uint64_t due_ns;  /* CLOCK_MONOTONIC time the loop has work at; 0: none */
 } pw_async;
 
 /* Takes the handles from policyexec._worker (imported by pw_python_init).
@@ -60,9 +61,11 @@ int pw_async_poll_setup(pw_async *a, long long *timeout_us);
  * encode it (see pw_requests.c). */
 typedef int (*pw_async_reply_fn)(void *ctx, uint64_t conn, uint64_t id, PyObject *result);
 
-/* After poll(): runs one iteration of the loop and hands each batch that
- * ended to @p reply. Returns 0, or -1 when Python failed outside a policy
- * (logged). */
-int pw_async_pump(pw_async *a, pw_async_reply_fn reply, void *ctx);
+/* After poll(): when the loop's fd was ready (@p fd_ready) or its next
+ * timer is due, runs the loop (never blocking) and hands each batch that
+ * ended to @p reply; otherwise does nothing, so that a turn woken by a
+ * synchronous request does not pay for the loop. Returns 0, or -1 when
+ * Python failed outside a policy (logged). */
+int pw_async_pump(pw_async *a, int fd_ready, pw_async_reply_fn reply, void *ctx);
 
 #endif

@@ -143,7 +143,7 @@ int pw_server_run(const pw_server_config *cfg, pw_handler *h, volatile sig_atomi
       short ev = c->out.len > c->out_off ? POLLOUT : POLLIN;
       s.pfds[nl + i] = (struct pollfd){.fd = c->fd, .events = ev};
     }
-    size_t npfd = nl + s.n;
+    size_t npfd = nl + s.n, afd_index = npfd;
     if (afd >= 0) {
       s.pfds[npfd++] = (struct pollfd){.fd = afd, .events = POLLIN};
     }
@@ -177,7 +177,7 @@ int pw_server_run(const pw_server_config *cfg, pw_handler *h, volatile sig_atomi
       }
     }
     pw_pump_ctx pump = {.s = &s, .h = h};
-    pw_async_pump(&h->async, reply_ended, &pump);
+    pw_async_pump(&h->async, afd >= 0 && (s.pfds[afd_index].revents & POLLIN), reply_ended, &pump);
     /* Accept after serving: the loop above indexes pfds by connection. */
     for (size_t i = 0; i < nl; i++) {
       if (s.pfds[i].revents & POLLIN) {
