@@ -4,8 +4,9 @@
  * asyncio task instead of a result list: it is filed here under a token with
  * the connection and request id its reply goes to, and the C loop carries on
  * serving other requests. Once any loop exists, the C loop also polls the
- * loop's selector fd, with the loop's next timer as its timeout, and pumps
- * one loop iteration per turn; batches that ended are answered then, in
+ * loop's selector fd, with the loop's next timer as its timeout, and runs
+ * the loop when that fd is ready or a timer is due; batches that ended are
+ * answered then, in
  * completion order (the engine matches replies by id). A worker whose
  * policies never await creates no loop and runs none of this. */
 #ifndef PW_ASYNC_H
