@@ -4,8 +4,8 @@ Not an API for policy authors. The C loop (``pw_async.c``) stays in charge:
 it polls its connections and, once any coroutine has run, also the loop's
 selector fd with the loop's next timer as timeout, and calls :func:`pump`
 to run the loop when that fd is ready or a timer is due. A worker whose
-policies never return an
-awaitable never creates the loop and pays nothing for it.
+policies never return an awaitable never creates the loop and pays nothing
+for it.
 """
 
 import asyncio

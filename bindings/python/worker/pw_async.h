@@ -6,9 +6,8 @@
  * serving other requests. Once any loop exists, the C loop also polls the
  * loop's selector fd, with the loop's next timer as its timeout, and runs
  * the loop when that fd is ready or a timer is due; batches that ended are
- * answered then, in
- * completion order (the engine matches replies by id). A worker whose
- * policies never await creates no loop and runs none of this. */
+ * answered then, in completion order (the engine matches replies by id). A
+ * worker whose policies never await creates no loop and runs none of this. */
 #ifndef PW_ASYNC_H
 #define PW_ASYNC_H
 
