@@ -43,11 +43,13 @@ typedef struct bh_profile {
   size_t response_prefixes; /* "[sample-response-body]" count */
   bool response_header;     /* x-sample-policy-phase: response-header */
   bool request_header;      /* x-sample-policy-phase: request-header upstream */
+  bool io_wait;             /* python-io: the step awaits a 10 ms timer */
 } bh_profile;
 
 enum bh_role { BH_RESP_HEADER = 0, BH_REQ_BODY = 1, BH_RESP_BODY = 2, BH_REQ_HEADER = 3 };
 
-/* Parses "empty", "mix-4", "native-N", "python-N", "native-body", "python-body". */
+/* Parses "empty", "mix-4", "native-N", "python-N", "native-body", "python-body",
+ * "python-io". */
 int bh_profile_parse(const char *name, bh_profile *out, char *err, size_t errlen);
 /* The chain of a profile as the JSON accepted by pe_chain_new_from_json. */
 char *bh_profile_chain_json(const bh_profile *p);

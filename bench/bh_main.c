@@ -36,7 +36,8 @@ typedef struct bh_args {
 
 static void usage(FILE *out) {
   fprintf(out, "usage: bench_hooks [options]\n"
-               "  --profile P      empty, native-N, python-N, mix-4, native-body, python-body\n"
+               "  --profile P      empty, native-N, python-N, mix-4, native-body, python-body,\n"
+               "                   python-io (one step awaiting a 10 ms timer)\n"
                "                   (repeatable; N = 1..64)\n"
                "  --payload SIZE   body bytes: 50, 1k, 64k, 1m ... (repeatable)\n"
                "  --threads T      host threads, each with its own exchanges (default 1)\n"

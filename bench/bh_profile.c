@@ -2,7 +2,9 @@
  * Profiles: the chains of the design brief (native-4, python-4, mix-4), an
  * empty chain to subtract the host's own cost, native-N / python-N for a
  * chain-length sweep (the native-4 pattern repeated to N steps), and
- * native-body / python-body: one request-body step, for large bodies.
+ * native-body / python-body: one request-body step, for large bodies;
+ * python-io: one coroutine step that awaits a 10 ms timer (a policy waiting
+ * on I/O), to measure how many such waits a worker keeps in flight.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +51,12 @@ int bh_profile_parse(const char *name, bh_profile *out, char *err, size_t errlen
     *out = p;
     return 0;
   }
+  if (strcmp(name, "python-io") == 0) {
+    add_step(&p, BH_PYTHON, BH_REQ_HEADER);
+    p.io_wait = true;
+    *out = p;
+    return 0;
+  }
   if (strcmp(name, "mix-4") == 0) {
     add_step(&p, BH_NATIVE, BH_RESP_HEADER);
     add_step(&p, BH_PYTHON, BH_REQ_BODY);
@@ -67,7 +75,8 @@ int bh_profile_parse(const char *name, bh_profile *out, char *err, size_t errlen
     num = name + 7;
   } else {
     snprintf(err, errlen,
-             "unknown profile '%s' (empty, native-N, python-N, mix-4, native-body, python-body)",
+             "unknown profile '%s' (empty, native-N, python-N, mix-4, native-body, python-body, "
+             "python-io)",
              name);
     return -1;
   }
@@ -88,6 +97,12 @@ char *bh_profile_chain_json(const bh_profile *p) {
   char *json = malloc(cap);
   if (!json)
     return NULL;
+  if (p->io_wait) {
+    snprintf(json, cap,
+             "[{\"name\": \"sample-python-io-wait\", \"version\": \"1.0.0\", "
+             "\"params\": {\"ms\": 10}}]");
+    return json;
+  }
   size_t len = (size_t)snprintf(json, cap, "[");
   for (size_t i = 0; i < p->hooks; i++) {
     bool remote = p->kinds[i] == BH_PYTHON && p->executor[0];

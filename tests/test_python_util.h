@@ -46,6 +46,8 @@ typedef struct py_config {
   uint32_t default_timeout_ms;   /* 0: the library's default */
   uint32_t create_timeout_ms;    /* 0: the library's default */
   const char *extra_module_path; /* NULL: none */
+  size_t worker_max_in_flight;   /* 0: default */
+  const char *virtualenv;        /* NULL: none */
 } py_config;
 
 /* An engine (counting allocator, log and metrics recorders) whose pool is
@@ -75,6 +77,11 @@ static inline pe_engine *py_engine_with(pe_test_alloc *a, py_config cfg) {
     ck_assert_int_eq(pe_python_options_set_max_in_flight(po, cfg.max_in_flight), PE_OK);
   ck_assert_int_eq(pe_python_options_set_restart_backoff(po, cfg.backoff_ms, 2000), PE_OK);
   ck_assert_int_eq(pe_python_options_set_cpu_affinity(po, cfg.cpu_affinity), PE_OK);
+  if (cfg.worker_max_in_flight)
+    ck_assert_int_eq(pe_python_options_set_worker_max_in_flight(po, cfg.worker_max_in_flight),
+                     PE_OK);
+  if (cfg.virtualenv)
+    ck_assert_int_eq(pe_python_options_set_virtualenv(po, cfg.virtualenv), PE_OK);
   if (cfg.default_timeout_ms)
     ck_assert_int_eq(pe_python_options_set_default_timeout(po, cfg.default_timeout_ms), PE_OK);
   if (cfg.create_timeout_ms)

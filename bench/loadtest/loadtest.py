@@ -40,7 +40,7 @@ def parse_args(argv):
     ap.add_argument("--build-dir", default=os.environ.get("BUILD", os.path.join(SOURCE_DIR, "build")),
                     help="CMake build dir with bin/policyexec-gateway (env BUILD)")
     ap.add_argument("--profiles", default=",".join(profiles.ORDER),
-                    help="comma list of " + ", ".join(profiles.ORDER))
+                    help="comma list of " + ", ".join(profiles.ORDER + profiles.EXTRA))
     ap.add_argument("--concurrency", default="1,2,5,10", help="levels swept at --payload")
     ap.add_argument("--payload", type=int, default=50, help="bytes of the swept payload")
     ap.add_argument("--extra-payloads", default="1024",

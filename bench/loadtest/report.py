@@ -53,7 +53,7 @@ def _environment(run):
 
 def _profiles(run):
     rows = []
-    for p in profiles.ORDER:
+    for p in profiles.ORDER + profiles.EXTRA:
         spec = profiles.PROFILES[p]
         chain = " → ".join(s["name"] for s in spec["policies"]) if spec["policies"] else "—"
         rows.append([f"`{p}`", spec["title"], spec["what"], chain])

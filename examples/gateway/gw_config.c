@@ -244,7 +244,8 @@ static int get_string_list(json_t *arr, const char *key, const char *config_dir,
 }
 
 static int load_python(gw_config *cfg, json_t *py, const char *dir, char *err, size_t err_size) {
-  static const char *const allowed[] = {"workers", "timeout_ms", "paths", "worker", NULL};
+  static const char *const allowed[] = {"workers", "timeout_ms", "paths",
+                                        "worker",  "virtualenv", NULL};
   if (!json_is_object(py))
     return fail(err, err_size, "\"python\" must be an object");
   if (check_members(py, "python", allowed, err, err_size) < 0)
@@ -258,6 +259,12 @@ static int load_python(gw_config *cfg, json_t *py, const char *dir, char *err, s
   cfg->python_timeout_ms = (uint32_t)timeout_ms;
   const char *worker = json_string_value(json_object_get(py, "worker"));
   if (worker && !(cfg->python_worker_path = resolve_path(dir, worker)))
+    return fail(err, err_size, "out of memory");
+  /* A virtualenv whose packages the policies import (relative to the file). */
+  const char *venv = json_string_value(json_object_get(py, "virtualenv"));
+  if (json_object_get(py, "virtualenv") && (!venv || !venv[0]))
+    return fail(err, err_size, "\"python.virtualenv\" must be a non-empty string");
+  if (venv && !(cfg->python_virtualenv = resolve_path(dir, venv)))
     return fail(err, err_size, "out of memory");
   return get_string_list(json_object_get(py, "paths"), "python.paths", dir, 0, &cfg->python_paths,
                          &cfg->python_path_count, err, err_size);
@@ -416,6 +423,7 @@ void gw_config_clear(gw_config *cfg) {
   free(cfg->listen_host);
   free(cfg->admin_host);
   free(cfg->python_worker_path);
+  free(cfg->python_virtualenv);
   free_list(cfg->python_paths, cfg->python_path_count);
   free_list(cfg->plugins, cfg->plugin_count);
   for (size_t i = 0; i < cfg->api_count; i++)

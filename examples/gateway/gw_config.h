@@ -45,6 +45,7 @@ typedef struct gw_config {
   unsigned python_workers;
   uint32_t python_timeout_ms;
   char *python_worker_path; /* NULL: the build's or the installed worker */
+  char *python_virtualenv;  /* NULL: none (pe_python_options_set_virtualenv) */
   char **python_paths;
   size_t python_path_count;
 

@@ -95,6 +95,8 @@ static int start_python(const gw_config *cfg, pe_engine *engine) {
     rc = pe_python_options_set_default_timeout(opts, cfg->python_timeout_ms);
   if (rc == PE_OK && cfg->cpu_affinity)
     rc = pe_python_options_set_cpu_affinity(opts, 1);
+  if (rc == PE_OK && cfg->python_virtualenv)
+    rc = pe_python_options_set_virtualenv(opts, cfg->python_virtualenv);
   for (size_t i = 0; rc == PE_OK && i < cfg->python_path_count; i++)
     rc = pe_python_options_add_module_path(opts, cfg->python_paths[i]);
   /* A gateway run from the build tree uses the worker built beside it. */

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts the reference gateway with sample-config.json in front of an echo
-# backend on 127.0.0.1:9000, shows a curl command for each profile, runs it
-# once and prints the answer, then keeps serving until Ctrl-C.
+# backend on 127.0.0.1:9000 (and, for the policies that wait on I/O, a lookup
+# service on :9002 and a private redis-server on :6390), shows a curl command
+# for each profile, runs it once and prints the answer, then keeps serving
+# until Ctrl-C.
 #
 #   examples/gateway/run-demo.sh [--check] [--build-dir DIR]
 #
@@ -31,7 +33,7 @@ if [ ! -x "$gateway" ]; then
   cmake --build "$build" -j"$(nproc)" --target policyexec-gateway >/dev/null
 fi
 
-for port in 8080 9901 9000; do
+for port in 8080 9901 9000 9002 6390; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "run-demo: port $port is already in use; stop what listens there first" >&2
     exit 1
@@ -51,6 +53,13 @@ trap 'exit 0' INT TERM
 /usr/bin/python3 "$here/tests/echo_backend.py" --port 9000 2>"$logdir/echo.log" &
 pids+=($!)
 "$gateway" --config "$here/sample-config.json" 2>"$logdir/gateway.log" &
+pids+=($!)
+# What sample-python-lookup and sample-python-rate-limit talk to.
+/usr/bin/python3 -I "$root/tests/lookup_service.py" --port 9002 --port-file "$logdir/lookup.port" \
+  2>"$logdir/lookup.log" &
+pids+=($!)
+redis-server --port 6390 --bind 127.0.0.1 --dir "$logdir" --save "" --appendonly no \
+  --loglevel warning >"$logdir/redis.log" 2>&1 &
 pids+=($!)
 
 for _ in $(seq 1 300); do # up to 30 s: Python workers start with the gateway
@@ -93,6 +102,36 @@ for profile in no-policies native-4 python-4 mix-4; do
     failures=$((failures + 1))
   fi
 done
+
+# Policies that wait on I/O: the lookup's answer goes upstream in a request
+# header (a 200 means it arrived: the step fails closed); the rate limit
+# answers 429 past 5 requests a minute per x-user.
+for _ in $(seq 1 100); do
+  [ -s "$logdir/lookup.port" ] && (exec 3<>/dev/tcp/127.0.0.1/6390) 2>/dev/null && break
+  sleep 0.1
+done
+cmd=(curl -sS -o /dev/null -w '%{http_code}' -H 'x-user: ada' --data-binary hello
+     http://127.0.0.1:8080/python-lookup/echo)
+echo "\$ ${cmd[*]}"
+code="$("${cmd[@]}" 2>&1 || true)"
+echo "status: $code"
+if [ "$code" != 200 ]; then
+  echo "run-demo: python-lookup: unexpected status $code" >&2
+  failures=$((failures + 1))
+fi
+user="demo-$$"
+codes=""
+for _ in $(seq 1 12); do
+  codes+="$(curl -sS -o /dev/null -w '%{http_code}' -H "x-user: $user" \
+    http://127.0.0.1:8080/python-rate-limit/echo 2>/dev/null || true) "
+done
+echo "\$ curl -H 'x-user: $user' http://127.0.0.1:8080/python-rate-limit/echo   # 12 times"
+echo "statuses: $codes"
+case "$codes" in
+  "200 "*429*) ;;
+  *) echo "run-demo: python-rate-limit: expected 200s then 429" >&2; failures=$((failures + 1)) ;;
+esac
+echo
 
 echo "Admin API:"
 echo "  curl -s http://127.0.0.1:9901/apis"

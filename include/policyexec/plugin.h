@@ -199,6 +199,9 @@ __attribute__((weak, visibility("default"))) int pe_plugin_init_v2(pe_engine *en
 #define pe_grpc_options_set_startup_timeout (pe__api->grpc_options_set_startup_timeout)
 #define pe_grpc_options_set_target (pe__api->grpc_options_set_target)
 #define pe_grpc_options_set_tls (pe__api->grpc_options_set_tls)
+#define pe_python_options_set_worker_max_in_flight                                                 \
+  (pe__api->python_options_set_worker_max_in_flight)
+#define pe_python_options_set_virtualenv (pe__api->python_options_set_virtualenv)
 /** @endcond */
 
 #endif /* POLICYEXEC_PLUGIN_H */

@@ -165,7 +165,9 @@ extern "C" {
   X(grpc_options_set_retries)                                                                      \
   X(grpc_options_set_startup_timeout)                                                              \
   X(grpc_options_set_target)                                                                       \
-  X(grpc_options_set_tls)
+  X(grpc_options_set_tls)                                                                          \
+  X(python_options_set_worker_max_in_flight)                                                       \
+  X(python_options_set_virtualenv)
 
 /** The revision of pe_api_routines this header describes. */
 #define PE_API_ROUTINES_VERSION 1

@@ -102,6 +102,33 @@ PE_API int pe_python_options_set_default_timeout(pe_python_options *opts, uint32
 PE_API int pe_python_options_set_max_in_flight(pe_python_options *opts, size_t max_calls);
 
 /**
+ * Sets how many batches may be in flight to one worker at once (default
+ * 512). A worker whose steps await I/O (`async def` phase methods) serves
+ * that many at the same time; a batch goes to the least loaded worker, and
+ * when every worker is at its cap it fails at once with PE_ERR_BUSY (and
+ * pe_chain_run_async() returns PE_ERR_BUSY), as with
+ * pe_python_options_set_max_in_flight(): nothing queues without bound.
+ * @return PE_OK, or PE_ERR_INVALID_ARGUMENT for 0 or a NULL @p opts.
+ */
+PE_API int pe_python_options_set_worker_max_in_flight(pe_python_options *opts, size_t max_calls);
+
+/**
+ * Names a virtualenv whose packages Python policies may import: the
+ * workers add its `lib/pythonX.Y/site-packages` (and its .pth files) to
+ * `sys.path`, after the system's own packages (Debian's `python3-*`, which
+ * are always importable). The interpreter stays the system one the worker
+ * is linked against, started isolated from the environment: the virtualenv
+ * must be made with that interpreter's version (`python3 -m venv DIR`). A
+ * directory without that site-packages makes the workers fail to start
+ * (PE_ERR_WORKER from pe_engine_start_python(), with the reason logged).
+ * @param opts the options to change.
+ * @param dir the virtualenv's root directory (copied), or NULL for none.
+ * @return PE_OK, PE_ERR_INVALID_ARGUMENT (NULL @p opts or empty @p dir),
+ *         PE_ERR_NOMEM.
+ */
+PE_API int pe_python_options_set_virtualenv(pe_python_options *opts, const char *dir);
+
+/**
  * Sets the restart back-off. A worker that dies within a second of its
  * start is restarted after @p initial_ms, doubling on each such death up to
  * @p max_ms; a worker that lived longer is restarted at once. While a worker

@@ -11,6 +11,7 @@
  *   pe_py_codec.c     exchange -> HttpData, StepResult -> exchange
  *   pe_py_batch.c     run_batch: the blocking round trip
  *   pe_py_dispatch.c  non-blocking runs: per-dispatcher connections and calls
+ *   pe_py_cancel.c    deadlines of coroutine steps: Cancel instead of a kill
  *   pe_py_supervisor.c  the thread that brings replaced workers back up
  *
  * Locking. Each worker has `lock` (its state, process and control
@@ -46,8 +47,10 @@ struct pe_python_options {
   uint32_t startup_timeout_ms;
   uint32_t create_timeout_ms; /* one instance's creation on one worker */
   uint32_t shutdown_grace_ms;
-  size_t max_message; /* 0: derived from the engine's limits */
-  bool cpu_affinity;  /* pin workers, prefer the caller's CPU's worker */
+  size_t max_message;          /* 0: derived from the engine's limits */
+  bool cpu_affinity;           /* pin workers, prefer the caller's CPU's worker */
+  size_t worker_max_in_flight; /* batches in flight per worker */
+  char *virtualenv;            /* NULL: none */
 };
 
 /* Deep copy into memory of `mem` (for the backend, which outlives opts). */
@@ -177,13 +180,14 @@ struct pe__py_worker {
 };
 
 /* Asks the worker at the other end of c (w's current process) to create
- * inst, within the pool's create timeout. The caller holds whatever makes
+ * inst, within the pool's create timeout, and records the phases whose
+ * methods are coroutines (inst->async_phases). The caller holds whatever makes
  * c its own (w->lock for w->control). PE_OK; PE_ERR_PARAM (refused: the
  * worker's message in err); PE_ERR_TIMEOUT (past the create timeout: err
  * names the policy and the timeout; *kill says the worker could not
  * interrupt it and must be replaced); PE_ERR_WORKER (the connection broke:
  * the caller fails the worker). */
-int pe__py_worker_create(pe__py_worker *w, pe__py_conn *c, const pe__py_instance *inst, char *err,
+int pe__py_worker_create(pe__py_worker *w, pe__py_conn *c, pe__py_instance *inst, char *err,
                          bool *kill);
 
 /* pe_py_spawn.c: starts path with argv as a worker (stdin /dev/null, the
@@ -235,6 +239,10 @@ struct pe__py_instance {
   uint64_t id;
   const pe__policy *policy;
   char *params_json;
+  /* Bit (1 << phase) for each phase whose method is a coroutine, from the
+   * workers' CreateReply: such a step is cancelled at its deadline, not
+   * killed (pe_py_cancel.c). */
+  atomic_uint async_phases;
   struct pe__py_instance *prev, *next;
 };
 
@@ -306,6 +314,18 @@ size_t pe__py_apply_reply(pe_exchange *ex, const pe__batch *b, size_t first,
  * killed mid batch). */
 void pe__py_fail_steps(pe_exchange *ex, const pe__batch *b, size_t first, int rc,
                        pe_step_outcome outcome, const char *why);
+
+/* ---- pe_py_cancel.c: deadlines of coroutine steps ---- */
+
+/* How long a worker has, after the engine gave up on a batch with a
+ * coroutine step and sent a Cancel, to answer it before it is deemed stuck
+ * (a synchronous step blocking) and killed. */
+#define PE__PY_CANCEL_GRACE_MS 500u
+
+/* Whether some step of b runs a coroutine method in its phase. */
+bool pe__py_batch_may_wait(const pe__batch *b);
+/* Queues a Cancel of request id on c (not flushed). */
+int pe__py_queue_cancel(pe__py_conn *c, uint64_t id);
 
 /* ---- pe_py_dispatch.c: the table's non-blocking entries ---- */
 

@@ -50,6 +50,21 @@ static void pool_put(pe__py_backend *be, pe__py_worker *w, pe__py_conn *c) {
   pthread_mutex_unlock(&w->pool_lock);
 }
 
+/* Request id on c timed out: when its batch may be awaiting a coroutine,
+ * asks the worker to cancel it and waits the grace period for its (dropped)
+ * answer. Returns whether c is clean again (the worker is not stuck). */
+static bool cancel_in_time(pe__py_conn *c, uint64_t id, const pe__batch *b) {
+  if (!pe__py_batch_may_wait(b) || pe__py_queue_cancel(c, id) != PE_OK)
+    return false;
+  uint64_t grace = pe__now_ns() + (uint64_t)PE__PY_CANCEL_GRACE_MS * 1000000u;
+  pe__py_response *resp;
+  bool unsent;
+  if (pe__py_conn_wait(c, id, grace, &resp, &unsent) != PE_OK)
+    return false;
+  pe__py_conn_consume(c);
+  return true;
+}
+
 /* One attempt on one worker. Returns PE_OK when the batch's outcome has
  * been applied (successes and failures alike), or a negative code when no
  * step ran; then *retry says whether the request never reached the worker,
@@ -96,6 +111,14 @@ static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex, const 
     pe__py_apply_reply(ex, b, done, resp);
     pe__py_conn_consume(c);
     pool_put(be, w, c);
+    return PE_OK;
+  }
+  if (rc == PE_ERR_TIMEOUT && cancel_in_time(c, id, b)) {
+    /* A coroutine step was cancelled: the worker lives on (pe_py_cancel.c). */
+    pool_put(be, w, c);
+    pe__errmsg_set(why, "no answer from python worker %zu within %llu ms (coroutine cancelled)",
+                   w->index, (unsigned long long)((deadline - start) / 1000000u));
+    pe__py_fail_steps(ex, b, done, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, why);
     return PE_OK;
   }
   unsigned gen = c->gen;

@@ -3,9 +3,12 @@
  * dispatcher, its own connection to each worker (connected lazily,
  * reconnected lazily after a worker is replaced), registers those fds with
  * the dispatcher and asks its timer for the earliest deadline of its calls.
- * Requests are pipelined: a worker answers the requests of one connection
- * in order, so each connection keeps a FIFO of the calls it awaits. Nothing
- * here takes a lock; the in-flight budget and worker choice use atomics.
+ * Requests are pipelined, and a worker may answer them out of order (a
+ * batch whose coroutine step awaits I/O ends after later ones), so each
+ * connection keeps the list of calls it awaits and matches each reply to
+ * its call by id (the oldest first: synchronous replies come in order, so
+ * the match is nearly always the head). Nothing here takes a lock; the
+ * in-flight budget and worker choice use atomics.
  *
  * Connection objects are never freed while the dispatcher state lives
  * (closed ones are kept for reuse), so an event that names one stays safe
@@ -18,13 +21,16 @@
 #include <unistd.h>
 
 struct pe__py_call {
-  pe__py_call *next;
+  pe__py_call *next, *prev;
   pe_exchange *ex;
   pe__batch batch; /* copied: the runner's is on its stack */
   uint64_t id;
   uint64_t deadline_ns;
   pe__py_worker *worker;
   size_t done; /* steps whose outcome partial replies gave already */
+  /* Timed out with a coroutine step: ex has had its timeout, a Cancel has
+   * been sent, and deadline_ns is now the end of the grace period. */
+  bool cancelled;
 };
 
 /* This backend's state on one dispatcher (a pe__dstate to the core). */
@@ -68,8 +74,9 @@ static pe__py_call *call_get(pe__py_dstate *d, const pe__batch *b) {
   else if (!(k = pe__calloc(d->mem, 1, sizeof *k)))
     return NULL;
   pe__batch_copy(&k->batch, b);
-  k->next = NULL;
+  k->next = k->prev = NULL;
   k->done = 0;
+  k->cancelled = false;
   return k;
 }
 
@@ -260,6 +267,7 @@ static int submit_to(pe__py_dstate *d, pe__py_backend *be, pe__py_worker *w, pe_
   k->ex = ex;
   k->worker = w;
   k->deadline_ns = pe__py_batch_deadline(b, pe__now_ns());
+  k->prev = c->tail;
   if (c->tail)
     c->tail->next = k;
   else
@@ -291,6 +299,27 @@ int pe__py_submit(pe__backend *self, pe__dstate *ds, pe_exchange *ex, const pe__
 
 /* ---- dispatching ---- */
 
+/* The call that a reply with this id answers, or NULL. */
+static pe__py_call *call_find(const pe__py_conn *c, uint64_t id) {
+  for (pe__py_call *k = c->head; k; k = k->next)
+    if (k->id == id)
+      return k;
+  return NULL;
+}
+
+static void call_unlink(pe__py_conn *c, pe__py_call *k) {
+  if (k->prev)
+    k->prev->next = k->next;
+  else
+    c->head = k->next;
+  if (k->next)
+    k->next->prev = k->prev;
+  else
+    c->tail = k->prev;
+  k->next = k->prev = NULL;
+  c->calls--;
+}
+
 static int process_conn(pe__py_dstate *d, pe__py_conn *c) {
   if (c->fd < 0)
     return 0;
@@ -311,13 +340,13 @@ static int process_conn(pe__py_dstate *d, pe__py_conn *c) {
       break;
     if (rc != PE_OK)
       return completed + conn_fail(d, c, PE_ERR_WORKER, PE_STEP_CRASHED, c->why, 0, c->why);
-    pe__py_call *k = c->head;
-    if (!k || resp->id != k->id) {
+    pe__py_call *k = call_find(c, resp->id);
+    if (!k) {
       pe__errmsg_set(why, "unexpected reply id %llu", (unsigned long long)resp->id);
       rc = PE_ERR_WORKER;
-    } else {
+    } else if (k->ex) {
       rc = pe__py_check_reply(resp, &k->batch, k->done, why);
-    }
+    } /* else forgotten or cancelled: the reply is dropped, whatever it says */
     if (rc != PE_OK) {
       pe__py_conn_consume(c);
       return completed + conn_fail(d, c, PE_ERR_WORKER, PE_STEP_CRASHED, why, 0, why);
@@ -331,10 +360,7 @@ static int process_conn(pe__py_dstate *d, pe__py_conn *c) {
       pe__py_conn_consume(c);
       continue;
     }
-    c->head = k->next;
-    if (!c->head)
-      c->tail = NULL;
-    c->calls--;
+    call_unlink(c, k);
     pe__py_inflight_give(d->be, k->worker);
     if (k->ex)
       pe__py_apply_reply(k->ex, &k->batch, k->done, resp);
@@ -361,6 +387,56 @@ static int conn_ready(pe__watch *w, uint32_t events) {
   return process_conn(c->ds, c);
 }
 
+/* Call k of c passed its deadline and some step of its batch is a
+ * coroutine: its run gets the timeout now, the worker gets a Cancel and
+ * the grace period to answer. Returns the number of runs completed. */
+static int call_cancel(pe__py_dstate *d, pe__py_conn *c, pe__py_call *k, uint64_t now) {
+  pe_exchange *ex = k->ex;
+  k->ex = NULL;
+  k->cancelled = true;
+  k->deadline_ns = now + (uint64_t)PE__PY_CANCEL_GRACE_MS * 1000000u;
+  int rc = pe__py_queue_cancel(c, k->id);
+  if (rc == PE_OK)
+    rc = pe__py_conn_flush(c);
+  if (rc == PE_PENDING)
+    watch_out(d, c, true);
+  else if (rc != PE_OK)
+    k->deadline_ns = now; /* could not send it: the next tick kills */
+  if (!ex)
+    return 0;
+  char why[PE__ERRMSG_SIZE];
+  pe__errmsg_set(why, "no answer from python worker %zu in time (coroutine cancelled)",
+                 c->worker->index);
+  pe__py_fail_steps(ex, &k->batch, k->done, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, why);
+  return pe__dispatch_complete(ex);
+}
+
+/* Handles the first call of c past its deadline, if any: 1 if one was
+ * handled (c's list may have changed: look again), 0 if none is due. */
+static int conn_expire(pe__py_dstate *d, pe__py_conn *c, uint64_t now, int *completed) {
+  pe__py_call *k = c ? c->head : NULL;
+  while (k && k->deadline_ns > now)
+    k = k->next;
+  if (!k)
+    return 0;
+  if (!k->cancelled && pe__py_batch_may_wait(&k->batch)) {
+    *completed += call_cancel(d, c, k, now);
+    return 1;
+  }
+  /* A synchronous step is stuck, or a cancelled call got no answer in its
+   * grace period: kill the worker; the other calls on this connection
+   * crash with it. Unless the worker is busy creating an instance: that
+   * has its own timeout, and the calls only fail. */
+  bool creating = atomic_load(&c->worker->creating) != NULL;
+  const char *kill = k->cancelled ? "a cancelled python step did not end in time"
+                                  : "a python step exceeded its timeout";
+  *completed += conn_fail(d, c, PE_ERR_WORKER, PE_STEP_CRASHED,
+                          creating ? "the worker was busy creating an instance"
+                                   : "killed because another step on it timed out",
+                          now, creating ? NULL : kill);
+  return 1;
+}
+
 int pe__py_dispatcher_timer(pe__dstate *ds, uint64_t now) {
   pe__py_dstate *d = py_ds(ds);
   int completed = 0;
@@ -369,19 +445,16 @@ int pe__py_dispatcher_timer(pe__dstate *ds, uint64_t now) {
     completed += conn_fail(d, d->retired, PE_ERR_WORKER, PE_STEP_CRASHED,
                            "its process was replaced while the batch was in flight", 0, NULL);
   for (size_t i = 0; i < d->nslots; i++) {
-    pe__py_conn *c = d->slots[i];
-    bool expired = false;
-    for (const pe__py_call *k = c ? c->head : NULL; k && !expired; k = k->next)
-      expired = k->deadline_ns <= now;
-    /* The worker is stuck in a step: kill it; the calls behind the stuck
-     * one on this connection crash with it. */
-    /* (Unless it is busy creating an instance: that has its own timeout.) */
-    bool creating = expired && atomic_load(&c->worker->creating) != NULL;
-    if (expired)
-      completed += conn_fail(d, c, PE_ERR_WORKER, PE_STEP_CRASHED,
-                             creating ? "the worker was busy creating an instance"
-                                      : "killed because another step on it timed out",
-                             now, creating ? NULL : "a python step exceeded its timeout");
+    /* Replies already in the socket count: the timer's event may come
+     * before the connection's in the same dispatch (or the host may have
+     * dispatched late), and a call answered in time must not be expired. */
+    const pe__py_call *k = d->slots[i] ? d->slots[i]->head : NULL;
+    while (k && k->deadline_ns > now)
+      k = k->next;
+    if (k)
+      completed += process_conn(d, d->slots[i]);
+    while (conn_expire(d, d->slots[i], now, &completed))
+      ;
   }
   timer_rearm(d);
   return completed;

@@ -12,6 +12,7 @@ void pe__py_options_defaults(pe_python_options *o) {
   memset(o, 0, sizeof *o);
   o->default_timeout_ms = PE__DEFAULT_TIMEOUT_MS;
   o->max_in_flight = 1024;
+  o->worker_max_in_flight = 512;
   o->backoff_initial_ms = 50;
   o->backoff_max_ms = 5000;
   o->startup_timeout_ms = 15000;
@@ -129,8 +130,30 @@ int pe_python_options_set_max_message(pe_python_options *opts, size_t bytes) {
   return PE_OK;
 }
 
+int pe_python_options_set_worker_max_in_flight(pe_python_options *opts, size_t max_calls) {
+  if (!opts || max_calls == 0)
+    return PE_ERR_INVALID_ARGUMENT;
+  opts->worker_max_in_flight = max_calls;
+  return PE_OK;
+}
+
+int pe_python_options_set_virtualenv(pe_python_options *opts, const char *dir) {
+  if (!opts || (dir && !dir[0]))
+    return PE_ERR_INVALID_ARGUMENT;
+  char *copy = NULL;
+  if (dir && !(copy = pe__strndup(&pe__default_mem, dir, strlen(dir))))
+    return PE_ERR_NOMEM;
+  free(opts->virtualenv);
+  opts->virtualenv = copy;
+  return PE_OK;
+}
+
 int pe__py_options_copy(pe_python_options *dst, const pe_python_options *src, const pe_mem *mem) {
   *dst = *src;
+  dst->virtualenv = NULL;
+  if (src->virtualenv &&
+      !(dst->virtualenv = pe__strndup(mem, src->virtualenv, strlen(src->virtualenv))))
+    return PE_ERR_NOMEM;
   dst->worker_path = NULL;
   dst->module_paths = NULL;
   dst->module_path_count = 0;
@@ -152,6 +175,8 @@ int pe__py_options_copy(pe_python_options *dst, const pe_python_options *src, co
 }
 
 void pe__py_options_release(pe_python_options *o, const pe_mem *mem) {
+  pe__free(mem, o->virtualenv);
+  o->virtualenv = NULL;
   pe__free(mem, o->worker_path);
   for (size_t i = 0; i < o->module_path_count; i++)
     pe__free(mem, o->module_paths[i]);

@@ -96,7 +96,14 @@ int pe__py_inflight_take(pe__py_backend *be, pe__py_worker *w) {
     atomic_fetch_sub_explicit(&be->inflight, 1, memory_order_relaxed);
     return PE_ERR_BUSY;
   }
-  atomic_fetch_add_explicit(&w->inflight, 1, memory_order_relaxed);
+  /* The worker's own cap: w is the least loaded one, so when it is full
+   * every worker is (pe__py_pick_worker). */
+  long mine = atomic_fetch_add_explicit(&w->inflight, 1, memory_order_relaxed);
+  if ((size_t)mine >= be->cfg.worker_max_in_flight) {
+    atomic_fetch_sub_explicit(&w->inflight, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&be->inflight, 1, memory_order_relaxed);
+    return PE_ERR_BUSY;
+  }
   return PE_OK;
 }
 
@@ -168,8 +175,8 @@ static void wait_drained(pe__py_worker *w, uint64_t deadline_ns) {
  * and a failure elsewhere may kill and replace w meanwhile (the create then
  * fails with the broken connection; the replacement re-creates inst from
  * the instance list). Returns as pe__py_worker_create, with *kill. */
-static int create_on(pe__py_backend *be, pe__py_worker *w, unsigned gen,
-                     const pe__py_instance *inst, char *err, bool *kill) {
+static int create_on(pe__py_backend *be, pe__py_worker *w, unsigned gen, pe__py_instance *inst,
+                     char *err, bool *kill) {
   *kill = false;
   atomic_store(&w->creating, inst->policy);
   wait_drained(w, pe__now_ns() + (uint64_t)be->cfg.create_timeout_ms * 1000000u);
@@ -621,9 +628,16 @@ static int py_ping(pe__backend *self, size_t *alive) {
 
 static int py_admit(pe__backend *self, char *why) {
   pe__py_backend *be = py_be(self);
-  if ((size_t)atomic_load_explicit(&be->inflight, memory_order_relaxed) < be->cfg.max_in_flight)
-    return PE_OK;
-  pe__errmsg_set(why, "%zu python calls in flight", be->cfg.max_in_flight);
+  size_t inflight = (size_t)atomic_load_explicit(&be->inflight, memory_order_relaxed);
+  if (inflight >= be->cfg.max_in_flight) {
+    pe__errmsg_set(why, "%zu python calls in flight", be->cfg.max_in_flight);
+    return PE_ERR_BUSY;
+  }
+  for (size_t i = 0; i < be->nworkers; i++)
+    if ((size_t)atomic_load_explicit(&be->workers[i].inflight, memory_order_relaxed) <
+        be->cfg.worker_max_in_flight)
+      return PE_OK;
+  pe__errmsg_set(why, "every python worker has %zu calls in flight", be->cfg.worker_max_in_flight);
   return PE_ERR_BUSY;
 }
 

@@ -66,7 +66,7 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
   }
   const pe_python_options *o = &be->cfg;
   const char *path = o->worker_path;
-  size_t argc = 9 + 2 * o->module_path_count + 1;
+  size_t argc = 11 + 2 * o->module_path_count + 1; /* with --cleanup-dir, --virtualenv */
   char **argv = pe__calloc(be->mem, argc, sizeof *argv);
   if (!argv) {
     pe__errmsg_set(err, "out of memory");
@@ -92,6 +92,10 @@ int pe__py_worker_spawn(pe__py_worker *w, char *err) {
    * workers exit, and they clean up on the way out). */
   argv[i++] = "--cleanup-dir";
   argv[i++] = be->dir;
+  if (o->virtualenv) {
+    argv[i++] = "--virtualenv";
+    argv[i++] = o->virtualenv;
+  }
   argv[i] = NULL;
 
   unlink(w->sock_path); /* a stale file would make the worker's bind fail */
@@ -175,7 +179,7 @@ static int connect_control(pe__py_worker *w, uint64_t deadline, char *err) {
  * constructor it interrupted; past it the worker is taken as stuck. */
 #define CREATE_GRACE_MS 500
 
-int pe__py_worker_create(pe__py_worker *w, pe__py_conn *c, const pe__py_instance *inst, char *err,
+int pe__py_worker_create(pe__py_worker *w, pe__py_conn *c, pe__py_instance *inst, char *err,
                          bool *kill) {
   uint32_t limit = w->be->cfg.create_timeout_ms;
   *kill = false;
@@ -219,6 +223,8 @@ int pe__py_worker_create(pe__py_worker *w, pe__py_conn *c, const pe__py_instance
                        ? resp->error->message
                        : "unexpected reply to CreateInstance");
     rc = PE_ERR_PARAM;
+  } else {
+    atomic_fetch_or(&inst->async_phases, resp->create->async_phases);
   }
   pe__py_conn_consume(c);
   return rc;
@@ -227,7 +233,7 @@ int pe__py_worker_create(pe__py_worker *w, pe__py_conn *c, const pe__py_instance
 /* Re-creates one live instance on a (re)started worker. Params it accepted
  * before and refuses now (or a constructor now too slow) mean the worker
  * is not fit to serve. */
-static int recreate(pe__py_worker *w, const pe__py_instance *inst, char *err) {
+static int recreate(pe__py_worker *w, pe__py_instance *inst, char *err) {
   bool kill;
   int rc = pe__py_worker_create(w, &w->control, inst, err, &kill);
   if (rc != PE_ERR_PARAM && rc != PE_ERR_TIMEOUT)
@@ -265,7 +271,7 @@ int pe__py_worker_handshake(pe__py_worker *w,
   pe__py_conn_consume(&w->control);
   if (rc != PE_OK)
     return rc;
-  for (const pe__py_instance *inst = be->instances; inst; inst = inst->next)
+  for (pe__py_instance *inst = be->instances; inst; inst = inst->next)
     if ((rc = recreate(w, inst, err)) != PE_OK)
       return rc;
   w->control.gen = atomic_load(&w->gen);

@@ -306,7 +306,9 @@ START_TEST(two_executors_behind_one_target_both_serve) {
     ck_assert_int_eq(pe_chain_run(c, ex, PE_PHASE_REQUEST_HEADERS), PE_OK);
     pe_slice v;
     ck_assert_int_eq(pe_exchange_header_get(ex, PE_REQUEST, PE_LIT("x-executor-pid"), &v), PE_OK);
-    int pid = atoi(v.ptr);
+    char digits[16];
+    snprintf(digits, sizeof digits, "%.*s", (int)v.len, v.ptr); /* a slice: not terminated */
+    int pid = atoi(digits);
     seen_a += pid == a.pid;
     seen_b += pid == b.pid;
     ck_assert(pid == a.pid || pid == b.pid);

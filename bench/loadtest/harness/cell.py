@@ -95,7 +95,13 @@ def run(opts, profile, size, concurrency, cell_dir):
                                os.path.join(cell_dir, "gateway"), cfg)
             started.append(gw)
             roots.append(f"gateway={gw.pid}")
-            record["api"] = gateway.create_api(admin_port, backend_port, spec["policies"])
+            lookup_port = None
+            if spec.get("lookup"):  # what the profile's policy waits on
+                lookup_port = procs.free_port()
+                started.append(nginx.start_lookup_service(os.path.join(cell_dir, "lookup"),
+                                                          lookup_port, opts.backend_workers))
+            record["api"] = gateway.create_api(admin_port, backend_port,
+                                               profiles.policies(profile, lookup_port))
         record["first_answer"] = wait_route(target, payload, with_policies, timeout=15) or "ok"
 
         samples_csv = os.path.join(cell_dir, "samples.csv")

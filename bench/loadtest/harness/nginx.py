@@ -86,3 +86,7 @@ def start_module_proxy(run_dir, port, workers, backend_port, build_dir, source_d
     return _start("reverse proxy + policyexec module (nginx)", "nginx-module.conf", run_dir,
                   values, port, env=env,
                   prefix=("chrt", "--batch", "0") if sched_batch else ())
+def start_lookup_service(run_dir, port, workers, delay_s=0.010):
+    """The python-lookup profile's lookup service: JSON after delay_s."""
+    return _start("lookup service (nginx)", "nginx-lookup.conf", run_dir,
+                  {"ECHO_MODULE": echo_module(), "WORKERS": workers, "DELAY_S": delay_s}, port)

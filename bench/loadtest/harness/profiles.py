@@ -6,6 +6,8 @@ does not echo request headers, so response-header appears twice to keep four
 hooks per chain.
 """
 
+import json
+
 VERSION = "1.0.0"
 
 
@@ -49,6 +51,20 @@ PROFILES = {
               "title": "Mix 4-policy",
               "what": "native resp-header -> Python req-body -> native resp-body "
                       "-> Python resp-header"},
+    # A policy that waits on the network: sample-python-lookup awaits a
+    # lookup service answering after 10 ms (started per cell, see
+    # harness/nginx.py); native steps around it give the checked answer.
+    "python-lookup": {"kind": "gateway", "lookup": True,
+                      "policies": [{"name": "sample-python-lookup", "version": VERSION,
+                                    "failure_mode": "closed", "timeout_ms": 1000,
+                                    "params": {"url": "http://127.0.0.1:@LOOKUP_PORT@/v1/users",
+                                               "header": "x-user-name"}}]
+                      + _chain("sample-native-response-header",
+                               "sample-native-request-body",
+                               "sample-native-response-body"),
+                      "title": "Python lookup (async, 10 ms)",
+                      "what": "Python lookup awaiting a 10 ms HTTP service -> native "
+                              "resp-header -> req-body -> resp-body"},
 }
 
 # The nginx module's profiles: the anchor (nginx-proxy) with the module and
@@ -69,6 +85,19 @@ PROFILES["ngx-python-4-batch"] = dict(PROFILES["ngx-python-4"], sched_batch=True
 
 ORDER = ["no-gateway", "nginx-proxy", "no-policies", "native-4", "python-4", "mix-4",
          "ngx-empty", "ngx-native-4", "ngx-python-4", "ngx-mix-4"]
+ORDER = ["no-gateway", "nginx-proxy", "no-policies", "native-4", "python-4", "mix-4"]
+# Not in the default matrix (its own service, its own concurrency levels):
+# bench/loadtest/run.sh --profiles python-lookup --concurrency 10,25,50
+EXTRA = ["python-lookup"]
+
+
+def policies(profile, lookup_port=None):
+    """The chain of a profile, with the lookup service's port filled in."""
+    chain = PROFILES[profile]["policies"]
+    if chain is None or lookup_port is None:
+        return chain
+    text = json.dumps(chain).replace("@LOOKUP_PORT@", str(lookup_port))
+    return json.loads(text)
 
 
 def expects_policies(profile):

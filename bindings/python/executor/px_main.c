@@ -130,7 +130,7 @@ int main(int argc, char **argv) {
   pw_python py;
   pw_handler handler = {.py = &py};
   if (pw_arena_init(&handler.arena) != 0 || pw_python_init(&py, package_dir) != 0 ||
-      pw_preload_modules(&handler, modules, n_modules) != 0)
+      pw_async_start(&handler.async) != 0 || pw_preload_modules(&handler, modules, n_modules) != 0)
     return 1;
   int rc = px_serve(&cfg, &handler, &stop_requested);
   pw_python_finalize(&py);

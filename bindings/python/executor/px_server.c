@@ -6,6 +6,7 @@
 #include <grpc/support/time.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 
 #include "pw_conn.h"
@@ -94,6 +95,42 @@ static int method_is(const slot *sl, const char *name) {
   return grpc_slice_str_cmp(sl->details.method, name) == 0;
 }
 
+/* pw_async.c's reply callback: the batch of the call being answered has
+ * ended; its reply goes into the scratch connection. */
+static int reply_ended(void *ctx, uint64_t conn, uint64_t id, PyObject *result) {
+  server *s = ctx;
+  if (conn != s->scratch.serial)
+    return 0;
+  return pw_reply_ended(s->h, &s->scratch, id, result);
+}
+
+/* A RunPhase whose step is a coroutine left its batch pending on the
+ * worker's asyncio loop. A unary call has one answer, and this executor
+ * serves one call at a time, so it runs the loop until the batch ends, or
+ * until the call's deadline (then the batch is cancelled). 0 when the
+ * reply is queued in the scratch connection, -1 past the deadline. */
+static int await_coroutine_batch(server *s, slot *sl) {
+  pw_async *a = &s->h->async;
+  gpr_timespec end = gpr_convert_clock_type(sl->deadline, GPR_CLOCK_MONOTONIC);
+  while (s->scratch.out.len == 0) {
+    gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+    if (gpr_time_cmp(now, end) >= 0) {
+      pw_async_conn_closed(a, s->scratch.serial); /* cancels the batch */
+      return -1;
+    }
+    long long left_us = gpr_time_to_millis(gpr_time_sub(end, now)) * 1000;
+    long long timeout_us = -1;
+    int afd = pw_async_poll_setup(a, &timeout_us);
+    if (timeout_us < 0 || timeout_us > left_us)
+      timeout_us = left_us;
+    struct pollfd p = {.fd = afd, .events = POLLIN};
+    int ready = poll(&p, afd >= 0 ? 1 : 0, (int)((timeout_us + 999) / 1000)) > 0;
+    if (pw_async_pump(a, ready, reply_ended, s) != 0)
+      return -1;
+  }
+  return 0;
+}
+
 /* The reply to one message: the service's Response, or the health check's
  * HealthCheckResponse{status: SERVING (1)} (a two-byte message). Returns a
  * gRPC status. */
@@ -133,6 +170,10 @@ static grpc_status_code answer(server *s, slot *sl, const char **why) {
   if (rc != 0) {
     *why = "the request does not parse";
     return GRPC_STATUS_INVALID_ARGUMENT;
+  }
+  if (c->out.len == 0 && await_coroutine_batch(s, sl) != 0) {
+    *why = "a coroutine step did not end before the call's deadline";
+    return GRPC_STATUS_DEADLINE_EXCEEDED;
   }
   /* The worker's reply is framed for a socket: gRPC frames itself. A
    * unary call has one answer, the last frame (a worker may queue progress

@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 
+from . import _aio
 from . import policy as _policy
 from .context import UNCHANGED, Context
 
@@ -87,6 +88,7 @@ def _disarm():
 if _setitimer is not None:
     signal.signal(signal.SIGALRM, _on_alarm)
 _from_wire = Context._from_wire
+_is_awaitable = _aio.is_awaitable
 _MAX_ERROR = 4000
 _TRACEBACK_FRAMES = 3
 
@@ -110,6 +112,19 @@ def load_modules(paths):
         needs_rq, needs_rs = cls.needs_bodies()
         infos.append((cls.name, cls.version, cls.phases(), needs_rq, needs_rs))
     return infos
+
+
+def add_virtualenv(path):
+    """Adds the site-packages of the virtualenv at ``path`` to sys.path,
+    after the system's (with its .pth files, as ``site`` does): policies may
+    import what it holds while the interpreter stays the isolated system one."""
+    import site
+    lib = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    packages = os.path.join(os.path.realpath(path), "lib", lib, "site-packages")
+    if not os.path.isdir(packages):
+        raise ImportError(f"{packages!r} is not a directory: not a virtualenv of "
+                          f"this interpreter ({lib})")
+    site.addsitedir(packages)
 
 
 def _import_file(path):
@@ -161,16 +176,56 @@ def create(instance_id, name, version, params_json, timeout_ms=0):
         if timeout_ms:
             _disarm()
         return f"{key}: {type(exc).__name__}: {exc}"
+    try:
+        # setup() may be a coroutine (open a connection pool once): it runs
+        # to completion on the worker's loop before the instance serves.
+        _aio.complete(instance.setup(), _aio.SETUP_TIMEOUT)
+    except BaseException as exc:
+        return f"{key}: setup failed: {type(exc).__name__}: {exc}"
+    old = _instances.get(instance_id)
+    if old is not None:
+        _teardown(old)
     phases = cls.phases()
     _instances[instance_id] = tuple(
         getattr(instance, method) if phases & (1 << phase) else None
-        for phase, method in enumerate(_policy.PHASE_METHODS)) + (key,)
+        for phase, method in enumerate(_policy.PHASE_METHODS)) + (key, instance)
     return None
 
 
+def async_phases(instance_id):
+    """Bit (1 << phase) for each phase method of the instance that is a
+    coroutine function: the engine cancels those at their deadline instead
+    of killing the worker."""
+    entry = _instances.get(instance_id)
+    if entry is None:
+        return 0
+    return sum(1 << phase for phase in range(4)
+               if entry[phase] is not None and _aio.is_async(entry[phase]))
+
+
 def destroy(instance_id):
-    """Forgets instance ``instance_id``; returns whether it existed."""
-    return _instances.pop(instance_id, None) is not None
+    """Forgets instance ``instance_id`` (after its teardown); returns whether
+    it existed."""
+    entry = _instances.pop(instance_id, None)
+    if entry is None:
+        return False
+    _teardown(entry)
+    return True
+
+
+def shutdown():
+    """The worker is exiting: tears every instance down, closes the loop."""
+    while _instances:
+        _teardown(_instances.popitem()[1])
+    _aio.close()
+
+
+def _teardown(entry):
+    try:
+        _aio.complete(entry[5].teardown(), _aio.SETUP_TIMEOUT)
+    except BaseException as exc:  # a teardown never stops the worker
+        print(f"policyexec-pyworker: {entry[4]}: teardown failed: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def count():
@@ -185,6 +240,11 @@ def run(phase, instance_ids, fail_open, method, path, authority, status,
     context; returns one result tuple per step that ran: (ok, error, header
     edits, body edits, metadata edits, status, method, path, respond), where
     ok is True, False (failed) or TIMED_OUT.
+
+    A step whose method returns an awaitable (``async def``) makes the batch
+    pending: run then returns an asyncio task, whose result is that list,
+    and the rest of the batch (synchronous steps too, in order) continues in
+    it once the awaitable completes (see :func:`track`).
 
     ``step_phases`` is None (every step runs in ``phase``) or the phase of
     each step, checked by the caller (one per step, known, non-decreasing).
@@ -223,9 +283,17 @@ def run(phase, instance_ids, fail_open, method, path, authority, status,
         try:
             if limit:
                 _arm(limit / 1000.0, entry[4])
-            hook(ctx)
+            waiting = hook(ctx)
             if limit:
                 _disarm()
+            if waiting is not None and _is_awaitable(waiting):
+                # A coroutine: the batch goes on in a task of the loop, and
+                # answers once (the results not reported yet); from here the
+                # engine's deadline and a Cancel bound it, not the timer.
+                results = results[reported:]
+                return _aio.start(_run_rest(ctx, steps, index, waiting, fail_open,
+                                            step_phases, results),
+                                  lambda: _never_ran(ctx, entry, waiting, results))
             result = ctx._commit()
         except _StepTimeout:
             _disarm()
@@ -238,15 +306,87 @@ def run(phase, instance_ids, fail_open, method, path, authority, status,
         except BaseException as exc:  # even SystemExit: a policy never stops the worker
             if limit:
                 _disarm()
-            ctx._rollback()
-            results.append((False, _describe(entry[4], exc)) + _FAILED_TAIL)
-            if index >= len(fail_open) or not fail_open[index]:
+            if not _failed(ctx, entry, index, exc, fail_open, results):
                 break
             continue
         results.append(result)
         if result[8] is not None:
             break
     return results[reported:] if reported else results
+
+
+def _failed(ctx, entry, index, exc, fail_open, results):
+    """Records a failed step; returns whether the batch goes on (fail open)."""
+    ctx._rollback()
+    results.append((False, _describe(entry[4], exc)) + _FAILED_TAIL)
+    return index < len(fail_open) and fail_open[index]
+
+
+def _never_ran(ctx, entry, waiting, results):
+    """The result list of a batch cancelled before its task started."""
+    if hasattr(waiting, "close"):
+        waiting.close()  # a coroutine never awaited: no warning for it
+    ctx._rollback()
+    return results + [(False, f"{entry[4]}: cancelled: the step passed its deadline")
+                      + _FAILED_TAIL]
+
+
+async def _run_rest(ctx, steps, index, waiting, fail_open, step_phases, results):
+    """The rest of a batch from step ``index``, whose method returned the
+    awaitable ``waiting``: awaits it, then runs the following steps in order
+    (awaiting those that return awaitables) on the same context."""
+    phase = ctx.phase
+    while True:
+        entry = steps[index]
+        try:
+            if waiting is not None:
+                await waiting
+                if _aio.cancelling():
+                    # The policy swallowed the cancel: the engine has given
+                    # up on this batch all the same.
+                    raise _aio.CancelledError()
+            result = ctx._commit()
+        except _aio.CancelledError:
+            ctx._rollback()
+            results.append((False, f"{entry[4]}: cancelled: the step passed its deadline")
+                           + _FAILED_TAIL)
+            return results
+        except BaseException as exc:
+            if not _failed(ctx, entry, index, exc, fail_open, results):
+                return results
+        else:
+            results.append(result)
+            if result[8] is not None:
+                return results
+        index += 1
+        waiting = None
+        while index < len(steps):
+            entry = steps[index]
+            if step_phases is not None:
+                phase = ctx.phase = step_phases[index]
+            hook = entry[phase]
+            if hook is not None:
+                try:
+                    waiting = hook(ctx)
+                    if waiting is not None and not _is_awaitable(waiting):
+                        waiting = None  # as in run(): a plain return value is ignored
+                except BaseException as exc:
+                    if not _failed(ctx, entry, index, exc, fail_open, results):
+                        return results
+                    index += 1
+                    continue
+                break
+            results.append(_NOTHING)
+            index += 1
+        if index == len(steps):
+            return results
+
+
+# The loop's side, called by the worker's C loop (pw_async.c).
+track = _aio.track
+cancel = _aio.cancel
+pump = _aio.pump
+loop_state = _aio.loop_state
 
 
 def _describe(key, exc):

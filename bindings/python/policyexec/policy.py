@@ -58,7 +58,19 @@ class Policy:
     ``__init__`` or ``validate`` refuses the step with its message.
 
     Instances live in a worker process and may see requests of many
-    exchanges, one at a time; keep per-request state in the context.
+    exchanges; keep per-request state in the context.
+
+    Waiting on I/O: a phase method may be a coroutine (``async def``). The
+    worker runs it on its asyncio event loop and meanwhile serves other
+    requests, so one instance may have many requests in flight at once (each
+    with its own context). Past the step's deadline the coroutine is
+    cancelled: it sees ``asyncio.CancelledError`` at its ``await`` and may
+    clean up (re-raise it). A synchronous method that blocks stops the whole
+    worker, which is then killed at the step's deadline.
+
+    :meth:`setup` and :meth:`teardown` (plain or ``async``) run once per
+    instance in each worker: after the params are accepted, and when the
+    step's chain is freed or the worker exits normally.
     """
 
     name = None
@@ -88,6 +100,14 @@ class Policy:
 
     def validate(self):
         """Hook for further checks of ``self.params``; raise ValueError to refuse."""
+
+    def setup(self):
+        """Runs once per instance and worker before it serves (may be ``async``:
+        open a connection pool here). An exception refuses the step."""
+
+    def teardown(self):
+        """Runs when the instance goes away (may be ``async``: close what
+        :meth:`setup` opened). Exceptions are logged and ignored."""
 
     def on_request_headers(self, ctx):
         """Runs in the request headers phase."""

@@ -12,8 +12,10 @@
 #define PW_RECV_CHUNK (64u * 1024u)
 
 void pw_conn_init(pw_conn *c, int fd) {
+  static uint64_t serials;
   memset(c, 0, sizeof(*c));
   c->fd = fd;
+  c->serial = ++serials;
 }
 
 void pw_conn_close(pw_conn *c) {

@@ -10,7 +10,8 @@
 
 typedef struct pw_conn {
   int fd;
-  pw_buf in; /* received bytes; in.data[in_off..in.len) not yet handled */
+  uint64_t serial; /* unique per process, never 0: names it to pw_async.c */
+  pw_buf in;       /* received bytes; in.data[in_off..in.len) not yet handled */
   size_t in_off;
   pw_buf out; /* replies; out.data[out_off..out.len) not yet sent */
   size_t out_off;

@@ -3,10 +3,14 @@
  *   policyexec-pyworker (--socket PATH | --fd N)... [--max-message BYTES]
  *                       [--module-path DIR]... [--parent-fd N]
  *                       [--cleanup-dir DIR]
+ *                       [--virtualenv DIR]
  *
  * --socket PATH  create a Unix stream socket at PATH and accept connections
  * --fd N         an inherited socket: a listening one (connections are
  *                accepted on it) or a connected one (served as is)
+ * --virtualenv DIR  a virtualenv whose site-packages policies may import
+ *                (added to sys.path after the system's; the interpreter
+ *                stays the isolated system one)
  * Several --socket/--fd may be given. The worker exits when the last
  * connection closes after at least one was made, on SIGTERM/SIGINT, or when
  * the lifeline --parent-fd reaches end of file: the read end of a pipe whose
@@ -52,6 +56,7 @@ typedef struct pw_args {
   size_t n_fds;
   char *module_paths[PW_MAX_MODULE_PATHS];
   size_t n_module_paths;
+  const char *virtualenv; /* NULL: none */
   size_t max_message;
   int parent_fd; /* lifeline; -1: not given */
   const char *cleanup_dir;
@@ -71,7 +76,7 @@ static const char *cleanup_dir;
 static void usage(FILE *f) {
   fputs("usage: policyexec-pyworker (--socket PATH | --fd N)... [--max-message BYTES]\n"
         "                           [--module-path DIR]... [--parent-fd N]\n"
-        "                           [--cleanup-dir DIR]\n",
+        "                           [--cleanup-dir DIR] [--virtualenv DIR]\n",
         f);
 }
 
@@ -109,6 +114,8 @@ static int parse_args(int argc, char **argv, pw_args *a) {
       a->fds[a->n_fds++] = (int)n;
     } else if (strcmp(opt, "--module-path") == 0 && a->n_module_paths < PW_MAX_MODULE_PATHS) {
       a->module_paths[a->n_module_paths++] = argv[i];
+    } else if (strcmp(opt, "--virtualenv") == 0 && val[0] != '\0') {
+      a->virtualenv = val;
     } else if (strcmp(opt, "--max-message") == 0 && parse_number(val, UINT32_MAX, &n) == 0 &&
                n > 0) {
       a->max_message = (size_t)n;
@@ -309,7 +316,8 @@ int main(int argc, char **argv) {
   }
   pw_python py;
   pw_handler handler = {.py = &py};
-  if (pw_arena_init(&handler.arena) != 0 || pw_python_init(&py, package_dir) != 0) {
+  if (pw_arena_init(&handler.arena) != 0 || pw_python_init(&py, package_dir) != 0 ||
+      pw_python_add_virtualenv(args.virtualenv) != 0 || pw_async_start(&handler.async) != 0) {
     remove_created_paths();
     return 1;
   }
@@ -335,6 +343,7 @@ int main(int argc, char **argv) {
     close(listen_fds[i]);
   }
   remove_created_paths();
+  pw_async_finalize(&handler.async); /* teardown() of every instance */
   pw_python_finalize(&py);
   pw_arena_destroy(&handler.arena);
   return rc == 0 ? 0 : 1;

@@ -76,6 +76,22 @@ int pw_python_init(pw_python *py, const char *package_dir) {
   return 0;
 }
 
+int pw_python_add_virtualenv(const char *dir) {
+  if (dir == NULL) {
+    return 0;
+  }
+  PyObject *module = PyImport_ImportModule("policyexec._worker");
+  PyObject *r = module ? PyObject_CallMethod(module, "add_virtualenv", "s", dir) : NULL;
+  Py_XDECREF(module);
+  if (r == NULL) {
+    PW_LOG("cannot use the virtualenv %s:", dir);
+    PyErr_Print();
+    return -1;
+  }
+  Py_DECREF(r);
+  return 0;
+}
+
 void pw_python_finalize(pw_python *py) {
   Py_CLEAR(py->load_modules);
   Py_CLEAR(py->create);

@@ -21,6 +21,10 @@ typedef struct pw_python {
  * policyexec._worker. Returns 0, or -1 after logging why. */
 int pw_python_init(pw_python *py, const char *package_dir);
 
+/* Adds the site-packages of the virtualenv @p dir (NULL: none) to sys.path,
+ * after the system's. Returns 0, or -1 after logging why. */
+int pw_python_add_virtualenv(const char *dir);
+
 /* Drops the handles and finalizes the interpreter (flushes sys.stdout). */
 void pw_python_finalize(pw_python *py);
 

@@ -149,6 +149,10 @@ static PyObject *create(pw_handler *h, const Policyexec__V1__CreateInstance *req
   }
   if (error == Py_None) {
     r->ok = 1;
+    /* pw_async.c: setup() may have started the loop; async phases let
+     * the engine cancel instead of kill at a deadline. */
+    pw_async_refresh(&h->async);
+    r->async_phases = pw_async_phases(&h->async, req->instance_id);
   } else if ((r->error = (char *)PyUnicode_AsUTF8(why)) == NULL) {
     Py_DECREF(error);
     return NULL;
@@ -237,7 +241,7 @@ static PyObject *run(pw_handler *h, pw_conn *c, uint64_t id, const Policyexec__V
   }
   PyObject *hold = pw_run_phase(h->py, req, r, &h->arena, report);
   Py_XDECREF(report);
-  if (hold != NULL) {
+  if (hold != NULL && PyList_Check(hold)) { /* else pending: see pw_handle_request */
     resp->body_case = POLICYEXEC__V1__RESPONSE__BODY_RUN;
     resp->run = r;
   }
@@ -274,12 +278,31 @@ static PyObject *serve(pw_handler *h, pw_conn *c, const Request *req, Response *
   return hold;
 }
 
+/* Packs @p resp after the queued output of @p c. */
+static int queue_reply(pw_conn *c, Response *resp) {
+  if (resp->body_case == POLICYEXEC__V1__RESPONSE__BODY__NOT_SET) {
+    return -1;
+  }
+  size_t size = policyexec__v1__response__get_packed_size(resp);
+  uint8_t *out = pw_conn_reply_space(c, size);
+  if (out == NULL) {
+    return -1;
+  }
+  policyexec__v1__response__pack(resp, out);
+  return 0;
+}
+
 int pw_handle_request(pw_handler *h, pw_conn *c, const uint8_t *msg, size_t len) {
   pw_arena_reset(&h->arena);
   Request *req = policyexec__v1__request__unpack(&h->arena.pb, len, msg);
   if (req == NULL) {
     PW_LOG("a message of %zu bytes does not parse; closing the connection", len);
     return -1;
+  }
+  /* pw_async.c: a Cancel has no reply of its own. */
+  if (req->body_case == POLICYEXEC__V1__REQUEST__BODY_CANCEL) {
+    pw_async_cancel(&h->async, c->serial, req->cancel->request_id);
+    return 0;
   }
   Response resp = POLICYEXEC__V1__RESPONSE__INIT;
   resp.id = req->id;
@@ -292,19 +315,48 @@ int pw_handle_request(pw_handler *h, pw_conn *c, const uint8_t *msg, size_t len)
   } else {
     hold = serve(h, c, req, &resp);
   }
-  int rc = -1;
-  if (resp.body_case != POLICYEXEC__V1__RESPONSE__BODY__NOT_SET) {
-    size_t size = policyexec__v1__response__get_packed_size(&resp);
-    uint8_t *out = pw_conn_reply_space(c, size);
-    if (out != NULL) {
-      policyexec__v1__response__pack(&resp, out);
-      rc = 0;
+  /* pw_async.c: a RunPhase left pending by a coroutine step is answered
+   * when its task ends. */
+  if (hold != NULL && resp.body_case == POLICYEXEC__V1__RESPONSE__BODY__NOT_SET &&
+      req->body_case == POLICYEXEC__V1__REQUEST__BODY_RUN) {
+    int tracked = pw_async_track(&h->async, hold, c->serial, req->id);
+    Py_CLEAR(hold);
+    if (tracked == 0) {
+      return 0;
     }
+    reply_python_error(h, &resp);
   }
+  int rc = queue_reply(c, &resp);
   if (rc != 0) {
     PW_LOG("cannot build the reply to request %llu; closing the connection",
            (unsigned long long)req->id);
   }
   Py_XDECREF(hold);
+  return rc;
+}
+
+int pw_reply_ended(pw_handler *h, pw_conn *c, uint64_t id, PyObject *result) {
+  pw_arena_reset(&h->arena);
+  Response resp = POLICYEXEC__V1__RESPONSE__INIT;
+  resp.id = id;
+  Policyexec__V1__RunReply *r = pw_arena_alloc(&h->arena, sizeof(*r));
+  if (r == NULL) {
+    return -1;
+  }
+  policyexec__v1__run_reply__init(r);
+  if (PyExceptionInstance_Check(result)) {
+    PyErr_SetObject((PyObject *)Py_TYPE(result), result);
+    reply_python_error(h, &resp);
+  } else if (pw_run_reply(result, r, &h->arena) == 0) {
+    resp.body_case = POLICYEXEC__V1__RESPONSE__BODY_RUN;
+    resp.run = r;
+  } else {
+    reply_python_error(h, &resp);
+  }
+  int rc = queue_reply(c, &resp);
+  if (rc != 0) {
+    PW_LOG("cannot build the reply to request %llu; closing the connection",
+           (unsigned long long)id);
+  }
   return rc;
 }

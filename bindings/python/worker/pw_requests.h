@@ -4,6 +4,7 @@
 #define PW_REQUESTS_H
 
 #include "pw_arena.h"
+#include "pw_async.h"
 #include "pw_conn.h"
 #include "pw_python.h"
 
@@ -15,12 +16,18 @@ typedef struct pw_handler {
    * pe_engine_start_python's message) says why instead of only seeing the
    * connection close. */
   char *startup_error;
+  pw_async async; /* coroutine steps in flight */
 } pw_handler;
 
 /* Serves the message @p msg of @p len bytes received on @p c. Returns 0 when a
- * reply was queued, -1 when the message does not parse or the reply cannot be
- * built (the caller closes the connection). */
+ * reply was queued (or is due later: a pending coroutine batch, a Cancel), -1 when the message does
+ * not parse or the reply cannot be built (the caller closes the connection). */
 int pw_handle_request(pw_handler *h, pw_conn *c, const uint8_t *msg, size_t len);
+
+/* Queues on @p c the reply to RunPhase @p id whose coroutine batch ended
+ * with @p result (its result list, or the exception that ended it). Returns
+ * 0, or -1 when the reply cannot be built (the caller closes @p c). */
+int pw_reply_ended(pw_handler *h, pw_conn *c, uint64_t id, PyObject *result);
 
 /* Imports the policy modules of @p paths (command-line module paths) at
  * start-up. Returns 0, or -1 after logging why and keeping it in

@@ -141,33 +141,40 @@ PyObject *pw_run_phase(const pw_python *py, const Policyexec__V1__RunPhase *req,
   for (int i = 0; i < RUN_NARGS; i++) {
     Py_XDECREF(args[i]);
   }
-  if (results == NULL) {
-    return NULL;
+  if (results == NULL || !PyList_Check(results)) {
+    /* Not a list: a coroutine step made the batch pending (pw_async.c). */
+    return results;
   }
-  if (!PyList_Check(results)) {
-    PyErr_SetString(PyExc_TypeError, "run() must return a list");
+  if (pw_run_reply(results, reply, a) != 0) {
     Py_DECREF(results);
     return NULL;
+  }
+  return results;
+}
+
+int pw_run_reply(PyObject *results, Policyexec__V1__RunReply *reply, pw_arena *a) {
+  if (!PyList_Check(results)) {
+    PyErr_SetString(PyExc_TypeError, "run() must return a list");
+    return -1;
   }
   size_t n = (size_t)PyList_GET_SIZE(results);
   reply->steps = pw_arena_alloc(a, (n ? n : 1) * sizeof(*reply->steps));
   if (reply->steps == NULL) {
-    Py_DECREF(results);
-    return PyErr_NoMemory();
+    PyErr_NoMemory();
+    return -1;
   }
   for (size_t i = 0; i < n; i++) {
     Policyexec__V1__StepResult *step = pw_arena_alloc(a, sizeof(*step));
     if (step == NULL) {
-      Py_DECREF(results);
-      return PyErr_NoMemory();
+      PyErr_NoMemory();
+      return -1;
     }
     policyexec__v1__step_result__init(step);
     if (pw_step_from_py(PyList_GET_ITEM(results, (Py_ssize_t)i), step, a) != 0) {
-      Py_DECREF(results);
-      return NULL;
+      return -1;
     }
     reply->steps[i] = step;
     reply->n_steps = i + 1;
   }
-  return results;
+  return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pw_log.h"
@@ -79,6 +80,28 @@ static int serve_frames(pw_conn *c, pw_handler *h, size_t max_message) {
   }
 }
 
+/* ---- pw_async.c: replies of coroutine batches, in completion order ---- */
+
+typedef struct pw_pump_ctx {
+  pw_server *s;
+  pw_handler *h;
+} pw_pump_ctx;
+
+static int reply_ended(void *ctx, uint64_t conn, uint64_t id, PyObject *result) {
+  pw_pump_ctx *p = ctx;
+  for (size_t i = 0; i < p->s->n; i++) {
+    pw_conn *c = &p->s->conns[i];
+    if (c->serial == conn && c->fd >= 0) {
+      if (pw_reply_ended(p->h, c, id, result) != 0 || pw_conn_flush(c) < 0) {
+        pw_async_conn_closed(&p->h->async, c->serial);
+        pw_conn_close(c);
+      }
+      return 0;
+    }
+  }
+  return 0; /* its connection is gone: the reply has nowhere to go */
+}
+
 static int ensure_pollfds(pw_server *s, size_t n) {
   if (n <= s->pfd_cap) {
     return 0;
@@ -104,7 +127,10 @@ int pw_server_run(const pw_server_config *cfg, pw_handler *h, volatile sig_atomi
   }
   while (!*stop && !(s.ever_connected && s.n == 0)) {
     size_t nl = cfg->n_listen;
-    if (ensure_pollfds(&s, nl + s.n) != 0) {
+    /* pw_async.c: once a coroutine ran, the loop's fd and next timer too. */
+    long long timeout_us = -1;
+    int afd = pw_async_poll_setup(&h->async, &timeout_us);
+    if (ensure_pollfds(&s, nl + s.n + 1) != 0) {
       rc = -1;
       break;
     }
@@ -117,7 +143,12 @@ int pw_server_run(const pw_server_config *cfg, pw_handler *h, volatile sig_atomi
       short ev = c->out.len > c->out_off ? POLLOUT : POLLIN;
       s.pfds[nl + i] = (struct pollfd){.fd = c->fd, .events = ev};
     }
-    if (poll(s.pfds, nl + s.n, -1) < 0) {
+    size_t npfd = nl + s.n, afd_index = npfd;
+    if (afd >= 0) {
+      s.pfds[npfd++] = (struct pollfd){.fd = afd, .events = POLLIN};
+    }
+    struct timespec ts = {(time_t)(timeout_us / 1000000), (long)(timeout_us % 1000000) * 1000};
+    if (ppoll(s.pfds, npfd, timeout_us < 0 ? NULL : &ts, NULL) < 0) {
       if (errno == EINTR) {
         continue;
       }
@@ -141,9 +172,12 @@ int pw_server_run(const pw_server_config *cfg, pw_handler *h, volatile sig_atomi
       }
       /* Requests that arrived before the peer's end are still answered. */
       if (serve_frames(c, h, cfg->max_message) != 0 || ended) {
+        pw_async_conn_closed(&h->async, c->serial);
         pw_conn_close(c);
       }
     }
+    pw_pump_ctx pump = {.s = &s, .h = h};
+    pw_async_pump(&h->async, afd >= 0 && (s.pfds[afd_index].revents & POLLIN), reply_ended, &pump);
     /* Accept after serving: the loop above indexes pfds by connection. */
     for (size_t i = 0; i < nl; i++) {
       if (s.pfds[i].revents & POLLIN) {

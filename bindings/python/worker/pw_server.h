@@ -1,5 +1,6 @@
 /* The worker's event loop: one thread, poll() over the listening sockets and
- * the engine connections, requests of one connection served in order. */
+ * the engine connections, requests of one connection served in order (a
+ * batch awaiting a coroutine is answered when it ends: pw_async.h). */
 #ifndef PW_SERVER_H
 #define PW_SERVER_H
 

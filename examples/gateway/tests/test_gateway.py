@@ -518,6 +518,10 @@ def scenario_config(args):
         ("a bad context", {"apis": [{"name": "a", "context": "/a b",
                                      "upstream": "http://127.0.0.1:1"}]},
          'api a: "context" /a b is not a normalised path'),
+        ("a bad python.virtualenv", {"python": {"virtualenv": ""}},
+         '"python.virtualenv" must be a non-empty string'),
+        ("a virtualenv of no interpreter", {"python": {"virtualenv": "/nonexistent-venv"}},
+         "not a virtualenv of this interpreter"),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "gateway.json")
