@@ -78,6 +78,26 @@ typedef struct pe__executor pe__executor;
  * when the engine goes away. */
 int pe__engine_add_executor(pe_engine *e, const char *name, const pe__backend_ops *ops,
                             pe__backend *be, const pe__executor **out, char *err);
+/* The policies an executor advertises when it starts, as registry entries
+ * not registered yet (kind EXECUTOR). */
+typedef struct pe__advertised {
+  pe__policy **items;
+  size_t count;
+} pe__advertised;
+
+/* Frees the entries still held (a start-up that failed). */
+void pe__advertised_free(pe_engine *e, pe__advertised *a);
+/* Registers an executor together with the policies it advertised, in one
+ * critical section: both or neither. A name@version that another executor
+ * advertised already stays with that one (a step may still name this
+ * executor); one taken by a native policy, or advertised twice, is
+ * PE_ERR_EXISTS, with `what` ("python policy") in err's message. On PE_OK
+ * the entries belong to the registry and a is emptied. Else as
+ * pe__engine_add_executor. */
+int pe__engine_add_executor_with_policies(pe_engine *e, const char *name,
+                                          const pe__backend_ops *ops, pe__backend *be,
+                                          pe__advertised *a, const char *what, char *err);
+
 /* The executor of e that uses ops (the first), or NULL. */
 /* The same with e->lock held, for a backend that registers its policies
  * in the same critical section (so that both or neither happen). */

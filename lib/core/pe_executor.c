@@ -42,6 +42,51 @@ int pe__engine_add_executor(pe_engine *e, const char *name, const pe__backend_op
   return rc;
 }
 
+void pe__advertised_free(pe_engine *e, pe__advertised *a) {
+  for (size_t i = 0; i < a->count; i++)
+    pe__policy_free(e, a->items[i]);
+  pe__free(pe__engine_mem(e), a->items);
+  a->items = NULL;
+  a->count = 0;
+}
+
+int pe__engine_add_executor_with_policies(pe_engine *e, const char *name,
+                                          const pe__backend_ops *ops, pe__backend *be,
+                                          pe__advertised *a, const char *what, char *err) {
+  int rc = PE_OK;
+  pthread_mutex_lock(&e->lock);
+  for (size_t i = 0; i < a->count && rc == PE_OK; i++) {
+    const pe__policy *p = a->items[i];
+    const pe__policy *old = pe__registry_find(e, pe_str(p->name), pe_str(p->version));
+    bool dup = old && old->kind == PE__KIND_NATIVE;
+    for (size_t j = 0; j < i && !dup; j++)
+      dup = !strcmp(p->name, a->items[j]->name) && !strcmp(p->version, a->items[j]->version);
+    if (dup) {
+      pe__errmsg_set(err, "%s %s@%s: name@version already registered", what, p->name, p->version);
+      rc = PE_ERR_EXISTS;
+    }
+  }
+  const pe__executor *x = NULL;
+  if (rc == PE_OK)
+    rc = pe__engine_add_executor_locked(e, name, ops, be, &x, err);
+  if (rc == PE_OK) {
+    for (size_t i = 0; i < a->count; i++) {
+      pe__policy *p = a->items[i];
+      if (pe__registry_find(e, pe_str(p->name), pe_str(p->version))) {
+        pe__policy_free(e, p); /* served by an executor started before */
+        continue;
+      }
+      p->exec = x;
+      pe__registry_add(e, p); /* cannot fail: checked above */
+    }
+    pe__free(pe__engine_mem(e), a->items);
+    a->items = NULL;
+    a->count = 0;
+  }
+  pthread_mutex_unlock(&e->lock);
+  return rc;
+}
+
 const pe__executor *pe__engine_find_executor(const pe_engine *e, pe_slice name) {
   size_t n = atomic_load_explicit(&e->executor_count, memory_order_acquire);
   for (size_t i = 0; i < n; i++) {

@@ -68,8 +68,7 @@ typedef struct pe__grpc_backend {
   pid_t channel_pid; /* the process that made it */
   pe__grpc_scratch *idle;
   atomic_long inflight;
-  pe__policy **advertised; /* start-up only */
-  size_t advertised_count;
+  pe__advertised advertised; /* start-up only */
 } pe__grpc_backend;
 
 extern const pe__backend_ops pe__grpc_backend_ops;

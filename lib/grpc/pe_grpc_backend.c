@@ -213,16 +213,8 @@ static void grpc_destroy_instance(pe__backend *self, pe__step *step) {
 
 /* ---- start ---- */
 
-static void advertised_free(pe__grpc_backend *be) {
-  for (size_t i = 0; i < be->advertised_count; i++)
-    pe__policy_free(be->engine, be->advertised[i]);
-  pe__free(be->mem, be->advertised);
-  be->advertised = NULL;
-  be->advertised_count = 0;
-}
-
 static void backend_free(pe__grpc_backend *be) {
-  advertised_free(be);
+  pe__advertised_free(be->engine, &be->advertised);
   /* A channel made by a parent before fork is not this process's to free. */
   if (be->channel && be->channel_pid == getpid())
     be->t->channel_free(be->channel);
@@ -241,79 +233,19 @@ static void grpc_shutdown(pe__backend *self) {
   backend_free(grpc_be(self));
 }
 
-/* Copies each PolicyInfo of hello into a registry entry. */
+/* Its policies become registry entries (the executor's Hello). */
 static int collect_policies(pe__grpc_backend *be, const Policyexec__V1__HelloReply *hello,
                             char *err) {
   pe__log(be->engine, PE_LOG_INFO, "gRPC executor '%s' at %s: %s (pid %u), %zu policies",
           be->cfg.name, be->target, hello->runtime, hello->pid, hello->n_policies);
-  be->advertised =
-      pe__calloc(be->mem, hello->n_policies ? hello->n_policies : 1, sizeof *be->advertised);
-  if (!be->advertised)
-    goto nomem;
-  for (size_t i = 0; i < hello->n_policies; i++) {
-    const Policyexec__V1__PolicyInfo *info = hello->policies[i];
-    unsigned phases = info->phases & ((1u << PE_PHASE_COUNT) - 1);
-    if (!info->name[0] || !info->version[0] || !phases)
-      continue;
-    pe__policy *p = pe__calloc(be->mem, 1, sizeof *p);
-    if (!p)
-      goto nomem;
-    be->advertised[be->advertised_count++] = p;
-    p->kind = PE__KIND_EXECUTOR;
-    p->phases = phases;
-    p->needs = (info->needs_request_body || (phases & PE_PHASE_BIT(PE_PHASE_REQUEST_BODY))
-                    ? PE_NEEDS_REQUEST_BODY
-                    : 0) |
-               (info->needs_response_body || (phases & PE_PHASE_BIT(PE_PHASE_RESPONSE_BODY))
-                    ? PE_NEEDS_RESPONSE_BODY
-                    : 0);
-    p->name = pe__strndup(be->mem, info->name, strlen(info->name));
-    p->version = pe__strndup(be->mem, info->version, strlen(info->version));
-    if (!p->name || !p->version)
-      goto nomem;
-  }
-  return PE_OK;
-nomem:
-  pe__errmsg_set(err, "out of memory");
-  return PE_ERR_NOMEM;
+  return pe__py_collect_policies(be->engine, hello, &be->advertised, err);
 }
 
-/* Registers the executor and its policies in one critical section. A
- * name@version registered by another executor stays with it; one taken by a
- * native policy is an error. */
+/* Registers the executor with the policies it advertises. */
 static int register_executor(pe__grpc_backend *be, char *err) {
-  pe_engine *e = be->engine;
-  int rc = PE_OK;
-  pthread_mutex_lock(&e->lock);
-  for (size_t i = 0; i < be->advertised_count && rc == PE_OK; i++) {
-    const pe__policy *p = be->advertised[i];
-    const pe__policy *old = pe__registry_find(e, pe_str(p->name), pe_str(p->version));
-    if (old && old->kind == PE__KIND_NATIVE) {
-      pe__errmsg_set(err, "remote policy %s@%s: name@version already registered", p->name,
-                     p->version);
-      rc = PE_ERR_EXISTS;
-    }
-  }
-  const pe__executor *x = NULL;
-  if (rc == PE_OK)
-    rc = pe__engine_add_executor_locked(e, be->cfg.name, &pe__grpc_backend_ops,
-                                        (pe__backend *)(void *)be, &x, err);
-  if (rc == PE_OK) {
-    for (size_t i = 0; i < be->advertised_count; i++) {
-      pe__policy *p = be->advertised[i];
-      if (pe__registry_find(e, pe_str(p->name), pe_str(p->version))) {
-        pe__policy_free(e, p);
-        continue;
-      }
-      p->exec = x;
-      pe__registry_add(e, p);
-    }
-    pe__free(be->mem, be->advertised);
-    be->advertised = NULL;
-    be->advertised_count = 0;
-  }
-  pthread_mutex_unlock(&e->lock);
-  return rc;
+  return pe__engine_add_executor_with_policies(be->engine, be->cfg.name, &pe__grpc_backend_ops,
+                                               (pe__backend *)(void *)be, &be->advertised,
+                                               "remote policy", err);
 }
 
 static size_t derived_max_message(const pe_engine *e) {

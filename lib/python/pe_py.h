@@ -266,9 +266,8 @@ struct pe__py_backend {
   pe__py_instance *instances;
   atomic_ullong next_instance_id;
   pe__py_supervisor supervisor;
-  atomic_bool stopping;    /* shutdown: spawn nothing more */
-  pe__policy **advertised; /* start-up only: worker 0's policies */
-  size_t advertised_count;
+  atomic_bool stopping;      /* shutdown: spawn nothing more */
+  pe__advertised advertised; /* start-up only: worker 0's policies */
 };
 
 typedef struct pe__py_backend pe__py_backend;
@@ -326,6 +325,12 @@ void pe__py_fail_steps(pe_exchange *ex, const pe__batch *b, size_t first, int rc
 bool pe__py_batch_may_wait(const pe__batch *b);
 /* Queues a Cancel of request id on c (not flushed). */
 int pe__py_queue_cancel(pe__py_conn *c, uint64_t id);
+
+/* Copies each PolicyInfo of a handshake's reply into an entry of out (to
+ * be registered with pe__engine_add_executor_with_policies). Shared by
+ * every transport of the executor protocol. PE_OK or PE_ERR_NOMEM. */
+int pe__py_collect_policies(pe_engine *e, const Policyexec__V1__HelloReply *hello,
+                            pe__advertised *out, char *err);
 
 /* ---- pe_py_dispatch.c: the table's non-blocking entries ---- */
 

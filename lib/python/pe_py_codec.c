@@ -348,3 +348,41 @@ void pe__py_fail_steps(pe_exchange *ex, const pe__batch *b, size_t first, int rc
   for (size_t i = first; i < b->n && ex->verdict != PE_VERDICT_RESPOND; i++)
     pe__step_failed(ex, b->step[i], b->phase[i], rc, outcome, why);
 }
+
+int pe__py_collect_policies(pe_engine *e, const Policyexec__V1__HelloReply *hello,
+                            pe__advertised *out, char *err) {
+  const pe_mem *mem = pe__engine_mem(e);
+  out->items = pe__calloc(mem, hello->n_policies ? hello->n_policies : 1, sizeof *out->items);
+  if (!out->items)
+    goto nomem;
+  for (size_t i = 0; i < hello->n_policies; i++) {
+    const Policyexec__V1__PolicyInfo *info = hello->policies[i];
+    unsigned phases = info->phases & ((1u << PE_PHASE_COUNT) - 1);
+    if (!info->name[0] || !info->version[0] || !phases) {
+      pe__log(e, PE_LOG_WARN, "python policy '%s@%s' skipped: %s", info->name, info->version,
+              phases ? "empty name or version" : "implements no phase");
+      continue;
+    }
+    pe__policy *p = pe__calloc(mem, 1, sizeof *p);
+    if (!p)
+      goto nomem;
+    out->items[out->count++] = p;
+    p->kind = PE__KIND_EXECUTOR;
+    p->phases = phases;
+    /* A body phase needs its body buffered, whatever the flags say. */
+    p->needs = (info->needs_request_body || (phases & PE_PHASE_BIT(PE_PHASE_REQUEST_BODY))
+                    ? PE_NEEDS_REQUEST_BODY
+                    : 0) |
+               (info->needs_response_body || (phases & PE_PHASE_BIT(PE_PHASE_RESPONSE_BODY))
+                    ? PE_NEEDS_RESPONSE_BODY
+                    : 0);
+    p->name = pe__strndup(mem, info->name, strlen(info->name));
+    p->version = pe__strndup(mem, info->version, strlen(info->version));
+    if (!p->name || !p->version)
+      goto nomem;
+  }
+  return PE_OK;
+nomem:
+  pe__errmsg_set(err, "out of memory");
+  return PE_ERR_NOMEM;
+}

@@ -279,95 +279,19 @@ static void py_destroy_instance(pe__py_backend *be, pe__step *step) {
 
 /* ---- start-up: the policies of worker 0 become registry entries ---- */
 
-static void advertised_free(pe__py_backend *be) {
-  for (size_t i = 0; i < be->advertised_count; i++)
-    pe__policy_free(be->engine, be->advertised[i]);
-  pe__free(be->mem, be->advertised);
-  be->advertised = NULL;
-  be->advertised_count = 0;
-}
-
-/* on_hello of worker 0: copies each PolicyInfo into a registry entry. */
+/* on_hello of worker 0: its policies become registry entries. */
 static int collect_policies(pe__py_backend *be, const Policyexec__V1__HelloReply *hello,
                             char *err) {
   pe__log(be->engine, PE_LOG_INFO, "python worker %u: %s, %zu policies", hello->pid, hello->runtime,
           hello->n_policies);
-  be->advertised = pe__calloc(be->mem, hello->n_policies, sizeof *be->advertised);
-  if (!be->advertised)
-    goto nomem;
-  for (size_t i = 0; i < hello->n_policies; i++) {
-    const Policyexec__V1__PolicyInfo *info = hello->policies[i];
-    unsigned phases = info->phases & ((1u << PE_PHASE_COUNT) - 1);
-    if (!info->name[0] || !info->version[0] || !phases) {
-      pe__log(be->engine, PE_LOG_WARN, "python policy '%s@%s' skipped: %s", info->name,
-              info->version, phases ? "empty name or version" : "implements no phase");
-      continue;
-    }
-    pe__policy *p = pe__calloc(be->mem, 1, sizeof *p);
-    if (!p)
-      goto nomem;
-    be->advertised[be->advertised_count++] = p;
-    p->kind = PE__KIND_EXECUTOR;
-    p->phases = phases;
-    /* A body phase needs its body buffered, whatever the flags say. */
-    p->needs = (info->needs_request_body || (phases & PE_PHASE_BIT(PE_PHASE_REQUEST_BODY))
-                    ? PE_NEEDS_REQUEST_BODY
-                    : 0) |
-               (info->needs_response_body || (phases & PE_PHASE_BIT(PE_PHASE_RESPONSE_BODY))
-                    ? PE_NEEDS_RESPONSE_BODY
-                    : 0);
-    p->name = pe__strndup(be->mem, info->name, strlen(info->name));
-    p->version = pe__strndup(be->mem, info->version, strlen(info->version));
-    if (!p->name || !p->version)
-      goto nomem;
-  }
-  return PE_OK;
-nomem:
-  pe__errmsg_set(err, "out of memory");
-  return PE_ERR_NOMEM;
+  return pe__py_collect_policies(be->engine, hello, &be->advertised, err);
 }
 
-/* Registers the pool as an executor and adds every advertised policy with
- * it, in one critical section: all of it or none. A name@version that
- * another executor has advertised already stays with that one (a step may
- * still name this pool); one taken by a native policy is an error. */
+/* Registers the pool as an executor with the policies it advertises. */
 static int register_pool(pe__py_backend *be, char *err) {
-  pe_engine *e = be->engine;
-  int rc = PE_OK;
-  pthread_mutex_lock(&e->lock);
-  for (size_t i = 0; i < be->advertised_count && rc == PE_OK; i++) {
-    const pe__policy *p = be->advertised[i];
-    const pe__policy *old = pe__registry_find(e, pe_str(p->name), pe_str(p->version));
-    bool dup = old && old->kind == PE__KIND_NATIVE;
-    for (size_t j = 0; j < i && !dup; j++)
-      dup = !strcmp(p->name, be->advertised[j]->name) &&
-            !strcmp(p->version, be->advertised[j]->version);
-    if (dup) {
-      pe__errmsg_set(err, "python policy %s@%s: name@version already registered", p->name,
-                     p->version);
-      rc = PE_ERR_EXISTS;
-    }
-  }
-  const pe__executor *x = NULL;
-  if (rc == PE_OK)
-    rc = pe__engine_add_executor_locked(e, be->cfg.name, &pe__py_backend_ops,
-                                        (pe__backend *)(void *)be, &x, err);
-  if (rc == PE_OK) {
-    for (size_t i = 0; i < be->advertised_count; i++) {
-      pe__policy *p = be->advertised[i];
-      if (pe__registry_find(e, pe_str(p->name), pe_str(p->version))) {
-        pe__policy_free(e, p); /* served by an executor started before */
-        continue;
-      }
-      p->exec = x;
-      pe__registry_add(e, p); /* cannot fail: checked above */
-    }
-    pe__free(be->mem, be->advertised);
-    be->advertised = NULL;
-    be->advertised_count = 0;
-  }
-  pthread_mutex_unlock(&e->lock);
-  return rc;
+  return pe__engine_add_executor_with_policies(be->engine, be->cfg.name, &pe__py_backend_ops,
+                                               (pe__backend *)(void *)be, &be->advertised,
+                                               "python policy", err);
 }
 
 /* ---- lifetime ---- */
@@ -436,7 +360,7 @@ static void backend_free(pe__py_backend *be) {
     pe__free(be->mem, inst->params_json);
     pe__free(be->mem, inst);
   }
-  advertised_free(be);
+  pe__advertised_free(be->engine, &be->advertised);
   pe__py_options_release(&be->cfg, be->mem);
   pthread_mutex_destroy(&be->inst_lock);
   pe__free(be->mem, be->workers);
