@@ -283,10 +283,10 @@ typedef struct pe__snapshot {
  * resume where it stopped. */
 typedef struct pe__run_state {
   const pe_chain *chain;
-  pe_phase phase;      /* the phase running now */
-  pe_phase last;       /* the run ends after this phase (pe_chain_run_phases) */
-  size_t pos;          /* next entry of chain->order[phase] */
-  bool pending;        /* an out-of-process batch is in flight */
+  pe_phase phase; /* the phase running now */
+  pe_phase last;  /* the run ends after this phase (pe_chain_run_phases) */
+  size_t pos;     /* next entry of chain->order[phase] */
+  bool pending;   /* an out-of-process batch is in flight */
   /* A policy is changing the exchange right now: a native callback runs, or
    * a worker's edits are being applied. Re-entrant calls that would restart
    * or recurse into the run (pe_exchange_reset, pe_chain_run* on this
