@@ -76,7 +76,7 @@ struct gw_upstream_pool {
   struct event_base *base;
   uint64_t timeout_ns;
   upstream_host *hosts;
-  TAILQ_HEAD(, gw_upstream_conn) conns;
+  TAILQ_HEAD(gw_upstream_conn_list, gw_upstream_conn) conns;
   gw_field *fields;
   size_t field_cap;
 };
