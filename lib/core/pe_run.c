@@ -98,7 +98,8 @@ static void run_native_step(pe_exchange *ex, const pe__step *step, pe_phase phas
    * nothing (a one-byte save, as the rest of the buffer is untouched). */
   char kept = ex->errmsg[0];
   ex->errmsg[0] = '\0';
-  int rc = p->on[phase](ex, step->instance, p->user_data);
+  int rc = pe__stream_takes(p, phase) ? pe__stream_run_whole(ex, step, phase)
+                                      : p->on[phase](ex, step->instance, p->user_data);
   if (rc < 0) {
     policy_failed(ex, step, phase, rc);
     return;
