@@ -74,8 +74,7 @@ typedef struct pe__backend_ops {
    * that fills it runs one chunk of ex's body through step, writing the
    * step's output with pe_body_chunk_write / keep, as a native chunk
    * callback does (see doc/DECISIONS.md, "Streamed bodies"). */
-  int (*stream_chunk)(pe__backend *be, pe_exchange *ex, const pe__step *step,
-                      pe_body_chunk *chunk);
+  int (*stream_chunk)(pe__backend *be, pe_exchange *ex, const pe__step *step, pe_body_chunk *chunk);
 } pe__backend_ops;
 
 typedef struct pe__executor pe__executor;
