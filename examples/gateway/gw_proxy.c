@@ -6,6 +6,11 @@
  *     -> [response headers] -> stream the body, or, when the chain needs
  *        the response body: buffer it -> [response headers + body] -> reply
  *
+ * Each body follows the chain's plan for it (pe_chain_body_plan): passed
+ * through untouched, streamed through the chain's streamed steps chunk by
+ * chunk (pe_chain_stream_body, framed chunked since its length may
+ * change), or buffered for the body phase.
+ *
  * A buffered response reaches the client only after the body phase, so
  * both response phases wait for the whole body and run as one
  * (pe_chain_run_phases_async): their Python steps cost one round trip to
@@ -61,7 +66,10 @@ struct gw_request {
   unsigned paused : 1;         /* upstream reads paused for a slow client */
   unsigned had_body : 1;       /* the client's request carried a body */
   unsigned client_gone : 1;    /* the client went away: answer nobody upstream */
+  unsigned stream_resp : 1;    /* the response body goes through pe_chain_stream_body */
+  unsigned head_pending : 1;   /* its head waits for the stream's first output bytes */
   gw_buf held;                 /* response body that arrived while a phase ran */
+  gw_buf streamed;             /* the request body as the streamed steps left it */
 };
 
 static const gw_upstream_callbacks upstream_callbacks;
@@ -75,6 +83,7 @@ uint64_t gw_now_ns(void) {
 static void request_free(gw_request *r) {
   gw_route_unref(r->route);
   gw_buf_free(&r->held);
+  gw_buf_free(&r->streamed);
   free(r);
 }
 
@@ -225,11 +234,54 @@ static void finish_buffered_response(gw_request *r) {
   run_phases(r, PE_PHASE_RESPONSE_HEADERS, PE_PHASE_RESPONSE_BODY, after_response_body);
 }
 
+/* A streamed response body stopped at a step (failed closed, or
+ * answered): the client gets the exchange's answer if nothing of the
+ * response has gone out yet, else the connection is cut, so that a
+ * truncated body never looks complete. */
+static void stream_stopped(gw_request *r) {
+  pe_engine_log(r->thread->ctx->engine, PE_LOG_WARN, "api %s: response body stream stopped: %s",
+                r->route->spec.name, pe_exchange_errmsg(r->ex));
+  r->stream_resp = 0;
+  int clean = pe_exchange_stream_state(r->ex, PE_RESPONSE) == PE_STREAM_STOPPED_CLEAN;
+  if (!r->client_gone && clean && (r->head_pending || gw_client_retract_response(r->client))) {
+    r->head_pending = 0;
+    reply_from_exchange(r);
+    return;
+  }
+  r->client_done = 1;
+  gw_client_abort(r->client);
+}
+
+/* Sends response body bytes to the client: as they are, or through the
+ * chain's streamed steps. Returns 0, or -1 when the stream stopped (the
+ * client is answered or cut; the caller drops the upstream). */
+static int stream_out(gw_request *r, const char *data, size_t len, int last) {
+  if (!r->stream_resp) {
+    gw_client_send_body(r->client, data, len);
+    return 0;
+  }
+  pe_slice out;
+  if (pe_chain_stream_body(r->route->chain, r->ex, PE_RESPONSE, pe_bytes(data, len), last, &out) !=
+      PE_OK) {
+    stream_stopped(r);
+    return -1;
+  }
+  if (r->head_pending && (out.len > 0 || last)) {
+    r->head_pending = 0;
+    gw_client_start_response(r->client, r->status, r->ex, GW_LENGTH_CHUNKED);
+  }
+  gw_client_send_body(r->client, out.ptr, out.len);
+  return 0;
+}
+
 static void end_stream(gw_request *r) {
   if (r->upstream_result == GW_UPSTREAM_OK) {
+    if (stream_out(r, NULL, 0, 1) < 0)
+      return; /* the client is answered or cut */
     r->client_done = 1;
     gw_client_end_response(r->client);
-  } else if (!r->client_gone && gw_client_retract_response(r->client)) {
+  } else if (!r->client_gone && (r->head_pending || gw_client_retract_response(r->client))) {
+    r->head_pending = 0;
     reply_upstream_failure(r); /* nothing was out yet: a 502 is still possible */
   } else {
     r->client_done = 1;
@@ -241,13 +293,26 @@ static void start_streaming(gw_request *r) {
   int status = pe_exchange_status(r->ex);
   r->status = status;
   r->streaming = 1;
-  /* The body passes unchanged, so its framing is the upstream's, whatever
-   * the policies did to Content-Length or Transfer-Encoding: the gateway
-   * writes both fields itself (the upstream's length, or chunked). */
-  gw_client_start_response(r->client, status, r->ex, r->upstream_length);
+  r->stream_resp = r->route->plan[PE_RESPONSE] == PE_BODY_STREAM && !bodiless(r, status);
+  /* A body passing unchanged keeps the upstream's framing, whatever the
+   * policies did to Content-Length or Transfer-Encoding: the gateway
+   * writes both fields itself (the upstream's length, or chunked). A body
+   * through streamed steps may change length: chunked (close-delimited
+   * for HTTP/1.0), and its head waits for the first bytes the steps let
+   * out, so that a step failing before that still gets a clean 500. */
+  if (r->stream_resp) /* the head goes with the first output bytes (see stream_out) */
+    r->head_pending = 1;
+  else
+    gw_client_start_response(r->client, status, r->ex, r->upstream_length);
   if (r->held.len > 0) {
-    gw_client_send_body(r->client, gw_buf_ptr(&r->held), r->held.len);
+    int rc = stream_out(r, gw_buf_ptr(&r->held), r->held.len, 0);
     gw_buf_free(&r->held);
+    if (rc < 0) {
+      drop_upstream(r);
+      if (!r->drop_upstream)
+        maybe_finish(r);
+      return;
+    }
   }
   if (r->upstream_state == UPSTREAM_DONE) {
     end_stream(r);
@@ -286,7 +351,7 @@ static int on_upstream_head(void *user, const gw_head *head) {
   r->upstream_length = framing == GW_BODY_LENGTH              ? (int64_t)length
                        : gw_http_find(head, "content-length") ? 0
                                                               : GW_LENGTH_CHUNKED;
-  if (r->route->needs & PE_NEEDS_RESPONSE_BODY) {
+  if (r->route->plan[PE_RESPONSE] == PE_BODY_BUFFER) {
     r->headers_done = 1; /* the body goes to the exchange; phases at its end */
     return 0;
   }
@@ -307,7 +372,8 @@ static int on_upstream_body(void *user, const char *data, size_t len) {
     return 0;
   }
   if (r->streaming) {
-    gw_client_send_body(r->client, data, len);
+    if (stream_out(r, data, len, 0) < 0)
+      return upstream_dropped(r);
     /* Backpressure: a slow client pauses the upstream, so the gateway
      * holds at most this much of a streamed body per client. */
     if (gw_client_pending_output(r->client) > r->thread->stream_buffer_bytes) {
@@ -385,8 +451,10 @@ void gw_proxy_client_drained(void *owner) {
 static int write_upstream_request(gw_request *r, gw_buf *out) {
   const gw_api_spec *api = &r->route->spec;
   pe_slice method = pe_exchange_method(r->ex), path = pe_exchange_path(r->ex);
-  pe_slice body = (r->route->needs & PE_NEEDS_REQUEST_BODY)
-                      ? pe_exchange_body(r->ex, PE_REQUEST)
+  pe_body_plan plan = r->route->plan[PE_REQUEST];
+  pe_slice body = plan == PE_BODY_BUFFER ? pe_exchange_body(r->ex, PE_REQUEST)
+                  : plan == PE_BODY_STREAM
+                      ? pe_bytes(gw_buf_ptr(&r->streamed), r->streamed.len)
                       : pe_bytes(gw_buf_ptr(r->client_body), r->client_body->len);
   int rc = gw_buf_reserve(out, method.len + path.len + body.len + 512);
   rc |= gw_buf_append(out, method.ptr, method.len);
@@ -456,7 +524,28 @@ static void after_request_headers(gw_request *r) {
     maybe_finish(r);
     return;
   }
-  if (r->route->needs & PE_NEEDS_REQUEST_BODY) {
+  if (r->route->plan[PE_REQUEST] == PE_BODY_STREAM) {
+    /* The client's body is read whole before the request starts (see
+     * gw_client.c), so it streams as one last chunk. */
+    pe_slice out;
+    if (pe_chain_stream_body(r->route->chain, r->ex, PE_REQUEST,
+                             pe_bytes(gw_buf_ptr(r->client_body), r->client_body->len), 1,
+                             &out) != PE_OK) {
+      pe_engine_log(r->thread->ctx->engine, PE_LOG_WARN, "api %s: request body stream stopped: %s",
+                    r->route->spec.name, pe_exchange_errmsg(r->ex));
+      reply_from_exchange(r); /* nothing went upstream yet */
+      maybe_finish(r);
+      return;
+    }
+    if (gw_buf_append(&r->streamed, out.ptr, out.len) < 0) {
+      reply_error(r, 500, "internal error: out of memory\n");
+      maybe_finish(r);
+      return;
+    }
+    send_upstream(r);
+    return;
+  }
+  if (r->route->plan[PE_REQUEST] == PE_BODY_BUFFER) {
     int rc = pe_exchange_body_set(r->ex, PE_REQUEST,
                                   pe_bytes(gw_buf_ptr(r->client_body), r->client_body->len));
     if (rc < 0) {
