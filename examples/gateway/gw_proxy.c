@@ -68,6 +68,11 @@ struct gw_request {
   unsigned client_gone : 1;    /* the client went away: answer nobody upstream */
   unsigned stream_resp : 1;    /* the response body goes through pe_chain_stream_body */
   unsigned head_pending : 1;   /* its head waits for the stream's first output bytes */
+  unsigned req_stream : 1;     /* the request body comes from the client as it is read */
+  unsigned req_chunked : 1;    /* ... and goes upstream chunked (else with its length) */
+  unsigned req_stopped : 1;    /* ... and is no longer forwarded (stopped, or answered) */
+  unsigned body_paused : 1;    /* the client's body reads wait for the upstream */
+  uint64_t req_length;         /* the client's Content-Length, when not chunked */
   gw_buf held;                 /* response body that arrived while a phase ran */
   gw_buf streamed;             /* the request body as the streamed steps left it */
 };
@@ -409,8 +414,89 @@ static void on_upstream_done(void *user, gw_upstream_result result) {
   }
 }
 
-static const gw_upstream_callbacks upstream_callbacks = {
-    .on_head = on_upstream_head, .on_body = on_upstream_body, .on_done = on_upstream_done};
+static void on_upstream_drain(void *user) {
+  gw_request *r = user;
+  if (r->body_paused && !r->client_done) {
+    r->body_paused = 0;
+    gw_client_body_resume(r->client);
+  }
+}
+
+static const gw_upstream_callbacks upstream_callbacks = {.on_head = on_upstream_head,
+                                                         .on_body = on_upstream_body,
+                                                         .on_done = on_upstream_done,
+                                                         .on_drain = on_upstream_drain};
+
+/* ---- a streamed request body ---- */
+
+/* The request body stream stopped at a step: the upstream request is
+ * dropped; the client gets the exchange's answer unless the upstream's
+ * response is on its way already (then it is cut). */
+static void request_stream_stopped(gw_request *r) {
+  pe_engine_log(r->thread->ctx->engine, PE_LOG_WARN, "api %s: request body stream stopped: %s",
+                r->route->spec.name, pe_exchange_errmsg(r->ex));
+  r->req_stopped = 1;
+  drop_upstream(r);
+  if (r->client_done)
+    return;
+  if (r->streaming || r->head_pending) {
+    r->client_done = 1;
+    gw_client_abort(r->client);
+  } else {
+    reply_from_exchange(r);
+  }
+  maybe_finish(r);
+}
+
+/* Frames and queues body bytes for the upstream; pauses the client when
+ * the upstream lags by more than the stream buffer. Returns 0 or -1. */
+static int forward_body(gw_request *r, const char *data, size_t len, int last) {
+  int rc = 0;
+  if (r->req_chunked && len > 0) {
+    char size[24];
+    int n = snprintf(size, sizeof size, "%zx\r\n", len);
+    rc |= gw_upstream_write(r->upstream, size, (size_t)n);
+    rc |= gw_upstream_write(r->upstream, data, len);
+    rc |= gw_upstream_write(r->upstream, "\r\n", 2);
+  } else if (len > 0) {
+    rc |= gw_upstream_write(r->upstream, data, len);
+  }
+  if (last && r->req_chunked)
+    rc |= gw_upstream_write(r->upstream, "0\r\n\r\n", 5);
+  if (rc == 0 && !last && !r->body_paused &&
+      gw_upstream_unsent(r->upstream) > r->thread->stream_buffer_bytes) {
+    r->body_paused = 1;
+    gw_client_body_pause(r->client);
+  }
+  return rc;
+}
+
+static void request_body_piece(gw_request *r, const char *data, size_t len, int last) {
+  if (r->req_stopped || r->client_done || r->upstream_state != UPSTREAM_ACTIVE)
+    return; /* answered already: the rest of the body is read and dropped */
+  pe_slice out = pe_bytes(data, len);
+  if (r->route->plan[PE_REQUEST] == PE_BODY_STREAM &&
+      pe_chain_stream_body(r->route->chain, r->ex, PE_REQUEST, pe_bytes(data, len), last, &out) !=
+          PE_OK) {
+    request_stream_stopped(r);
+    return;
+  }
+  if (forward_body(r, out.ptr, out.len, last) < 0) {
+    pe_exchange_respond(r->ex, 500, PE_LIT("internal error: out of memory\n"));
+    request_stream_stopped(r);
+    return;
+  }
+  if (last)
+    gw_upstream_end_request(r->upstream);
+}
+
+void gw_proxy_body(void *owner, const char *data, size_t len) {
+  request_body_piece(owner, data, len, 0);
+}
+
+void gw_proxy_body_end(void *owner) {
+  request_body_piece(owner, NULL, 0, 1);
+}
 
 void gw_proxy_client_gone(void *owner) {
   gw_request *r = owner;
@@ -452,7 +538,8 @@ static int write_upstream_request(gw_request *r, gw_buf *out) {
   const gw_api_spec *api = &r->route->spec;
   pe_slice method = pe_exchange_method(r->ex), path = pe_exchange_path(r->ex);
   pe_body_plan plan = r->route->plan[PE_REQUEST];
-  pe_slice body = plan == PE_BODY_BUFFER ? pe_exchange_body(r->ex, PE_REQUEST)
+  pe_slice body = r->req_stream            ? PE_LIT("")
+                  : plan == PE_BODY_BUFFER ? pe_exchange_body(r->ex, PE_REQUEST)
                   : plan == PE_BODY_STREAM
                       ? pe_bytes(gw_buf_ptr(&r->streamed), r->streamed.len)
                       : pe_bytes(gw_buf_ptr(r->client_body), r->client_body->len);
@@ -467,6 +554,19 @@ static int write_upstream_request(gw_request *r, gw_buf *out) {
     snprintf(host, sizeof host, "host: %s:%u\r\n", api->upstream_host,
              (unsigned)api->upstream_port);
     rc |= gw_buf_append_str(out, host);
+  }
+  if (r->req_stream) {
+    /* The body follows as it is read: with the client's length when it
+     * passes unchanged, else chunked (streamed steps may change it). */
+    if (r->req_chunked) {
+      rc |= gw_buf_append_str(out, "transfer-encoding: chunked\r\n");
+    } else {
+      rc |= gw_buf_append_str(out, "content-length: ");
+      rc |= gw_buf_append_dec(out, r->req_length);
+      rc |= gw_buf_append_str(out, "\r\n");
+    }
+    rc |= gw_buf_append_str(out, "\r\n");
+    return rc ? -1 : 0;
   }
   /* The whole body is here, so its length is known: state it, which also
    * covers a rewritten or de-chunked body. */
@@ -504,7 +604,12 @@ static void send_upstream(gw_request *r) {
     return;
   }
   r->upstream_state = UPSTREAM_ACTIVE;
-  gw_upstream_send(r->upstream, gw_client_is_head(r->client), &upstream_callbacks, r);
+  if (!r->req_stream) {
+    gw_upstream_send(r->upstream, gw_client_is_head(r->client), &upstream_callbacks, r);
+    return;
+  }
+  gw_upstream_send_open(r->upstream, gw_client_is_head(r->client), &upstream_callbacks, r);
+  gw_client_body_start(r->client); /* body bytes come now (may finish r) */
 }
 
 /* ---- request side ---- */
@@ -524,9 +629,12 @@ static void after_request_headers(gw_request *r) {
     maybe_finish(r);
     return;
   }
+  if (r->req_stream) {
+    send_upstream(r); /* the body follows, read as it comes */
+    return;
+  }
   if (r->route->plan[PE_REQUEST] == PE_BODY_STREAM) {
-    /* The client's body is read whole before the request starts (see
-     * gw_client.c), so it streams as one last chunk. */
+    /* A request without a body: the steps still see its (empty) end. */
     pe_slice out;
     if (pe_chain_stream_body(r->route->chain, r->ex, PE_REQUEST,
                              pe_bytes(gw_buf_ptr(r->client_body), r->client_body->len), 1,
@@ -588,6 +696,21 @@ static const char *refusal(const gw_head *head) {
   return NULL;
 }
 
+int gw_proxy_streams_body(gw_client *c, const gw_head *head) {
+  gw_thread *t = gw_client_thread(c);
+  if (refusal(head))
+    return 0; /* refused before any body is needed */
+  size_t path_len = gw_path_normalize(head->target, head->target_len, t->path_buf);
+  if (path_len == 0)
+    return 0;
+  gw_route *route = gw_apis_route(t->ctx->apis, &t->view, t->path_buf, path_len);
+  if (!route)
+    return 0;
+  int stream = route->plan[PE_REQUEST] != PE_BODY_BUFFER;
+  gw_route_unref(route);
+  return stream;
+}
+
 void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body) {
   gw_thread *t = gw_client_thread(c);
   const char *why = refusal(head);
@@ -624,10 +747,18 @@ void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body) {
   r->thread = t;
   r->client = c;
   r->client_body = body;
+  if (!body) {
+    gw_framing framing;
+    uint64_t length = 0;
+    gw_http_framing(head, 1, &framing, &length); /* checked by the client already */
+    r->req_stream = 1;
+    r->req_length = length;
+    r->req_chunked = framing != GW_BODY_LENGTH || route->plan[PE_REQUEST] == PE_BODY_STREAM;
+  }
   r->route = route;
   r->ex = ex;
   r->start_ns = gw_now_ns();
-  r->had_body = body->len > 0 || gw_http_find(head, "content-length") ||
+  r->had_body = !body || body->len > 0 || gw_http_find(head, "content-length") ||
                 gw_http_find(head, "transfer-encoding");
   TAILQ_INSERT_HEAD(&t->inflight, r, link);
   t->inflight_count++;

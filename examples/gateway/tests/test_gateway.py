@@ -386,10 +386,12 @@ def scenario_errors(args):
                                b"Content-Length: zz\r\n\r\n")) == 400, "bad Content-Length")
 
         big = b"x" * 70000
-        for path in ("/no-policies/big", "/native-4/big"):
+        # The body limit binds only a chain that wants the body whole: a
+        # chain with no body step streams it, whatever its size.
+        for path, want in (("/no-policies/big", 200), ("/native-4/big", 413)):
             status = status_of(gw.raw(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
                                       b"\r\n" % (path.encode(), len(big)) + big))
-            check(status == 413, "%s oversize body: %d" % (path, status))
+            check(status == want, "%s oversize body: %d" % (path, status))
         check(gw.request("POST", "/native-4/ok", body=b"y" * 60000)[0] == 200, "body under limit")
 
         status = status_of(gw.raw(b"GET /no-policies/h HTTP/1.1\r\nHost: x\r\nX-Big: " +
@@ -992,6 +994,9 @@ def upload(gw, path, total, chunked=False):
                 pass  # refused early (413): the answer is still there to read
         resp = conn.getresponse()
         raw = resp.read()
+        # Through the chains the answer carries their marks too.
+        raw = raw[:-len(TAG)] if raw.endswith(TAG) else raw
+        raw = raw[22:] if raw.startswith(b"[sample-response-body]") else raw
         try:
             return resp.status, json.loads(raw)
         except ValueError:
