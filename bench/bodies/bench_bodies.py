@@ -53,6 +53,8 @@ http {{
     server {{
         listen 127.0.0.1:{files_port};
         location /data/ {{ alias {data_dir}/; }}
+        location /pass/data/ {{ alias {data_dir}/; }}
+        location /stream/data/ {{ alias {data_dir}/; }}
     }}
     server {{
         listen 127.0.0.1:{proxy_port};
@@ -112,11 +114,12 @@ class Sink(threading.Thread):
                 return False
             buf += piece
         head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+        verify = head.split(b"\r\n", 1)[0].split(b" ")[1].endswith(b"?verify")
         fields = {}
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             fields[name.strip().lower()] = value.strip()
-        digest, length = hashlib.sha256(), 0
+        digest, length = hashlib.sha256() if verify else None, 0
         pending = bytearray(rest)
         big = bytearray(1 << 20)
         view = memoryview(big)
@@ -128,42 +131,54 @@ class Sink(threading.Thread):
             return view[:n]
 
         if fields.get(b"transfer-encoding", b"").lower() == b"chunked":
+            pos = 0  # parse position in pending, compacted now and then
             while True:
-                while b"\r\n" not in pending:
+                while pending.find(b"\r\n", pos) < 0:
+                    del pending[:pos]
+                    pos = 0
                     pending += fill()
-                line, _, tail = bytes(pending).partition(b"\r\n")
-                size = int(line.split(b";")[0], 16)
-                pending = bytearray(tail)
+                eol = pending.find(b"\r\n", pos)
+                size = int(bytes(pending[pos:eol]).split(b";")[0], 16)
+                pos = eol + 2
                 if size == 0:
-                    while not pending.startswith(b"\r\n"):
+                    while len(pending) < pos + 2:
                         pending += fill()
                     break
                 while size > 0:
-                    if not pending:
-                        pending += fill()
-                    take = min(size, len(pending))
-                    digest.update(pending[:take])
-                    del pending[:take]
+                    if pos == len(pending):
+                        pending = bytearray(fill())
+                        pos = 0
+                    take = min(size, len(pending) - pos)
+                    update(digest, memoryview(pending)[pos:pos + take])
+                    pos += take
                     size -= take
                     length += take
-                while len(pending) < 2:
+                while len(pending) < pos + 2:
+                    del pending[:pos]
+                    pos = 0
                     pending += fill()
-                del pending[:2]
+                pos += 2
         else:
             left = int(fields.get(b"content-length", b"0"))
             take = min(left, len(pending))
-            digest.update(pending[:take])
+            update(digest, pending[:take])
             length, left = take, left - take
             while left > 0:
                 chunk = fill()
                 chunk = chunk[:left]
-                digest.update(chunk)
+                update(digest, chunk)
                 length += len(chunk)
                 left -= len(chunk)
-        body = json.dumps({"length": length, "sha256": digest.hexdigest()}).encode()
+        body = json.dumps({"length": length,
+                           "sha256": digest.hexdigest() if digest else None}).encode()
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         return True
+
+
+def update(digest, data):
+    if digest is not None:
+        digest.update(data)
 
 
 def make_data(path, mib):
@@ -172,7 +187,7 @@ def make_data(path, mib):
     with open(path, "wb") as f:
         for _ in range(mib):
             block = os.urandom(1 << 20)
-            digest.update(block)
+            update(digest, block)
             f.write(block)
     return digest.hexdigest()
 
@@ -182,6 +197,15 @@ def curl(args):
     out = subprocess.run(["curl", "-sS", "--fail", "-H", "Expect:"] + args,
                          capture_output=True, check=True)
     return time.monotonic() - start, out.stdout
+
+
+def download_timed(port, prefix, size):
+    """curl's own time to fetch the body into /dev/null."""
+    elapsed, out = curl(["-o", "/dev/null", "-w", "%{size_download}",
+                         "http://127.0.0.1:%d%s/data/body.bin" % (port, prefix)])
+    if int(out) != size:
+        raise SystemExit("download through %s: %s bytes" % (prefix or "nginx", out))
+    return elapsed
 
 
 def download_hashed(port, prefix, size, want):
@@ -195,7 +219,7 @@ def download_hashed(port, prefix, size, want):
         piece = proc.stdout.read(1 << 20)
         if not piece:
             break
-        digest.update(piece)
+        update(digest, piece)
         length += len(piece)
     if proc.wait() != 0 or length != size or digest.hexdigest() != want:
         raise SystemExit("download through %s: %d bytes, digest differs" % (prefix or "nginx",
@@ -204,8 +228,10 @@ def download_hashed(port, prefix, size, want):
 
 
 def upload(port, prefix, path, size, want):
+    """Uploads the body; with @want the sink hashes it (a check, not timed)."""
+    query = "?verify" if want else ""
     elapsed, out = curl(["-T", path, "-X", "POST",
-                         "http://127.0.0.1:%d%s/sink" % (port, prefix)])
+                         "http://127.0.0.1:%d%s/sink%s" % (port, prefix, query)])
     answer = json.loads(out)
     if answer != {"length": size, "sha256": want}:
         raise SystemExit("upload through %s: %r" % (prefix or "nginx", answer))
@@ -234,8 +260,15 @@ def start_gateway(args, tmp, port, files_port, sink_port):
     path = os.path.join(tmp, "gateway.json")
     with open(path, "w") as f:
         json.dump(config, f)
-    proc = subprocess.Popen([args.gateway, "--config", path], stderr=subprocess.DEVNULL)
-    wait_port(port, proc, "the gateway")
+    log = open(os.path.join(tmp, "gateway.log"), "a")
+    proc = subprocess.Popen([args.gateway, "--config", path], stderr=log)
+    log.close()
+    try:
+        wait_port(port, proc, "the gateway")
+    except SystemExit:
+        with open(os.path.join(tmp, "gateway.log")) as f:
+            sys.stderr.write(f.read())
+        raise
     return proc
 
 
@@ -246,6 +279,8 @@ def main():
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    args.gateway = os.path.abspath(args.gateway)
+    args.plugin = os.path.abspath(args.plugin)
     if not shutil.which("nginx") or not shutil.which("curl"):
         raise SystemExit("needs nginx and curl")
 
@@ -274,7 +309,7 @@ def main():
         for direction in ("download", "upload"):
             for case in ("nginx", "pass", "stream"):
                 times, rss = [], 0
-                for _ in range(args.runs):
+                for i in range(args.runs + 1):  # run 0 checks the bytes, the others are timed
                     gw = None
                     if case == "nginx":
                         port, prefix = proxy_port, ""
@@ -282,10 +317,14 @@ def main():
                         gw = start_gateway(args, tmp, gw_port, files_port, sink_port)
                         port, prefix = gw_port, "/" + case
                     try:
-                        if direction == "download":
-                            times.append(download_hashed(port, prefix, size, want))
+                        if i == 0 and direction == "download":
+                            download_hashed(port, prefix, size, want)
+                        elif i == 0:
+                            upload(port, prefix, body, size, want)
+                        elif direction == "download":
+                            times.append(download_timed(port, prefix, size))
                         else:
-                            times.append(upload(port, prefix, body, size, want))
+                            times.append(upload(port, prefix, body, size, None))
                         if gw:
                             rss = max(rss, peak_rss_kib(gw.pid))
                     finally:

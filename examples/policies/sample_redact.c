@@ -11,21 +11,81 @@
  */
 #include "sample_redact.h"
 
+#include <stdint.h>
+
 #define MIN_RUN 13
 #define MAX_RUN 19
 
-static int is_digit(char c) {
-  return c >= '0' && c <= '9';
+/* Bit i set when p[i] is an ASCII digit, for the 64 bytes at p. The scan
+ * then jumps from run to run with ctz instead of testing every byte: on
+ * most bodies digits are rare, and this policy must keep up with a proxy
+ * moving a gigabyte a second. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+static uint64_t digit_mask64(const char *p) {
+  uint64_t m = 0;
+  for (int k = 0; k < 4; k++) {
+    __m128i v = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k)),
+                             _mm_set1_epi8('0'));
+    /* unsigned v <= 9  <=>  min(v, 9) == v */
+    __m128i digit = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(9)), v);
+    m |= (uint64_t)(uint16_t)_mm_movemask_epi8(digit) << (16 * k);
+  }
+  return m;
 }
+#else
+static uint64_t digit_mask64(const char *p) {
+  uint64_t m = 0;
+  for (int i = 0; i < 64; i++)
+    m |= (uint64_t)((unsigned char)(p[i] - '0') < 10) << i;
+  return m;
+}
+#endif
+
+/* Masks card-like runs as they close and writes the bytes between them. */
+typedef struct scan {
+  pe_body_chunk *chunk;
+  const char *plain; /* first byte not written yet */
+  const char *run;   /* start of the digit run under way, or NULL */
+  int rc;
+} scan;
 
 /* Writes a complete digit run, masked if it is card-like. */
-static int write_run(pe_body_chunk *chunk, const char *run, size_t len) {
-  if (len < MIN_RUN || len > MAX_RUN)
-    return pe_body_chunk_write(chunk, pe_bytes(run, len));
-  char masked[MAX_RUN];
-  memset(masked, '*', len - 4);
-  memcpy(masked + len - 4, run + len - 4, 4);
-  return pe_body_chunk_write(chunk, pe_bytes(masked, len));
+static void close_run(scan *sc, const char *end) {
+  size_t len = (size_t)(end - sc->run);
+  if (len >= MIN_RUN && len <= MAX_RUN && sc->rc == PE_OK) {
+    char masked[MAX_RUN];
+    memset(masked, '*', len - 4);
+    memcpy(masked + len - 4, end - 4, 4);
+    sc->rc = pe_body_chunk_write(sc->chunk, pe_bytes(sc->plain, (size_t)(sc->run - sc->plain)));
+    if (sc->rc == PE_OK)
+      sc->rc = pe_body_chunk_write(sc->chunk, pe_bytes(masked, len));
+    sc->plain = end;
+  }
+  sc->run = NULL;
+}
+
+/* Follows the runs of the 64-bit digit mask m of the bytes at p. */
+static void scan_mask(scan *sc, const char *p, uint64_t m, int width) {
+  int i = 0;
+  while (i < width) {
+    if (!sc->run) {
+      uint64_t rest = m >> i;
+      if (rest == 0)
+        return;
+      i += __builtin_ctzll(rest);
+      sc->run = p + i;
+    }
+    uint64_t gaps = ~m >> i;
+    if (width < 64)
+      gaps |= ~0ull << (width - i); /* no bytes past width */
+    if (gaps == 0)
+      return; /* the run goes on past these bytes */
+    i += __builtin_ctzll(gaps);
+    if (i >= width)
+      return;
+    close_run(sc, p + i);
+  }
 }
 
 static int redact_chunk(pe_exchange *ex, pe_body_chunk *chunk, void *instance, void *user_data) {
@@ -34,31 +94,29 @@ static int redact_chunk(pe_exchange *ex, pe_body_chunk *chunk, void *instance, v
   (void)user_data;
   pe_slice data = pe_body_chunk_data(chunk);
   const char *p = data.ptr, *end = data.ptr + data.len;
-  int last = pe_body_chunk_is_last(chunk);
-  int rc = PE_OK;
-  while (p < end && rc == PE_OK) {
-    const char *q = p;
-    while (q < end && !is_digit(*q))
-      q++;
-    if (q > p) /* plain bytes go on as they are, in one write */
-      rc = pe_body_chunk_write(chunk, pe_bytes(p, (size_t)(q - p)));
-    if (q == end || rc != PE_OK)
-      break;
-    const char *r = q;
-    while (r < end && is_digit(*r))
-      r++;
-    size_t len = (size_t)(r - q);
-    if (r == end && !last) { /* the run may go on in the next chunk */
-      size_t keep = len > MAX_RUN + 1 ? MAX_RUN + 1 : len;
-      rc = pe_body_chunk_write(chunk, pe_bytes(q, len - keep));
-      if (rc == PE_OK)
-        rc = pe_body_chunk_keep(chunk, keep);
-      break;
-    }
-    rc = write_run(chunk, q, len);
-    p = r;
+  scan sc = {.chunk = chunk, .plain = p, .run = NULL, .rc = PE_OK};
+  for (; end - p >= 64 && sc.rc == PE_OK; p += 64)
+    scan_mask(&sc, p, digit_mask64(p), 64);
+  if (p < end && sc.rc == PE_OK) {
+    uint64_t m = 0;
+    int width = (int)(end - p);
+    for (int i = 0; i < width; i++)
+      m |= (uint64_t)((unsigned char)(p[i] - '0') < 10) << i;
+    scan_mask(&sc, p, m, width);
   }
-  return rc;
+  if (sc.rc != PE_OK)
+    return sc.rc;
+  if (sc.run && !pe_body_chunk_is_last(chunk)) { /* the run may go on in the next chunk */
+    size_t len = (size_t)(end - sc.run);
+    size_t keep = len > MAX_RUN + 1 ? MAX_RUN + 1 : len;
+    int rc = pe_body_chunk_write(chunk, pe_bytes(sc.plain, (size_t)(end - keep - sc.plain)));
+    return rc == PE_OK ? pe_body_chunk_keep(chunk, keep) : rc;
+  }
+  if (sc.run)
+    close_run(&sc, end);
+  if (sc.rc == PE_OK && end > sc.plain)
+    sc.rc = pe_body_chunk_write(chunk, pe_bytes(sc.plain, (size_t)(end - sc.plain)));
+  return sc.rc;
 }
 
 int sample_redact_register(pe_engine *engine) {
