@@ -4,7 +4,7 @@
 Uploads and downloads one body of --size-mib MiB (default 1024) with curl:
 
   nginx      curl -> nginx reverse proxy (request and response buffering
-             off, so it streams as the gateway does) -> backend
+             off, so it streams as the gateway does; 64 KiB buffers) -> backend
   pass       curl -> gateway, API with no policy (bodies pass through)
   stream     curl -> gateway, API with sample-native-redact (both bodies
              streamed through the native step, framed chunked)
@@ -62,6 +62,12 @@ http {{
         proxy_set_header Connection "";
         proxy_request_buffering off;
         proxy_buffering off;
+        # Reads of 64 KiB both ways, as the gateway's (not nginx's 4 KiB
+        # default for an unbuffered proxy, which would flatter the gateway).
+        proxy_buffer_size 64k;
+        proxy_buffers 4 64k;
+        proxy_busy_buffers_size 128k;
+        client_body_buffer_size 64k;
         location /data/ {{ proxy_pass http://files; }}
         location /sink {{ proxy_pass http://sink; }}
     }}
