@@ -18,6 +18,31 @@ static int copy_chunk(pe_exchange *ex, pe_body_chunk *chunk, void *instance, voi
   return pe_body_chunk_write(chunk, pe_body_chunk_data(chunk));
 }
 
+/* Passes its input on in two writes (halves): the library's view of the
+ * input grows instead of becoming a copy. */
+static int split_copy(pe_exchange *ex, pe_body_chunk *chunk, void *instance, void *user_data) {
+  (void)ex;
+  (void)instance;
+  (void)user_data;
+  pe_slice d = pe_body_chunk_data(chunk);
+  int rc = pe_body_chunk_write(chunk, pe_bytes(d.ptr, d.len / 2));
+  return rc == PE_OK ? pe_body_chunk_write(chunk, pe_bytes(d.ptr + d.len / 2, d.len - d.len / 2))
+                     : rc;
+}
+
+/* Passes everything on but holds back the last 3 bytes of each chunk. */
+static int keep_tail(pe_exchange *ex, pe_body_chunk *chunk, void *instance, void *user_data) {
+  (void)ex;
+  (void)instance;
+  (void)user_data;
+  pe_slice d = pe_body_chunk_data(chunk);
+  if (pe_body_chunk_is_last(chunk))
+    return pe_body_chunk_write(chunk, d);
+  size_t keep = d.len < 3 ? d.len : 3;
+  int rc = pe_body_chunk_write(chunk, pe_bytes(d.ptr, d.len - keep));
+  return rc == PE_OK ? pe_body_chunk_keep(chunk, keep) : rc;
+}
+
 /* Appends its user_data string after the last chunk. */
 static int tag_chunk(pe_exchange *ex, pe_body_chunk *chunk, void *instance, void *user_data) {
   (void)ex;
@@ -114,6 +139,8 @@ static void add_streamed(pe_engine *e, const char *name, pe_body_chunk_fn fn, vo
 static pe_engine *stream_engine(pe_test_alloc *a) {
   pe_engine *e = pe_test_engine(a);
   add_streamed(e, "copy", copy_chunk, NULL);
+  add_streamed(e, "split", split_copy, NULL);
+  add_streamed(e, "keep3", keep_tail, NULL);
   add_streamed(e, "tagA", tag_chunk, "[A]");
   add_streamed(e, "tagB", tag_chunk, "[B]");
   add_streamed(e, "hold", hold_all, NULL);
@@ -254,13 +281,16 @@ START_TEST(byte_exact_sizes) {
   pe_test_alloc a = {0};
   pe_engine *e = stream_engine(&a);
   const char *chains[] = {"[]", "[{\"name\":\"copy\",\"version\":\"1\"}]",
+                          "[{\"name\":\"split\",\"version\":\"1\"},{\"name\":\"keep3\","
+                          "\"version\":\"1\"},{\"name\":\"split\",\"version\":\"1\"},"
+                          "{\"name\":\"copy\",\"version\":\"1\"}]",
                           "[{\"name\":\"copy\",\"version\":\"1\"},{\"name\":\"copy\",\"version\":"
                           "\"1\"},{\"name\":\"copy\",\"version\":\"1\"}]"};
   size_t sizes[] = {0, 1, 4095, 4096, 4097, 16384, 65535, 65536, 65537, 1u << 20};
   size_t chunks[] = {1, 4096, 16384, 65536};
   pe_exchange *ex;
   ck_assert_int_eq(pe_exchange_new(&ex, e), PE_OK);
-  for (size_t k = 0; k < 3; k++) {
+  for (size_t k = 0; k < sizeof chains / sizeof chains[0]; k++) {
     pe_chain *c = chain_of(e, chains[k]);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
       for (size_t j = 0; j < sizeof chunks / sizeof chunks[0]; j++) {

@@ -172,8 +172,10 @@ typedef enum pe_stream_state {
  * of 0 bytes is one call with no data and @p last set.
  *
  * *@p out receives the bytes to forward now (possibly none: steps may hold
- * bytes back). It points into @p ex and stays valid until the next call on
- * @p ex. With no streamed step for @p dir, *@p out is @p chunk itself.
+ * bytes back). It points into @p ex, or into @p chunk where the steps pass
+ * its bytes on unchanged (no copy is made then), and stays valid until the
+ * next call on @p ex and as long as @p chunk's memory. With no streamed
+ * step for @p dir, *@p out is @p chunk itself.
  *
  * @return PE_OK: forward *@p out (after @p last, the body is complete);
  *         PE_ERR_POLICY or PE_ERR_TIMEOUT: the stream stopped at a step

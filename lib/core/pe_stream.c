@@ -11,6 +11,12 @@
 
 struct pe_body_chunk {
   pe_slice data;
+  /* A step whose output starts as one run of its own input (most often:
+   * all of it, passed on unchanged) gets that run as a view, not a copy;
+   * the copy is made only if it writes more after it. */
+  pe_slice view;
+  bool has_view;
+  bool allow_view; /* the input outlives the call unchanged */
   pe__buf *out;
   const pe_mem *mem;
   size_t limit; /* bytes one call may write */
@@ -106,11 +112,34 @@ pe_dir pe_body_chunk_dir(const pe_body_chunk *chunk) {
   return chunk ? chunk->dir : PE_REQUEST;
 }
 
+static bool within(pe_slice outer, pe_slice inner) {
+  return inner.ptr >= outer.ptr && inner.len <= outer.len &&
+         (size_t)(inner.ptr - outer.ptr) <= outer.len - inner.len;
+}
+
 int pe_body_chunk_write(pe_body_chunk *chunk, pe_slice data) {
   if (!chunk || !pe__slice_ok(data))
     return PE_ERR_INVALID_ARGUMENT;
-  if (data.len > chunk->limit || chunk->out->len > chunk->limit - data.len)
+  size_t have = chunk->has_view ? chunk->view.len : chunk->out->len;
+  if (data.len > chunk->limit || have > chunk->limit - data.len)
     return PE_ERR_BODY_TOO_LARGE;
+  if (data.len == 0)
+    return PE_OK;
+  if (chunk->allow_view && have == 0 && within(chunk->data, data)) {
+    chunk->view = data;
+    chunk->has_view = true;
+    return PE_OK;
+  }
+  if (chunk->has_view && data.ptr == chunk->view.ptr + chunk->view.len &&
+      within(chunk->data, data)) {
+    chunk->view.len += data.len; /* the next run of the input: still a view */
+    return PE_OK;
+  }
+  if (chunk->has_view) {
+    if (pe__buf_set(chunk->out, chunk->mem, chunk->view.ptr, chunk->view.len) != PE_OK)
+      return PE_ERR_NOMEM;
+    chunk->has_view = false;
+  }
   /* data may point into the input, never into out (the output buffer is
    * not the input's), so growing out cannot move it. */
   return pe__buf_append(chunk->out, chunk->mem, data.ptr, data.len);
@@ -269,10 +298,11 @@ static int step_failed(pe_exchange *ex, stream_step *ss, pe_slice a, pe_slice b,
   return PE_OK;
 }
 
-/* Runs one step of the stream over cur, writing to out. Returns PE_OK (out
- * holds what goes on), or the code that stops the stream. */
+/* Runs one step of the stream over cur, writing to out. Returns PE_OK
+ * (*res is what goes on: in out, or a view into cur when *viewed), or the
+ * code that stops the stream. */
 static int stream_step_run(pe_exchange *ex, stream_step *ss, pe_slice cur, bool last, pe__buf *out,
-                           pe_dir dir) {
+                           pe_dir dir, pe_slice *res, bool *viewed) {
   const pe__step *step = ss->step;
   const pe__policy *p = step->policy;
   size_t limit = ex->limits[PE_LIMIT_BODY_BYTES];
@@ -282,13 +312,19 @@ static int stream_step_run(pe_exchange *ex, stream_step *ss, pe_slice cur, bool 
     if (cur.len > limit - ss->carry.len) {
       pe__errmsg_set(ex->errmsg, "held back %zu bytes + a chunk of %zu exceed the limit of %zu",
                      ss->carry.len, cur.len, limit);
-      return step_failed(ex, ss, pe__buf_slice(&ss->carry), cur, out, dir, PE_ERR_BODY_TOO_LARGE);
+      *viewed = false;
+      int rc = step_failed(ex, ss, pe__buf_slice(&ss->carry), cur, out, dir, PE_ERR_BODY_TOO_LARGE);
+      *res = pe__buf_slice(out);
+      return rc;
     }
     if (pe__buf_append(&ss->carry, ex->mem, cur.ptr, cur.len) != PE_OK)
       return PE_ERR_NOMEM;
     data = pe__buf_slice(&ss->carry);
   }
+  /* Not over held-back bytes: the carry changes below, and a view into it
+   * would change with it. */
   pe_body_chunk chunk = {.data = data,
+                         .allow_view = data.ptr != ss->carry.data,
                          .out = out,
                          .mem = ex->mem,
                          .limit = limit,
@@ -296,9 +332,15 @@ static int stream_step_run(pe_exchange *ex, stream_step *ss, pe_slice cur, bool 
                          .dir = dir,
                          .last = last};
   ex->errmsg[0] = '\0';
+  *viewed = false;
   int rc = p->on_chunk[dir](ex, &chunk, step->instance, p->user_data);
-  if (rc < 0)
-    return step_failed(ex, ss, data, PE_LIT(""), out, dir, rc);
+  if (rc < 0) {
+    rc = step_failed(ex, ss, data, PE_LIT(""), out, dir, rc);
+    *res = pe__buf_slice(out);
+    return rc;
+  }
+  *viewed = chunk.has_view;
+  *res = chunk.has_view ? chunk.view : pe__buf_slice(out);
   if (ex->verdict == PE_VERDICT_RESPOND)
     return PE_ERR_POLICY; /* the step answered: the stream stops */
   if (chunk.keep == 0) {
@@ -356,11 +398,14 @@ int pe_chain_stream_body(const pe_chain *chain, pe_exchange *ex, pe_dir dir, pe_
     if (ss->bypassed)
       continue;
     int w = in_buf == 0 ? 1 : 0;
-    int rc = stream_step_run(ex, ss, cur, last != 0, &s->work[w], dir);
+    bool viewed;
+    pe_slice res;
+    int rc = stream_step_run(ex, ss, cur, last != 0, &s->work[w], dir, &res, &viewed);
     if (rc != PE_OK)
       return stream_stop(ex, s, rc);
-    cur = pe__buf_slice(&s->work[w]);
-    in_buf = w;
+    cur = res;
+    if (!viewed) /* a view stays where its input is */
+      in_buf = w;
   }
   if (cur.len)
     s->emitted = true;
