@@ -54,30 +54,33 @@ struct gw_client {
   uint64_t out_written;       /* bytes ever written from out */
   uint64_t response_begin;    /* offset in that stream of the current response */
 
-  unsigned keep_alive : 1;     /* of the current request */
-  unsigned http10 : 1;         /* the current request is HTTP/1.0 */
-  unsigned head_method : 1;    /* the current request is HEAD */
-  unsigned no_body : 1;        /* the response has no body (HEAD, 204, 304) */
-  unsigned chunked_out : 1;    /* the response body is chunk-coded */
-  unsigned closing : 1;        /* close once the output is written */
-  unsigned peer_gone : 1;      /* read EOF or error: no more requests */
-  unsigned write_armed : 1;    /* write_event is added */
-  unsigned flush_queued : 1;   /* a write is scheduled for this iteration */
-  unsigned reading : 1;        /* read_event is added */
-  unsigned dead : 1;           /* socket closed; freed when the proxy is done */
-  unsigned in_process : 1;     /* inside process_input() */
-  unsigned body_streaming : 1; /* BUSY, and the body is still to be read for the proxy */
-  unsigned body_flowing : 1;   /* the proxy takes its bytes (gw_client_body_start) */
-  unsigned body_paused : 1;    /* the proxy asked to stop reading it for now */
-  uint64_t body_seen;          /* streamed body bytes so far (the rate check) */
-  uint64_t pause_start_ns;     /* when body_paused was set */
-  unsigned in_pump : 1;        /* inside pump_body(): freeing waits for its end */
-  unsigned free_pending : 1;   /* freed while in_pump */
-  void *owner;                 /* the proxy's request, while BUSY */
+  unsigned keep_alive : 1;      /* of the current request */
+  unsigned http10 : 1;          /* the current request is HTTP/1.0 */
+  unsigned head_method : 1;     /* the current request is HEAD */
+  unsigned no_body : 1;         /* the response has no body (HEAD, 204, 304) */
+  unsigned chunked_out : 1;     /* the response body is chunk-coded */
+  unsigned closing : 1;         /* close once the output is written */
+  unsigned peer_gone : 1;       /* read EOF or error: no more requests */
+  unsigned write_armed : 1;     /* write_event is added */
+  unsigned flush_queued : 1;    /* a write is scheduled for this iteration */
+  unsigned reading : 1;         /* read_event is added */
+  unsigned dead : 1;            /* socket closed; freed when the proxy is done */
+  unsigned in_process : 1;      /* inside process_input() */
+  unsigned body_streaming : 1;  /* BUSY, and the body is still to be read for the proxy */
+  unsigned body_flowing : 1;    /* the proxy takes its bytes (gw_client_body_start) */
+  unsigned body_paused : 1;     /* the proxy asked to stop reading it for now */
+  uint64_t body_seen;           /* streamed body bytes so far (the rate check) */
+  uint64_t pause_start_ns;      /* when body_paused was set */
+  unsigned in_pump : 1;         /* inside pump_body(): freeing waits for its end */
+  unsigned free_pending : 1;    /* freed while in_pump */
+  unsigned expect_continue : 1; /* the client waits for "100 Continue" before its body */
+  void *owner;                  /* the proxy's request, while BUSY */
 };
 
 static void process_input(gw_client *c);
 static void pump_body(gw_client *c);
+static void send_continue(gw_client *c);
+static void queue_flush(gw_client *c);
 static void mark_closing(gw_client *c);
 static void parse_requests(gw_client *c, gw_thread *t);
 
@@ -354,6 +357,9 @@ static void parse_requests(gw_client *c, gw_thread *t) {
         return;
       }
       c->keep_alive = (unsigned)gw_http_keep_alive(&head);
+      const gw_field *expect = gw_http_find(&head, "expect");
+      c->expect_continue = expect && head.minor >= 1 && expect->value_len == 12 &&
+                           gw_http_name_is(expect->value, 12, "100-continue");
       c->http10 = head.minor == 0;
       c->head_method = head.method_len == 4 && memcmp(head.method, "HEAD", 4) == 0;
       c->body_remaining = length;
@@ -386,6 +392,7 @@ static void parse_requests(gw_client *c, gw_thread *t) {
       }
       gw_buf_consume(&c->in, end);
       c->state = READING_BODY;
+      send_continue(c);
       c->body_start_ns = now_ns();
     }
     int complete = read_body(c);
@@ -400,6 +407,19 @@ static void parse_requests(gw_client *c, gw_thread *t) {
    * request it sent (pipelined, then a half-close), then the close. */
   if (c->peer_gone && !c->dead && !c->closing && c->state != BUSY)
     mark_closing(c);
+}
+
+/* The interim answer a client sending "Expect: 100-continue" waits for,
+ * once the gateway is about to read its body (and only if none of the
+ * body is here yet). */
+static void send_continue(gw_client *c) {
+  if (!c->expect_continue)
+    return;
+  c->expect_continue = 0;
+  if (c->in.len > 0)
+    return;
+  gw_buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+  queue_flush(c);
 }
 
 static int stream_piece(void *arg, const char *data, size_t len) {
@@ -463,6 +483,7 @@ static void pump_body(gw_client *c) {
 void gw_client_body_start(gw_client *c) {
   if (c->dead || !c->body_streaming)
     return;
+  send_continue(c);
   c->body_flowing = 1;
   start_reading(c);
   pump_body(c);

@@ -736,6 +736,13 @@ void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body) {
     gw_client_send_simple(c, 404, "no API serves this path\n");
     return;
   }
+  if (!body && route->plan[PE_REQUEST] == PE_BODY_BUFFER) {
+    /* The API changed between the head's two look-ups and now wants the
+     * body whole, which is already streaming: never bypass its steps. */
+    gw_route_unref(route);
+    gw_client_send_simple(c, 503, "API reconfigured, retry\n");
+    return;
+  }
   gw_request *r = calloc(1, sizeof *r);
   pe_exchange *ex = r ? gw_thread_take_exchange(t) : NULL;
   if (!ex) {

@@ -1056,6 +1056,21 @@ def scenario_uploads(args):
                           answer["length"] == length and answer["sha256"] == digest,
                           "%s: status %d, %r (want %d bytes)" % (what, status, answer, length))
     with Setup(args, BODY_APIS, limits={"body_bytes": 1 << 20}) as gw:
+        # Expect: 100-continue: the interim answer comes before the body is sent.
+        for api in ("pass", "stream", "buffer"):
+            with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+                s.sendall(b"POST /%s/sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                          b"Expect: 100-continue\r\n\r\n" % api.encode())
+                interim = s.recv(65536)
+                check(interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"),
+                      "%s: no 100 Continue: %r" % (api, interim))
+                s.sendall(b"hello")
+                got = interim[25:]
+                while b"sha256" not in got:
+                    piece = s.recv(65536)
+                    check(piece, "%s: no answer after the body" % api)
+                    got += piece
+                check(got.startswith(b"HTTP/1.1 200"), "%s after 100: %r" % (api, got[:80]))
         status, _ = upload(gw, "/buffer/sink", 2 << 20)
         check(status == 413, "buffered, past the limit: %d" % status)
         status, _ = upload(gw, "/buffer/sink", 2 << 20, chunked=True)
