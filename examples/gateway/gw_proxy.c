@@ -451,18 +451,20 @@ static void request_stream_stopped(gw_request *r) {
 /* Frames and queues body bytes for the upstream; pauses the client when
  * the upstream lags by more than the stream buffer. Returns 0 or -1. */
 static int forward_body(gw_request *r, const char *data, size_t len, int last) {
-  int rc = 0;
+  char size[24];
+  struct iovec iov[4];
+  int count = 0;
   if (r->req_chunked && len > 0) {
-    char size[24];
     int n = snprintf(size, sizeof size, "%zx\r\n", len);
-    rc |= gw_upstream_write(r->upstream, size, (size_t)n);
-    rc |= gw_upstream_write(r->upstream, data, len);
-    rc |= gw_upstream_write(r->upstream, "\r\n", 2);
-  } else if (len > 0) {
-    rc |= gw_upstream_write(r->upstream, data, len);
+    iov[count++] = (struct iovec){size, (size_t)n};
   }
+  if (len > 0)
+    iov[count++] = (struct iovec){(void *)data, len};
+  if (r->req_chunked && len > 0)
+    iov[count++] = (struct iovec){"\r\n", 2};
   if (last && r->req_chunked)
-    rc |= gw_upstream_write(r->upstream, "0\r\n\r\n", 5);
+    iov[count++] = (struct iovec){"0\r\n\r\n", 5};
+  int rc = count ? gw_upstream_writev(r->upstream, iov, count) : 0;
   if (rc == 0 && !last && !r->body_paused &&
       gw_upstream_unsent(r->upstream) > r->thread->stream_buffer_bytes) {
     r->body_paused = 1;

@@ -11,6 +11,7 @@
 
 #include <event2/event.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 typedef struct gw_upstream_pool gw_upstream_pool;
 typedef struct gw_upstream_conn gw_upstream_conn;
@@ -69,6 +70,9 @@ void gw_upstream_send_open(gw_upstream_conn *conn, int head_request,
 /* Appends bytes (already framed by the caller) to an open request and
  * writes what the socket takes. Returns 0, or -1 when out of memory. */
 int gw_upstream_write(gw_upstream_conn *conn, const char *data, size_t len);
+/* The same for pieces (a chunk's size line, data and CRLF in one call);
+ * with nothing queued they go straight to the socket, uncopied. */
+int gw_upstream_writev(gw_upstream_conn *conn, const struct iovec *iov, int count);
 /* The open request is complete: once written, the response is awaited. */
 void gw_upstream_end_request(gw_upstream_conn *conn);
 /* Bytes of the request not written yet. */
