@@ -83,7 +83,9 @@ int main(int argc, char **argv) {
     printf("run %zu: %zu bytes in, %zu out, %.3f s, %.0f MiB/s\n", r + 1, total, out, t,
            (double)mib / t);
   }
-  printf("best: %.0f MiB/s (%.2f ns per byte)\n", (double)mib / best, best * 1e9 / (double)total);
+  size_t calls = (total + chunk - 1) / chunk;
+  printf("best: %.0f MiB/s (%.3f ns per byte, %.0f ns per call of %zu bytes)\n", (double)mib / best,
+         best * 1e9 / (double)total, best * 1e9 / (double)(calls ? calls : 1), chunk);
   free(buf);
   pe_exchange_free(ex);
   pe_chain_free(c);
