@@ -254,14 +254,13 @@ def peak_rss_kib(pid):
 
 def start_gateway(args, tmp, port, files_port, sink_port):
     apis = []
-    for name, policies in (("pass", []), ("stream", [{"name": "sample-native-redact",
-                                                      "version": "1.0.0"}])):
+    for name, policies in (("pass", []), ("stream", [json.loads(args.stream_step)])):
         apis.append({"name": name + "-data", "context": "/%s/data" % name,
                      "upstream": "http://127.0.0.1:%d" % files_port, "policies": policies})
         apis.append({"name": name + "-sink", "context": "/%s/sink" % name,
                      "upstream": "http://127.0.0.1:%d" % sink_port, "policies": policies})
     config = {"listen": "127.0.0.1:%d" % port, "admin": "127.0.0.1:%d" % free_port(),
-              "threads": 1, "plugins": [args.plugin], "apis": apis,
+              "threads": 1, "plugins": [args.plugin] + args.extra_plugin, "apis": apis,
               "upstream_timeout_ms": 60000}
     path = os.path.join(tmp, "gateway.json")
     with open(path, "w") as f:
@@ -284,9 +283,16 @@ def main():
     parser.add_argument("--plugin", required=True)
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--stream-step",
+                        default='{"name": "sample-native-redact", "version": "1.0.0"}',
+                        help="the streamed step of the stream case, as JSON (it must keep "
+                             "the body unchanged)")
+    parser.add_argument("--extra-plugin", action="append", default=[],
+                        help="another plugin to load (for --stream-policy)")
     args = parser.parse_args()
     args.gateway = os.path.abspath(args.gateway)
     args.plugin = os.path.abspath(args.plugin)
+    args.extra_plugin = [os.path.abspath(p) for p in args.extra_plugin]
     if not shutil.which("nginx") or not shutil.which("curl"):
         raise SystemExit("needs nginx and curl")
 
