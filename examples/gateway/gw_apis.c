@@ -105,6 +105,8 @@ gw_route *gw_apis_build(pe_engine *engine, const gw_api_spec *spec, char *err, s
   }
   route->phases = pe_chain_phases(route->chain);
   route->needs = pe_chain_needs(route->chain);
+  route->plan[PE_REQUEST] = pe_chain_body_plan(route->chain, PE_REQUEST);
+  route->plan[PE_RESPONSE] = pe_chain_body_plan(route->chain, PE_RESPONSE);
   return route;
 }
 

@@ -21,8 +21,9 @@ typedef struct gw_route {
   gw_api_spec spec;
   size_t context_len;
   pe_chain *chain;
-  unsigned phases; /* pe_chain_phases() */
-  unsigned needs;  /* pe_chain_needs() */
+  unsigned phases;      /* pe_chain_phases() */
+  unsigned needs;       /* pe_chain_needs() */
+  pe_body_plan plan[2]; /* pe_chain_body_plan() by pe_dir */
   gw_api_metrics *metrics;
 } gw_route;
 

@@ -54,22 +54,33 @@ struct gw_client {
   uint64_t out_written;       /* bytes ever written from out */
   uint64_t response_begin;    /* offset in that stream of the current response */
 
-  unsigned keep_alive : 1;   /* of the current request */
-  unsigned http10 : 1;       /* the current request is HTTP/1.0 */
-  unsigned head_method : 1;  /* the current request is HEAD */
-  unsigned no_body : 1;      /* the response has no body (HEAD, 204, 304) */
-  unsigned chunked_out : 1;  /* the response body is chunk-coded */
-  unsigned closing : 1;      /* close once the output is written */
-  unsigned peer_gone : 1;    /* read EOF or error: no more requests */
-  unsigned write_armed : 1;  /* write_event is added */
-  unsigned flush_queued : 1; /* a write is scheduled for this iteration */
-  unsigned reading : 1;      /* read_event is added */
-  unsigned dead : 1;         /* socket closed; freed when the proxy is done */
-  unsigned in_process : 1;   /* inside process_input() */
-  void *owner;               /* the proxy's request, while BUSY */
+  unsigned keep_alive : 1;      /* of the current request */
+  unsigned http10 : 1;          /* the current request is HTTP/1.0 */
+  unsigned head_method : 1;     /* the current request is HEAD */
+  unsigned no_body : 1;         /* the response has no body (HEAD, 204, 304) */
+  unsigned chunked_out : 1;     /* the response body is chunk-coded */
+  unsigned closing : 1;         /* close once the output is written */
+  unsigned peer_gone : 1;       /* read EOF or error: no more requests */
+  unsigned write_armed : 1;     /* write_event is added */
+  unsigned flush_queued : 1;    /* a write is scheduled for this iteration */
+  unsigned reading : 1;         /* read_event is added */
+  unsigned dead : 1;            /* socket closed; freed when the proxy is done */
+  unsigned in_process : 1;      /* inside process_input() */
+  unsigned body_streaming : 1;  /* BUSY, and the body is still to be read for the proxy */
+  unsigned body_flowing : 1;    /* the proxy takes its bytes (gw_client_body_start) */
+  unsigned body_paused : 1;     /* the proxy asked to stop reading it for now */
+  uint64_t body_seen;           /* streamed body bytes so far (the rate check) */
+  uint64_t pause_start_ns;      /* when body_paused was set */
+  unsigned in_pump : 1;         /* inside pump_body(): freeing waits for its end */
+  unsigned free_pending : 1;    /* freed while in_pump */
+  unsigned expect_continue : 1; /* the client waits for "100 Continue" before its body */
+  void *owner;                  /* the proxy's request, while BUSY */
 };
 
 static void process_input(gw_client *c);
+static void pump_body(gw_client *c);
+static void send_continue(gw_client *c);
+static void queue_flush(gw_client *c);
 static void mark_closing(gw_client *c);
 static void parse_requests(gw_client *c, gw_thread *t);
 
@@ -79,6 +90,18 @@ static uint64_t now_ns(void) {
 }
 
 static void client_free(gw_client *c) {
+  if (c->in_pump) { /* pump_body() still runs on it: it frees c at its end */
+    event_del(c->read_event);
+    event_del(c->write_event);
+    if (c->fd >= 0)
+      close(c->fd);
+    c->fd = -1;
+    c->dead = 1;
+    c->owner = NULL;
+    c->body_streaming = 0;
+    c->free_pending = 1;
+    return;
+  }
   TAILQ_REMOVE(&c->thread->clients, c, link);
   event_free(c->read_event);
   event_free(c->write_event);
@@ -178,7 +201,8 @@ static void stop_reading(gw_client *c) {
 static void on_readable(evutil_socket_t fd, short what, void *arg) {
   gw_client *c = arg;
   (void)what;
-  if (gw_buf_reserve(&c->in, 8192) < 0) {
+  /* A streamed body is read in larger pieces: fewer calls per byte. */
+  if (gw_buf_reserve(&c->in, c->body_flowing ? 65536 : 8192) < 0) {
     client_close(c);
     return;
   }
@@ -190,6 +214,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
      * half-closed client still reads); a request cut short is dropped. */
     c->peer_gone = 1;
     stop_reading(c);
+    if (c->state == BUSY && c->body_streaming) {
+      client_close(c); /* the body was cut short: its upstream request goes too */
+      return;
+    }
     if (c->state == BUSY)
       return;
     if (n == 0 && c->out.len > 0)
@@ -203,7 +231,11 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
     c->head_start_ns = now; /* the whole head must come within the timeout */
   c->in.len += (size_t)n;
   c->last_activity_ns = now;
-  if (c->state == BUSY) { /* pipelined: parsed once the response is out */
+  if (c->state == BUSY && c->body_flowing) {
+    pump_body(c);
+    return;
+  }
+  if (c->state == BUSY) { /* pipelined (or a body not wanted yet): parsed later */
     if (c->in.len >= MAX_READ_AHEAD)
       stop_reading(c);
     return;
@@ -319,22 +351,37 @@ static void parse_requests(gw_client *c, gw_thread *t) {
         refuse(c, 400, "bad request\n");
         return;
       }
-      if (c->framing == GW_BODY_LENGTH && length > t->limit_body_bytes) {
+      int stream = c->framing != GW_BODY_NONE && gw_proxy_streams_body(c, &head);
+      if (!stream && c->framing == GW_BODY_LENGTH && length > t->limit_body_bytes) {
         refuse(c, 413, "request body too large\n");
         return;
       }
       c->keep_alive = (unsigned)gw_http_keep_alive(&head);
+      const gw_field *expect = gw_http_find(&head, "expect");
+      c->expect_continue = expect && head.minor >= 1 && expect->value_len == 12 &&
+                           gw_http_name_is(expect->value, 12, "100-continue");
       c->http10 = head.minor == 0;
       c->head_method = head.method_len == 4 && memcmp(head.method, "HEAD", 4) == 0;
       c->body_remaining = length;
       c->scanned = 0;
       memset(&c->chunked, 0, sizeof c->chunked);
       c->body.len = c->body.off = 0;
+      c->body_seen = 0;
       if (c->framing == GW_BODY_NONE) {
         /* Consumed first, yet the fields stay valid through the call: c->in
          * is only written by on_readable, which cannot run meanwhile. */
         gw_buf_consume(&c->in, end);
         dispatch(c, &head);
+        continue;
+      }
+      if (stream) { /* the proxy takes the body as it comes (gw_client_body_start) */
+        gw_buf_consume(&c->in, end);
+        c->body_streaming = 1;
+        c->body_flowing = c->body_paused = 0;
+        c->body_seen = 0;
+        c->body_start_ns = now_ns();
+        c->state = BUSY;
+        gw_proxy_request(c, &head, NULL);
         continue;
       }
       /* The body follows: keep the head aside (c->in moves as it fills). */
@@ -345,6 +392,7 @@ static void parse_requests(gw_client *c, gw_thread *t) {
       }
       gw_buf_consume(&c->in, end);
       c->state = READING_BODY;
+      send_continue(c);
       c->body_start_ns = now_ns();
     }
     int complete = read_body(c);
@@ -359,6 +407,105 @@ static void parse_requests(gw_client *c, gw_thread *t) {
    * request it sent (pipelined, then a half-close), then the close. */
   if (c->peer_gone && !c->dead && !c->closing && c->state != BUSY)
     mark_closing(c);
+}
+
+/* The interim answer a client sending "Expect: 100-continue" waits for,
+ * once the gateway is about to read its body (and only if none of the
+ * body is here yet). */
+static void send_continue(gw_client *c) {
+  if (!c->expect_continue)
+    return;
+  c->expect_continue = 0;
+  if (c->in.len > 0)
+    return;
+  gw_buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+  queue_flush(c);
+}
+
+static int stream_piece(void *arg, const char *data, size_t len) {
+  gw_client *c = arg;
+  if (!c->body_streaming)
+    return 1; /* answered meanwhile: the rest is not wanted */
+  c->body_seen += len;
+  gw_proxy_body(c->owner, data, len);
+  return 0;
+}
+
+/* Hands the body bytes read so far to the proxy; at the body's end tells
+ * it so (the last thing done: the proxy may end the response and the
+ * connection move on). */
+static void pump_body(gw_client *c) {
+  if (!c->body_streaming || !c->body_flowing || c->dead)
+    return;
+  /* The proxy may answer (and end the response, or close c) from inside
+   * stream_piece(): c stays allocated until the pump is over, and
+   * body_streaming says whether the body is still wanted. */
+  int done = 0, malformed = 0;
+  c->in_pump = 1;
+  if (c->framing == GW_BODY_LENGTH) {
+    size_t n = c->in.len < c->body_remaining ? c->in.len : (size_t)c->body_remaining;
+    if (n > 0)
+      stream_piece(c, gw_buf_ptr(&c->in), n);
+    if (c->body_streaming) {
+      gw_buf_consume(&c->in, n);
+      c->body_remaining -= n;
+      done = c->body_remaining == 0;
+    }
+  } else {
+    ssize_t used =
+        gw_chunked_decode(&c->chunked, gw_buf_ptr(&c->in), c->in.len, stream_piece, c, &done);
+    if (used == -1) /* malformed coding, the request half forwarded: cut */
+      malformed = 1;
+    else if (used >= 0 && c->body_streaming)
+      gw_buf_consume(&c->in, (size_t)used);
+  }
+  c->in_pump = 0;
+  if (c->free_pending) {
+    client_free(c);
+    return;
+  }
+  if (malformed && c->body_streaming) {
+    client_close(c);
+    return;
+  }
+  if (!c->body_streaming)
+    return; /* answered meanwhile (the connection closes after it) */
+  c->last_activity_ns = now_ns();
+  if (!done)
+    return;
+  c->body_streaming = c->body_flowing = c->body_paused = 0;
+  /* Pipelined bytes after the body wait for the response's end. */
+  if (c->in.len >= MAX_READ_AHEAD)
+    stop_reading(c);
+  gw_proxy_body_end(c->owner);
+}
+
+void gw_client_body_start(gw_client *c) {
+  if (c->dead || !c->body_streaming)
+    return;
+  send_continue(c);
+  c->body_flowing = 1;
+  start_reading(c);
+  pump_body(c);
+}
+
+void gw_client_body_pause(gw_client *c) {
+  if (!c->body_streaming || c->body_paused)
+    return;
+  c->body_paused = 1;
+  c->pause_start_ns = now_ns();
+  stop_reading(c);
+}
+
+void gw_client_body_resume(gw_client *c) {
+  if (!c->body_paused || c->dead)
+    return;
+  c->body_paused = 0;
+  /* Time spent waiting for the upstream is not the client's slowness. */
+  c->body_start_ns += now_ns() - c->pause_start_ns;
+  c->last_activity_ns = now_ns();
+  start_reading(c);
+  pump_body(c);
 }
 
 gw_thread *gw_client_thread(const gw_client *c) {
@@ -424,9 +571,12 @@ static const char *reason(int status) {
   }
 }
 
-/* Whether the connection closes after the current response. */
+/* Whether the connection closes after the current response. A response
+ * that ends before its request's body was read whole closes it too: the
+ * rest of that body cannot be told from the next request. */
 static int last_response(const gw_client *c) {
-  return !c->keep_alive || c->thread->draining || (c->peer_gone && c->in.len == 0);
+  return !c->keep_alive || c->thread->draining || (c->peer_gone && c->in.len == 0) ||
+         c->body_streaming;
 }
 
 static void status_line(gw_client *c, int status) {
@@ -490,6 +640,10 @@ void gw_client_end_response(gw_client *c) {
   }
   if (c->chunked_out && !c->no_body)
     gw_buf_append(&c->out, "0\r\n\r\n", 5);
+  if (c->body_streaming) { /* answered before its body was all read */
+    c->body_streaming = c->body_flowing = c->body_paused = 0;
+    c->keep_alive = 0;
+  }
   c->state = READING_HEAD;
   c->owner = NULL;
   c->head_start_ns = now_ns(); /* a pipelined head's clock starts now */
@@ -543,8 +697,8 @@ void gw_client_abort(gw_client *c) {
  * it may take the body timeout plus one second per body_min_rate bytes
  * received, and may not stall for longer than the body timeout. */
 static int body_too_slow(const gw_client *c, const gw_thread *t, uint64_t now) {
-  uint64_t allowed =
-      t->body_timeout_ns + (uint64_t)(c->body.len / t->body_min_rate) * 1000000000ull;
+  uint64_t allowed = t->body_timeout_ns +
+                     (uint64_t)((c->body.len + c->body_seen) / t->body_min_rate) * 1000000000ull;
   return now - c->body_start_ns > allowed || now - c->last_activity_ns > t->body_timeout_ns;
 }
 
@@ -556,6 +710,9 @@ void gw_client_sweep(gw_thread *t, uint64_t now) {
       /* the proxy frees it */
     } else if (c->write_armed && now - c->write_progress_ns > t->send_timeout_ns) {
       client_close(c); /* reads nothing of its response: frees the upstream too */
+    } else if (c->state == BUSY && c->body_flowing && !c->body_paused) {
+      if (body_too_slow(c, t, now))
+        client_close(c); /* a streamed body trickling in: as below */
     } else if (c->state == BUSY) {
       /* the proxy has it; its upstream has its own timeout */
     } else if (c->state == READING_HEAD && c->in.len == 0) {

@@ -43,6 +43,15 @@ int gw_client_retract_response(gw_client *c);
 /* Closes the connection at once: the end of a response the upstream broke off. */
 void gw_client_abort(gw_client *c);
 
+/* A request whose body streams (gw_proxy_request() with no body): the
+ * proxy calls this when it can take body bytes; from then on they come
+ * through gw_proxy_body() as they are read, then gw_proxy_body_end(). */
+void gw_client_body_start(gw_client *c);
+/* Stops / resumes reading a streamed body (flow control: the upstream
+ * does not take it as fast as the client sends it). */
+void gw_client_body_pause(gw_client *c);
+void gw_client_body_resume(gw_client *c);
+
 /* Ties the current request to @p owner: gw_proxy_client_drained(owner) is
  * called when the output has been written out. Reset at the response's end. */
 void gw_client_set_owner(gw_client *c, void *owner);

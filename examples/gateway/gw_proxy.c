@@ -6,6 +6,11 @@
  *     -> [response headers] -> stream the body, or, when the chain needs
  *        the response body: buffer it -> [response headers + body] -> reply
  *
+ * Each body follows the chain's plan for it (pe_chain_body_plan): passed
+ * through untouched, streamed through the chain's streamed steps chunk by
+ * chunk (pe_chain_stream_body, framed chunked since its length may
+ * change), or buffered for the body phase.
+ *
  * A buffered response reaches the client only after the body phase, so
  * both response phases wait for the whole body and run as one
  * (pe_chain_run_phases_async): their Python steps cost one round trip to
@@ -61,7 +66,15 @@ struct gw_request {
   unsigned paused : 1;         /* upstream reads paused for a slow client */
   unsigned had_body : 1;       /* the client's request carried a body */
   unsigned client_gone : 1;    /* the client went away: answer nobody upstream */
+  unsigned stream_resp : 1;    /* the response body goes through pe_chain_stream_body */
+  unsigned head_pending : 1;   /* its head waits for the stream's first output bytes */
+  unsigned req_stream : 1;     /* the request body comes from the client as it is read */
+  unsigned req_chunked : 1;    /* ... and goes upstream chunked (else with its length) */
+  unsigned req_stopped : 1;    /* ... and is no longer forwarded (stopped, or answered) */
+  unsigned body_paused : 1;    /* the client's body reads wait for the upstream */
+  uint64_t req_length;         /* the client's Content-Length, when not chunked */
   gw_buf held;                 /* response body that arrived while a phase ran */
+  gw_buf streamed;             /* the request body as the streamed steps left it */
 };
 
 static const gw_upstream_callbacks upstream_callbacks;
@@ -75,6 +88,7 @@ uint64_t gw_now_ns(void) {
 static void request_free(gw_request *r) {
   gw_route_unref(r->route);
   gw_buf_free(&r->held);
+  gw_buf_free(&r->streamed);
   free(r);
 }
 
@@ -225,11 +239,54 @@ static void finish_buffered_response(gw_request *r) {
   run_phases(r, PE_PHASE_RESPONSE_HEADERS, PE_PHASE_RESPONSE_BODY, after_response_body);
 }
 
+/* A streamed response body stopped at a step (failed closed, or
+ * answered): the client gets the exchange's answer if nothing of the
+ * response has gone out yet, else the connection is cut, so that a
+ * truncated body never looks complete. */
+static void stream_stopped(gw_request *r) {
+  pe_engine_log(r->thread->ctx->engine, PE_LOG_WARN, "api %s: response body stream stopped: %s",
+                r->route->spec.name, pe_exchange_errmsg(r->ex));
+  r->stream_resp = 0;
+  int clean = pe_exchange_stream_state(r->ex, PE_RESPONSE) == PE_STREAM_STOPPED_CLEAN;
+  if (!r->client_gone && clean && (r->head_pending || gw_client_retract_response(r->client))) {
+    r->head_pending = 0;
+    reply_from_exchange(r);
+    return;
+  }
+  r->client_done = 1;
+  gw_client_abort(r->client);
+}
+
+/* Sends response body bytes to the client: as they are, or through the
+ * chain's streamed steps. Returns 0, or -1 when the stream stopped (the
+ * client is answered or cut; the caller drops the upstream). */
+static int stream_out(gw_request *r, const char *data, size_t len, int last) {
+  if (!r->stream_resp) {
+    gw_client_send_body(r->client, data, len);
+    return 0;
+  }
+  pe_slice out;
+  if (pe_chain_stream_body(r->route->chain, r->ex, PE_RESPONSE, pe_bytes(data, len), last, &out) !=
+      PE_OK) {
+    stream_stopped(r);
+    return -1;
+  }
+  if (r->head_pending && (out.len > 0 || last)) {
+    r->head_pending = 0;
+    gw_client_start_response(r->client, r->status, r->ex, GW_LENGTH_CHUNKED);
+  }
+  gw_client_send_body(r->client, out.ptr, out.len);
+  return 0;
+}
+
 static void end_stream(gw_request *r) {
   if (r->upstream_result == GW_UPSTREAM_OK) {
+    if (stream_out(r, NULL, 0, 1) < 0)
+      return; /* the client is answered or cut */
     r->client_done = 1;
     gw_client_end_response(r->client);
-  } else if (!r->client_gone && gw_client_retract_response(r->client)) {
+  } else if (!r->client_gone && (r->head_pending || gw_client_retract_response(r->client))) {
+    r->head_pending = 0;
     reply_upstream_failure(r); /* nothing was out yet: a 502 is still possible */
   } else {
     r->client_done = 1;
@@ -241,13 +298,26 @@ static void start_streaming(gw_request *r) {
   int status = pe_exchange_status(r->ex);
   r->status = status;
   r->streaming = 1;
-  /* The body passes unchanged, so its framing is the upstream's, whatever
-   * the policies did to Content-Length or Transfer-Encoding: the gateway
-   * writes both fields itself (the upstream's length, or chunked). */
-  gw_client_start_response(r->client, status, r->ex, r->upstream_length);
+  r->stream_resp = r->route->plan[PE_RESPONSE] == PE_BODY_STREAM && !bodiless(r, status);
+  /* A body passing unchanged keeps the upstream's framing, whatever the
+   * policies did to Content-Length or Transfer-Encoding: the gateway
+   * writes both fields itself (the upstream's length, or chunked). A body
+   * through streamed steps may change length: chunked (close-delimited
+   * for HTTP/1.0), and its head waits for the first bytes the steps let
+   * out, so that a step failing before that still gets a clean 500. */
+  if (r->stream_resp) /* the head goes with the first output bytes (see stream_out) */
+    r->head_pending = 1;
+  else
+    gw_client_start_response(r->client, status, r->ex, r->upstream_length);
   if (r->held.len > 0) {
-    gw_client_send_body(r->client, gw_buf_ptr(&r->held), r->held.len);
+    int rc = stream_out(r, gw_buf_ptr(&r->held), r->held.len, 0);
     gw_buf_free(&r->held);
+    if (rc < 0) {
+      drop_upstream(r);
+      if (!r->drop_upstream)
+        maybe_finish(r);
+      return;
+    }
   }
   if (r->upstream_state == UPSTREAM_DONE) {
     end_stream(r);
@@ -286,7 +356,7 @@ static int on_upstream_head(void *user, const gw_head *head) {
   r->upstream_length = framing == GW_BODY_LENGTH              ? (int64_t)length
                        : gw_http_find(head, "content-length") ? 0
                                                               : GW_LENGTH_CHUNKED;
-  if (r->route->needs & PE_NEEDS_RESPONSE_BODY) {
+  if (r->route->plan[PE_RESPONSE] == PE_BODY_BUFFER) {
     r->headers_done = 1; /* the body goes to the exchange; phases at its end */
     return 0;
   }
@@ -307,7 +377,8 @@ static int on_upstream_body(void *user, const char *data, size_t len) {
     return 0;
   }
   if (r->streaming) {
-    gw_client_send_body(r->client, data, len);
+    if (stream_out(r, data, len, 0) < 0)
+      return upstream_dropped(r);
     /* Backpressure: a slow client pauses the upstream, so the gateway
      * holds at most this much of a streamed body per client. */
     if (gw_client_pending_output(r->client) > r->thread->stream_buffer_bytes) {
@@ -343,8 +414,91 @@ static void on_upstream_done(void *user, gw_upstream_result result) {
   }
 }
 
-static const gw_upstream_callbacks upstream_callbacks = {
-    .on_head = on_upstream_head, .on_body = on_upstream_body, .on_done = on_upstream_done};
+static void on_upstream_drain(void *user) {
+  gw_request *r = user;
+  if (r->body_paused && !r->client_done) {
+    r->body_paused = 0;
+    gw_client_body_resume(r->client);
+  }
+}
+
+static const gw_upstream_callbacks upstream_callbacks = {.on_head = on_upstream_head,
+                                                         .on_body = on_upstream_body,
+                                                         .on_done = on_upstream_done,
+                                                         .on_drain = on_upstream_drain};
+
+/* ---- a streamed request body ---- */
+
+/* The request body stream stopped at a step: the upstream request is
+ * dropped; the client gets the exchange's answer unless the upstream's
+ * response is on its way already (then it is cut). */
+static void request_stream_stopped(gw_request *r) {
+  pe_engine_log(r->thread->ctx->engine, PE_LOG_WARN, "api %s: request body stream stopped: %s",
+                r->route->spec.name, pe_exchange_errmsg(r->ex));
+  r->req_stopped = 1;
+  drop_upstream(r);
+  if (r->client_done)
+    return;
+  if (r->streaming || r->head_pending) {
+    r->client_done = 1;
+    gw_client_abort(r->client);
+  } else {
+    reply_from_exchange(r);
+  }
+  maybe_finish(r);
+}
+
+/* Frames and queues body bytes for the upstream; pauses the client when
+ * the upstream lags by more than the stream buffer. Returns 0 or -1. */
+static int forward_body(gw_request *r, const char *data, size_t len, int last) {
+  char size[24];
+  struct iovec iov[4];
+  int count = 0;
+  if (r->req_chunked && len > 0) {
+    int n = snprintf(size, sizeof size, "%zx\r\n", len);
+    iov[count++] = (struct iovec){size, (size_t)n};
+  }
+  if (len > 0)
+    iov[count++] = (struct iovec){(void *)data, len};
+  if (r->req_chunked && len > 0)
+    iov[count++] = (struct iovec){"\r\n", 2};
+  if (last && r->req_chunked)
+    iov[count++] = (struct iovec){"0\r\n\r\n", 5};
+  int rc = count ? gw_upstream_writev(r->upstream, iov, count) : 0;
+  if (rc == 0 && !last && !r->body_paused &&
+      gw_upstream_unsent(r->upstream) > r->thread->stream_buffer_bytes) {
+    r->body_paused = 1;
+    gw_client_body_pause(r->client);
+  }
+  return rc;
+}
+
+static void request_body_piece(gw_request *r, const char *data, size_t len, int last) {
+  if (r->req_stopped || r->client_done || r->upstream_state != UPSTREAM_ACTIVE)
+    return; /* answered already: the rest of the body is read and dropped */
+  pe_slice out = pe_bytes(data, len);
+  if (r->route->plan[PE_REQUEST] == PE_BODY_STREAM &&
+      pe_chain_stream_body(r->route->chain, r->ex, PE_REQUEST, pe_bytes(data, len), last, &out) !=
+          PE_OK) {
+    request_stream_stopped(r);
+    return;
+  }
+  if (forward_body(r, out.ptr, out.len, last) < 0) {
+    pe_exchange_respond(r->ex, 500, PE_LIT("internal error: out of memory\n"));
+    request_stream_stopped(r);
+    return;
+  }
+  if (last)
+    gw_upstream_end_request(r->upstream);
+}
+
+void gw_proxy_body(void *owner, const char *data, size_t len) {
+  request_body_piece(owner, data, len, 0);
+}
+
+void gw_proxy_body_end(void *owner) {
+  request_body_piece(owner, NULL, 0, 1);
+}
 
 void gw_proxy_client_gone(void *owner) {
   gw_request *r = owner;
@@ -385,8 +539,11 @@ void gw_proxy_client_drained(void *owner) {
 static int write_upstream_request(gw_request *r, gw_buf *out) {
   const gw_api_spec *api = &r->route->spec;
   pe_slice method = pe_exchange_method(r->ex), path = pe_exchange_path(r->ex);
-  pe_slice body = (r->route->needs & PE_NEEDS_REQUEST_BODY)
-                      ? pe_exchange_body(r->ex, PE_REQUEST)
+  pe_body_plan plan = r->route->plan[PE_REQUEST];
+  pe_slice body = r->req_stream            ? PE_LIT("")
+                  : plan == PE_BODY_BUFFER ? pe_exchange_body(r->ex, PE_REQUEST)
+                  : plan == PE_BODY_STREAM
+                      ? pe_bytes(gw_buf_ptr(&r->streamed), r->streamed.len)
                       : pe_bytes(gw_buf_ptr(r->client_body), r->client_body->len);
   int rc = gw_buf_reserve(out, method.len + path.len + body.len + 512);
   rc |= gw_buf_append(out, method.ptr, method.len);
@@ -399,6 +556,19 @@ static int write_upstream_request(gw_request *r, gw_buf *out) {
     snprintf(host, sizeof host, "host: %s:%u\r\n", api->upstream_host,
              (unsigned)api->upstream_port);
     rc |= gw_buf_append_str(out, host);
+  }
+  if (r->req_stream) {
+    /* The body follows as it is read: with the client's length when it
+     * passes unchanged, else chunked (streamed steps may change it). */
+    if (r->req_chunked) {
+      rc |= gw_buf_append_str(out, "transfer-encoding: chunked\r\n");
+    } else {
+      rc |= gw_buf_append_str(out, "content-length: ");
+      rc |= gw_buf_append_dec(out, r->req_length);
+      rc |= gw_buf_append_str(out, "\r\n");
+    }
+    rc |= gw_buf_append_str(out, "\r\n");
+    return rc ? -1 : 0;
   }
   /* The whole body is here, so its length is known: state it, which also
    * covers a rewritten or de-chunked body. */
@@ -436,7 +606,12 @@ static void send_upstream(gw_request *r) {
     return;
   }
   r->upstream_state = UPSTREAM_ACTIVE;
-  gw_upstream_send(r->upstream, gw_client_is_head(r->client), &upstream_callbacks, r);
+  if (!r->req_stream) {
+    gw_upstream_send(r->upstream, gw_client_is_head(r->client), &upstream_callbacks, r);
+    return;
+  }
+  gw_upstream_send_open(r->upstream, gw_client_is_head(r->client), &upstream_callbacks, r);
+  gw_client_body_start(r->client); /* body bytes come now (may finish r) */
 }
 
 /* ---- request side ---- */
@@ -456,7 +631,31 @@ static void after_request_headers(gw_request *r) {
     maybe_finish(r);
     return;
   }
-  if (r->route->needs & PE_NEEDS_REQUEST_BODY) {
+  if (r->req_stream) {
+    send_upstream(r); /* the body follows, read as it comes */
+    return;
+  }
+  if (r->route->plan[PE_REQUEST] == PE_BODY_STREAM) {
+    /* A request without a body: the steps still see its (empty) end. */
+    pe_slice out;
+    if (pe_chain_stream_body(r->route->chain, r->ex, PE_REQUEST,
+                             pe_bytes(gw_buf_ptr(r->client_body), r->client_body->len), 1,
+                             &out) != PE_OK) {
+      pe_engine_log(r->thread->ctx->engine, PE_LOG_WARN, "api %s: request body stream stopped: %s",
+                    r->route->spec.name, pe_exchange_errmsg(r->ex));
+      reply_from_exchange(r); /* nothing went upstream yet */
+      maybe_finish(r);
+      return;
+    }
+    if (gw_buf_append(&r->streamed, out.ptr, out.len) < 0) {
+      reply_error(r, 500, "internal error: out of memory\n");
+      maybe_finish(r);
+      return;
+    }
+    send_upstream(r);
+    return;
+  }
+  if (r->route->plan[PE_REQUEST] == PE_BODY_BUFFER) {
     int rc = pe_exchange_body_set(r->ex, PE_REQUEST,
                                   pe_bytes(gw_buf_ptr(r->client_body), r->client_body->len));
     if (rc < 0) {
@@ -499,6 +698,21 @@ static const char *refusal(const gw_head *head) {
   return NULL;
 }
 
+int gw_proxy_streams_body(gw_client *c, const gw_head *head) {
+  gw_thread *t = gw_client_thread(c);
+  if (refusal(head))
+    return 0; /* refused before any body is needed */
+  size_t path_len = gw_path_normalize(head->target, head->target_len, t->path_buf);
+  if (path_len == 0)
+    return 0;
+  gw_route *route = gw_apis_route(t->ctx->apis, &t->view, t->path_buf, path_len);
+  if (!route)
+    return 0;
+  int stream = route->plan[PE_REQUEST] != PE_BODY_BUFFER;
+  gw_route_unref(route);
+  return stream;
+}
+
 void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body) {
   gw_thread *t = gw_client_thread(c);
   const char *why = refusal(head);
@@ -524,6 +738,13 @@ void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body) {
     gw_client_send_simple(c, 404, "no API serves this path\n");
     return;
   }
+  if (!body && route->plan[PE_REQUEST] == PE_BODY_BUFFER) {
+    /* The API changed between the head's two look-ups and now wants the
+     * body whole, which is already streaming: never bypass its steps. */
+    gw_route_unref(route);
+    gw_client_send_simple(c, 503, "API reconfigured, retry\n");
+    return;
+  }
   gw_request *r = calloc(1, sizeof *r);
   pe_exchange *ex = r ? gw_thread_take_exchange(t) : NULL;
   if (!ex) {
@@ -535,10 +756,18 @@ void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body) {
   r->thread = t;
   r->client = c;
   r->client_body = body;
+  if (!body) {
+    gw_framing framing;
+    uint64_t length = 0;
+    gw_http_framing(head, 1, &framing, &length); /* checked by the client already */
+    r->req_stream = 1;
+    r->req_length = length;
+    r->req_chunked = framing != GW_BODY_LENGTH || route->plan[PE_REQUEST] == PE_BODY_STREAM;
+  }
   r->route = route;
   r->ex = ex;
   r->start_ns = gw_now_ns();
-  r->had_body = body->len > 0 || gw_http_find(head, "content-length") ||
+  r->had_body = !body || body->len > 0 || gw_http_find(head, "content-length") ||
                 gw_http_find(head, "transfer-encoding");
   TAILQ_INSERT_HEAD(&t->inflight, r, link);
   t->inflight_count++;

@@ -10,9 +10,20 @@
 #include "gw_http.h"
 #include "gw_thread.h"
 
-/* A complete request from client @p c: its head (valid during the call)
- * and its decoded body (valid until the response ends). */
+/* A request from client @p c: its head (valid during the call) and its
+ * decoded body (valid until the response ends), or NULL when the body
+ * streams (see gw_client_body_start()). */
 void gw_proxy_request(gw_client *c, const gw_head *head, gw_buf *body);
+
+/* Whether a request with @p head and a body may have its body streamed
+ * (its route does not want the body whole): 1 yes, 0 no (buffer it, under
+ * the body limit). */
+int gw_proxy_streams_body(gw_client *c, const gw_head *head);
+
+/* Decoded bytes of a streamed request body, and its end; @p owner is the
+ * request given to gw_client_set_owner(). */
+void gw_proxy_body(void *owner, const char *data, size_t len);
+void gw_proxy_body_end(void *owner);
 
 /* The client's output was written out (flow control of a streamed body);
  * @p owner is the request given to gw_client_set_owner(). */

@@ -25,6 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The first bytes of an open request stay in its buffer after they are
+ * written, so that the keep-alive race can still be retried; later ones
+ * are released as they go out. */
+#define RETRY_WINDOW 65536
+
 /* Idle connections kept per upstream; more are closed as they finish. */
 #define MAX_IDLE_PER_HOST 256
 
@@ -64,6 +69,9 @@ struct gw_upstream_conn {
   int got_bytes; /* response bytes arrived for this request */
   int reusable;  /* keep-alive after this response */
   int paused;
+  int open_request; /* a streamed request body: more bytes to come */
+  int released;     /* request bytes were written and dropped: no retry */
+  int drain_wait;   /* an open request waited for the socket: on_drain when empty */
   gw_framing framing;
   uint64_t remaining;
   gw_chunked chunked;
@@ -249,6 +257,8 @@ static void finish(gw_upstream_conn *conn, gw_upstream_result result) {
   upstream_host *h = conn->host;
   conn->cb = NULL;
   conn->user = NULL;
+  if (conn->open_request || conn->state == CONN_SENDING)
+    conn->reusable = 0; /* answered before the whole request went out */
   if (result == GW_UPSTREAM_OK && conn->reusable && h->idle_count < MAX_IDLE_PER_HOST &&
       conn->in.len == 0) {
     conn->state = CONN_IDLE;
@@ -270,8 +280,10 @@ static void finish(gw_upstream_conn *conn, gw_upstream_result result) {
     cb->on_done(user, result);
 }
 
-/* Sends the rest of the request. */
-static void write_request(gw_upstream_conn *conn) {
+/* Sends the rest of the request. Returns 1 if an open request's bytes
+ * are all out after it had to wait (time for on_drain), else 0. */
+static int write_request(gw_upstream_conn *conn) {
+  size_t before = conn->written;
   while (conn->written < conn->request.len) {
     ssize_t n = send(conn->fd, gw_buf_ptr(&conn->request) + conn->written,
                      conn->request.len - conn->written, MSG_NOSIGNAL);
@@ -283,18 +295,35 @@ static void write_request(gw_upstream_conn *conn) {
       continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       event_add(conn->write_event, NULL);
-      return;
+      conn->drain_wait = conn->open_request;
+      if (conn->written > before) /* an upload in progress is progress */
+        conn->deadline_ns = now_ns() + conn->pool->timeout_ns;
+      return 0;
     }
     break; /* broken: on_readable sees the error or EOF and decides */
   }
   event_del(conn->write_event);
-  conn->state = CONN_READING;
+  if (!conn->open_request) {
+    conn->state = CONN_READING;
+    return 0;
+  }
+  /* An open request: release what went out (past the retry window), wait
+   * for more. */
+  if (conn->written > RETRY_WINDOW) {
+    gw_buf_consume(&conn->request, conn->written);
+    conn->written = 0;
+    conn->released = 1;
+    conn->deadline_ns = now_ns() + conn->pool->timeout_ns;
+  }
+  int drained = conn->drain_wait;
+  conn->drain_wait = 0;
+  return drained;
 }
 
 /* The connection broke. A reused one that got no response byte is the
  * keep-alive race: try again, once, on a new socket. */
 static void broke(gw_upstream_conn *conn, gw_upstream_result result) {
-  if (conn->reused && !conn->got_bytes && conn->cb) {
+  if (conn->reused && !conn->got_bytes && conn->cb && !conn->released) {
     conn->reused = 0;
     close_socket(conn);
     conn->written = 0;
@@ -307,8 +336,10 @@ static void broke(gw_upstream_conn *conn, gw_upstream_result result) {
   finish(conn, result);
 }
 
-void gw_upstream_send(gw_upstream_conn *conn, int head_request, const gw_upstream_callbacks *cb,
-                      void *user) {
+static void send_request(gw_upstream_conn *conn, int head_request, const gw_upstream_callbacks *cb,
+                         void *user, int open) {
+  conn->open_request = open;
+  conn->released = conn->drain_wait = 0;
   conn->cb = cb;
   conn->user = user;
   conn->head_request = head_request;
@@ -320,6 +351,62 @@ void gw_upstream_send(gw_upstream_conn *conn, int head_request, const gw_upstrea
     return; /* on_writable sends once connected */
   conn->state = CONN_SENDING;
   write_request(conn);
+}
+
+void gw_upstream_send(gw_upstream_conn *conn, int head_request, const gw_upstream_callbacks *cb,
+                      void *user) {
+  send_request(conn, head_request, cb, user, 0);
+}
+
+void gw_upstream_send_open(gw_upstream_conn *conn, int head_request,
+                           const gw_upstream_callbacks *cb, void *user) {
+  send_request(conn, head_request, cb, user, 1);
+}
+
+int gw_upstream_writev(gw_upstream_conn *conn, const struct iovec *iov, int count) {
+  size_t skip = 0; /* bytes of iov the socket took at once */
+  if (conn->state == CONN_SENDING && !conn->drain_wait && conn->released &&
+      gw_upstream_unsent(conn) == 0) {
+    /* Nothing queued, past the retry window: straight from the caller's
+     * memory, no copy. */
+    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)count};
+    ssize_t n;
+    do
+      n = sendmsg(conn->fd, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+      skip = (size_t)n;
+      conn->deadline_ns = now_ns() + conn->pool->timeout_ns;
+    }
+  }
+  for (int i = 0; i < count; i++) {
+    size_t len = iov[i].iov_len;
+    if (skip >= len) {
+      skip -= len;
+      continue;
+    }
+    if (gw_buf_append(&conn->request, (const char *)iov[i].iov_base + skip, len - skip) < 0)
+      return -1;
+    skip = 0;
+  }
+  if (conn->state == CONN_SENDING && !conn->drain_wait && gw_upstream_unsent(conn) > 0)
+    write_request(conn); /* arms the write event if the socket is full */
+  return 0;
+}
+
+int gw_upstream_write(gw_upstream_conn *conn, const char *data, size_t len) {
+  struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+  return gw_upstream_writev(conn, &iov, 1);
+}
+
+void gw_upstream_end_request(gw_upstream_conn *conn) {
+  conn->open_request = 0;
+  if (conn->state == CONN_SENDING && !conn->drain_wait)
+    write_request(conn); /* sets CONN_READING once all is out */
+}
+
+size_t gw_upstream_unsent(const gw_upstream_conn *conn) {
+  return conn->request.len - conn->written;
 }
 
 static int deliver_body(void *arg, const char *data, size_t len) {
@@ -415,7 +502,8 @@ static int process(gw_upstream_conn *conn) {
 static void on_readable(evutil_socket_t fd, short what, void *arg) {
   gw_upstream_conn *conn = arg;
   (void)what;
-  if (gw_buf_reserve(&conn->in, 16384) < 0) {
+  /* A body is read in larger pieces than a head: fewer calls per byte. */
+  if (gw_buf_reserve(&conn->in, conn->have_head ? 65536 : 16384) < 0) {
     broke(conn, GW_UPSTREAM_BROKEN);
     return;
   }
@@ -461,7 +549,9 @@ static void on_writable(evutil_socket_t fd, short what, void *arg) {
       return;
     }
   }
-  write_request(conn);
+  conn->drain_wait = conn->drain_wait || conn->open_request;
+  if (write_request(conn) && conn->cb && conn->cb->on_drain)
+    conn->cb->on_drain(conn->user);
 }
 
 void gw_upstream_pause(gw_upstream_conn *conn) {
@@ -488,7 +578,11 @@ void gw_upstream_sweep(gw_upstream_pool *pool, uint64_t now) {
   gw_upstream_conn *conn = TAILQ_FIRST(&pool->conns);
   while (conn) {
     gw_upstream_conn *next = TAILQ_NEXT(conn, link);
-    if (conn->state != CONN_IDLE && conn->cb && !conn->paused && now > conn->deadline_ns) {
+    /* An open request with nothing to write waits for its client (whose
+     * own body timeout applies), not for the upstream. */
+    int waiting_on_client = conn->open_request && gw_upstream_unsent(conn) == 0;
+    if (conn->state != CONN_IDLE && conn->cb && !conn->paused && !waiting_on_client &&
+        now > conn->deadline_ns) {
       conn->reusable = 0;
       conn->reused = 0; /* a timeout is not the keep-alive race */
       finish(conn, GW_UPSTREAM_TIMEOUT);

@@ -11,6 +11,7 @@
 
 #include <event2/event.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 typedef struct gw_upstream_pool gw_upstream_pool;
 typedef struct gw_upstream_conn gw_upstream_conn;
@@ -33,6 +34,10 @@ typedef struct gw_upstream_callbacks {
   /* The end of the exchange with the upstream; the connection is back in
    * its pool (or closed) already. */
   void (*on_done)(void *user, gw_upstream_result result);
+  /* An open request (gw_upstream_send_open) has written out every byte
+   * given so far, after having had to wait for the socket: flow control of
+   * a streamed request body. May be NULL. */
+  void (*on_drain)(void *user);
 } gw_upstream_callbacks;
 
 int gw_upstream_pool_new(gw_upstream_pool **out, struct event_base *base, uint32_t timeout_ms,
@@ -51,6 +56,27 @@ gw_buf *gw_upstream_request(gw_upstream_conn *conn);
  * response has no body whatever its head says. Callbacks follow. */
 void gw_upstream_send(gw_upstream_conn *conn, int head_request, const gw_upstream_callbacks *cb,
                       void *user);
+
+/* The same, for a request whose body is not all there yet (a streamed
+ * upload): the request in gw_upstream_request() (head, and any body bytes
+ * so far) goes out, and the request stays open for gw_upstream_write()
+ * until gw_upstream_end_request(). Bytes written out are released, so an
+ * open request holds only what the socket has not taken; a reused
+ * connection that breaks is retried only while none was released. The
+ * response may come before the request ends; the connection is then not
+ * reused. */
+void gw_upstream_send_open(gw_upstream_conn *conn, int head_request,
+                           const gw_upstream_callbacks *cb, void *user);
+/* Appends bytes (already framed by the caller) to an open request and
+ * writes what the socket takes. Returns 0, or -1 when out of memory. */
+int gw_upstream_write(gw_upstream_conn *conn, const char *data, size_t len);
+/* The same for pieces (a chunk's size line, data and CRLF in one call);
+ * with nothing queued they go straight to the socket, uncopied. */
+int gw_upstream_writev(gw_upstream_conn *conn, const struct iovec *iov, int count);
+/* The open request is complete: once written, the response is awaited. */
+void gw_upstream_end_request(gw_upstream_conn *conn);
+/* Bytes of the request not written yet. */
+size_t gw_upstream_unsent(const gw_upstream_conn *conn);
 
 /* Stops reading the response (flow control) / reads again. */
 void gw_upstream_pause(gw_upstream_conn *conn);

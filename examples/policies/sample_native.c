@@ -1,11 +1,12 @@
 /*
- * The four sample-native-* policies of the design brief, as one plugin.
+ * The four sample-native-* policies of the design brief, as one plugin,
+ * and the streamed sample-native-redact (sample_redact.c).
  *
  * They do the least a policy of each phase can do (set one header, prefix a
  * body), so that what a benchmark measures is the cost of running a policy,
  * not the policy's own work. The Python samples do exactly the same.
  */
-#include <policyexec/plugin.h>
+#include "sample_redact.h"
 
 static int set_request_phase_header(pe_exchange *ex, void *instance, void *user_data) {
   (void)instance;
@@ -61,5 +62,5 @@ PE_PLUGIN_EXPORT int pe_plugin_init(pe_engine *engine, int abi) {
     if (rc < 0)
       return rc;
   }
-  return PE_OK;
+  return sample_redact_register(engine);
 }

@@ -120,6 +120,21 @@ PE_API int pe_exchange_meta_remove_n(pe_exchange *ex, const char *key, size_t ke
 /** As pe_exchange_respond(). */
 PE_API int pe_exchange_respond_n(pe_exchange *ex, int status, const char *body, size_t body_len);
 
+/* ---- streamed bodies (stream.h) ---- */
+
+/** As pe_body_chunk_data(); see pe_exchange_method_n(). Valid during the callback. */
+PE_API const char *pe_body_chunk_data_n(const pe_body_chunk *chunk, size_t *len);
+/** As pe_body_chunk_write(). */
+PE_API int pe_body_chunk_write_n(pe_body_chunk *chunk, const char *data, size_t len);
+/**
+ * As pe_chain_stream_body(): *@p out (never NULL) and *@p out_len receive
+ * the bytes to forward; both must be non-NULL (else
+ * PE_ERR_INVALID_ARGUMENT).
+ */
+PE_API int pe_chain_stream_body_n(const pe_chain *chain, pe_exchange *ex, pe_dir dir,
+                                  const char *chunk, size_t chunk_len, int last, const char **out,
+                                  size_t *out_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -202,6 +202,18 @@ __attribute__((weak, visibility("default"))) int pe_plugin_init_v2(pe_engine *en
 #define pe_python_options_set_worker_max_in_flight                                                 \
   (pe__api->python_options_set_worker_max_in_flight)
 #define pe_python_options_set_virtualenv (pe__api->python_options_set_virtualenv)
+#define pe_body_chunk_data (pe__api->body_chunk_data)
+#define pe_body_chunk_is_last (pe__api->body_chunk_is_last)
+#define pe_body_chunk_dir (pe__api->body_chunk_dir)
+#define pe_body_chunk_write (pe__api->body_chunk_write)
+#define pe_body_chunk_keep (pe__api->body_chunk_keep)
+#define pe_body_chunk_state (pe__api->body_chunk_state)
+#define pe_chain_body_plan (pe__api->chain_body_plan)
+#define pe_chain_stream_body (pe__api->chain_stream_body)
+#define pe_exchange_stream_state (pe__api->exchange_stream_state)
+#define pe_body_chunk_data_n (pe__api->body_chunk_data_n)
+#define pe_body_chunk_write_n (pe__api->body_chunk_write_n)
+#define pe_chain_stream_body_n (pe__api->chain_stream_body_n)
 /** @endcond */
 
 #endif /* POLICYEXEC_PLUGIN_H */

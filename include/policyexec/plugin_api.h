@@ -167,7 +167,19 @@ extern "C" {
   X(grpc_options_set_target)                                                                       \
   X(grpc_options_set_tls)                                                                          \
   X(python_options_set_worker_max_in_flight)                                                       \
-  X(python_options_set_virtualenv)
+  X(python_options_set_virtualenv)                                                                 \
+  X(body_chunk_data)                                                                               \
+  X(body_chunk_is_last)                                                                            \
+  X(body_chunk_dir)                                                                                \
+  X(body_chunk_write)                                                                              \
+  X(body_chunk_keep)                                                                               \
+  X(body_chunk_state)                                                                              \
+  X(chain_body_plan)                                                                               \
+  X(chain_stream_body)                                                                             \
+  X(exchange_stream_state)                                                                         \
+  X(body_chunk_data_n)                                                                             \
+  X(body_chunk_write_n)                                                                            \
+  X(chain_stream_body_n)
 
 /** The revision of pe_api_routines this header describes. */
 #define PE_API_ROUTINES_VERSION 1

@@ -9,6 +9,7 @@
 
 #include <policyexec/common.h>
 #include <policyexec/engine.h>
+#include <policyexec/stream.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -59,16 +60,23 @@ typedef struct pe_param_spec {
  */
 typedef int (*pe_phase_fn)(pe_exchange *ex, void *instance, void *user_data);
 
-/** The ABI revision of pe_policy_def this header describes. */
-#define PE_POLICY_ABI 1
+/**
+ * The ABI revision of pe_policy_def this header describes. 2 added the
+ * streamed body callbacks at the end of the struct; a definition that says
+ * 1 is read without them (so plugins built against revision 1 still load).
+ */
+#define PE_POLICY_ABI 2
 
 /**
  * A native policy definition, passed to pe_engine_register_policy() (which
  * copies it, strings and specs included).
  *
  * The phases a policy implements are those whose callback is non-NULL (at
- * least one must be). A policy with a body-phase callback needs that body
- * buffered whatever @p flags says.
+ * least one must be; a streamed body callback implements its body phase).
+ * A policy with a buffered body callback needs that body buffered whatever
+ * @p flags says, unless it also has the streamed one for that body: then
+ * the host may stream, and the buffered callback runs when some other step
+ * makes the body buffered (see stream.h).
  */
 typedef struct pe_policy_def {
   int abi;                     /**< Set to PE_POLICY_ABI. */
@@ -98,12 +106,21 @@ typedef struct pe_policy_def {
    * engine is destroyed, or right away if registration fails. May be NULL.
    */
   void (*free_user_data)(void *user_data);
+
+  /* ---- ABI 2 (read only when abi >= 2) ---- */
+
+  /** Streamed PE_PHASE_REQUEST_BODY: one call per chunk (stream.h), or NULL. @since ABI 2 */
+  pe_body_chunk_fn on_request_body_chunk;
+  /** Streamed PE_PHASE_RESPONSE_BODY: one call per chunk (stream.h), or NULL. @since ABI 2 */
+  pe_body_chunk_fn on_response_body_chunk;
+  /** Frees a body's state (pe_body_chunk_state()); may be NULL. @since ABI 2 */
+  pe_body_state_free_fn free_body_state;
 } pe_policy_def;
 
 /**
  * Registers a native policy.
  *
- * @return PE_OK; PE_ERR_INVALID_ARGUMENT (NULL, wrong abi, empty name or
+ * @return PE_OK; PE_ERR_INVALID_ARGUMENT (NULL, abi not 1 or 2, empty name or
  *         version, no phase callback, a spec without a name or with an
  *         unknown type, two specs with one name); PE_ERR_EXISTS
  *         (name\@version already registered, native or Python);

@@ -24,6 +24,7 @@
 #include <policyexec/engine.h>
 #include <policyexec/policy.h>
 #include <policyexec/chain.h>
+#include <policyexec/stream.h>
 #include <policyexec/exchange.h>
 #include <policyexec/python.h>
 #include <policyexec/grpc.h>

@@ -68,6 +68,13 @@ typedef struct pe__backend_ops {
   int (*ping)(pe__backend *be, size_t *alive);
   /* Stops the executor and frees be (when the engine goes away). */
   void (*shutdown)(pe__backend *be);
+  /* Streamed body steps (stream.h), reserved: NULL in every backend today,
+   * and while it is NULL a step of this executor with a body phase is a
+   * buffered step (pe_stream.c plans the body PE_BODY_BUFFER). A backend
+   * that fills it runs one chunk of ex's body through step, writing the
+   * step's output with pe_body_chunk_write / keep, as a native chunk
+   * callback does (see doc/DECISIONS.md, "Streamed bodies"). */
+  int (*stream_chunk)(pe__backend *be, pe_exchange *ex, const pe__step *step, pe_body_chunk *chunk);
 } pe__backend_ops;
 
 typedef struct pe__executor pe__executor;

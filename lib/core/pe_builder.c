@@ -376,6 +376,7 @@ static void compute_plan(pe_chain *c) {
   for (size_t i = 0; i < c->step_count; i++)
     if (c->steps[i].enabled)
       c->needs |= c->steps[i].policy->needs;
+  pe__stream_plan(c);
 }
 
 /* An empty chain with room for b's steps; it holds an engine reference. */

@@ -50,6 +50,7 @@ void pe_exchange_free(pe_exchange *ex) {
   }
   const pe_mem *mem = ex->mem;
   pe_engine *engine = ex->engine;
+  pe__stream_release(ex, true);
   pe__buf_free(&ex->method, mem);
   pe__buf_free(&ex->path, mem);
   pe__buf_free(&ex->authority, mem);
@@ -72,6 +73,7 @@ int pe_exchange_reset(pe_exchange *ex) {
     return pe__exchange_fail(ex, PE_ERR_STATE,
                              "pe_exchange_reset: called from a policy running on this exchange");
   /* Lengths to zero, capacities kept: the next request reuses the memory. */
+  pe__stream_release(ex, false);
   ex->method.len = ex->path.len = ex->authority.len = 0;
   for (int dir = PE_REQUEST; dir <= PE_RESPONSE; dir++) {
     pe__fields_clear(&ex->headers[dir]);

@@ -22,6 +22,7 @@
  *   pe_txn.c        per-step snapshot/rollback of an exchange
  *   pe_executor.c   the engine's named executors (out-of-process backends)
  *   pe_dispatch.c   pe_dispatcher and the non-blocking runs
+ *   pe_stream.c     streamed bodies: body plans, chunks through streamed steps
  *
  * Backends (lib/python/, ...) are reached only through the table in
  * pe_backend.h, and reach the core only through what it declares.
@@ -148,6 +149,12 @@ typedef struct pe__policy {
   void *user_data;
   void (*free_user_data)(void *user_data);
   void *plugin; /* the pe__plugin that registered it, or NULL */
+  /* streamed bodies (native, ABI 2): chunk callbacks by pe_dir, and the
+   * bodies (PE_NEEDS_* bits) it must see whole: flags, or a buffered body
+   * callback without a streamed one */
+  pe_body_chunk_fn on_chunk[2];
+  pe_body_state_free_fn free_body_state;
+  unsigned buffers;
   /* executor only: the executor that advertised it (NULL: the engine's
    * default executor, resolved when a step runs) */
   const struct pe__executor *exec;
@@ -253,6 +260,7 @@ struct pe_chain {
   size_t order_len[PE_PHASE_COUNT];
   unsigned phases;
   unsigned needs;
+  unsigned char plan[2]; /* pe_body_plan by pe_dir (pe_stream.c) */
 };
 
 #define PE__DEFAULT_TIMEOUT_MS 1000u
@@ -314,6 +322,7 @@ struct pe_exchange {
   bool txn_active; /* a fail-open step is running: snapshot before writes */
   pe__snapshot snap;
   pe__run_state run;
+  struct pe__stream *stream[2]; /* streamed bodies by pe_dir (pe_stream.c), made on first use */
 };
 
 /* pe_txn.c: call pe__txn_touch(ex, PART) before changing a part. */
@@ -375,5 +384,27 @@ int pe__dispatch_submit(pe_exchange *ex, const struct pe__executor *x, const pe_
 /* Continues ex->run from ex->run.phase / pos up to ex->run.last; returns
  * PE_OK or PE_PENDING. */
 int pe__run_continue(pe_exchange *ex);
+
+/* ---- pe_stream.c ---- */
+
+/* Registration of an ABI-2 definition: adds the body phases and needs of
+ * p's chunk callbacks and sets p->buffers from flags and the callbacks. */
+void pe__policy_add_streamed(pe__policy *p, unsigned flags);
+/* Computes c->plan from its steps (chain build). */
+void pe__stream_plan(pe_chain *c);
+/* Whether step policy p has a streamed callback for body phase `phase`;
+ * then pe_run.c runs the step through pe__stream_run_whole. */
+static inline bool pe__stream_takes(const pe__policy *p, pe_phase phase) {
+  return (phase == PE_PHASE_REQUEST_BODY && p->on_chunk[PE_REQUEST]) ||
+         (phase == PE_PHASE_RESPONSE_BODY && p->on_chunk[PE_RESPONSE]);
+}
+/* A streamed step met in its body phase (the body is buffered): nothing if
+ * this body was streamed already, else its buffered callback if it has
+ * one, else its chunk callback once over the whole body (one last chunk,
+ * whose output becomes the body). Returns as a phase callback. */
+int pe__stream_run_whole(pe_exchange *ex, const pe__step *step, pe_phase phase);
+/* Ends ex's streams without finishing them (reset: keeps memory; free:
+ * releases it). */
+void pe__stream_release(pe_exchange *ex, bool free_memory);
 
 #endif /* PE_INTERNAL_H */

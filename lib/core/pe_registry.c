@@ -81,14 +81,15 @@ int pe_engine_has_policy(pe_engine *engine, pe_slice name, pe_slice version) {
 
 /* Checks everything policy.h promises to refuse; returns a reason or NULL. */
 static const char *def_problem(const pe_policy_def *def) {
-  if (def->abi != PE_POLICY_ABI)
+  if (def->abi != 1 && def->abi != PE_POLICY_ABI)
     return "unsupported abi";
   if (!def->name || !def->name[0])
     return "empty name";
   if (!def->version || !def->version[0])
     return "empty version";
+  bool streamed = def->abi >= 2 && (def->on_request_body_chunk || def->on_response_body_chunk);
   if (!def->on_request_headers && !def->on_request_body && !def->on_response_headers &&
-      !def->on_response_body)
+      !def->on_response_body && !streamed)
     return "no phase callback";
   if (def->param_count && !def->params)
     return "param_count without params";
@@ -150,6 +151,13 @@ static pe__policy *policy_from_def(pe_engine *e, const pe_policy_def *def) {
     p->needs |= PE_NEEDS_REQUEST_BODY;
   if (def->on_response_body)
     p->needs |= PE_NEEDS_RESPONSE_BODY;
+  p->buffers = p->needs;
+  if (def->abi >= 2) { /* revision 1 structs end before these fields */
+    p->on_chunk[PE_REQUEST] = def->on_request_body_chunk;
+    p->on_chunk[PE_RESPONSE] = def->on_response_body_chunk;
+    p->free_body_state = def->free_body_state;
+    pe__policy_add_streamed(p, def->flags);
+  }
   p->user_data = def->user_data;
   p->free_user_data = def->free_user_data;
   return p;

@@ -99,7 +99,8 @@ static void run_native_step(pe_exchange *ex, const pe__step *step, pe_phase phas
   char kept = ex->errmsg[0];
   ex->errmsg[0] = '\0';
   ex->run.in_step = true;
-  int rc = p->on[phase](ex, step->instance, p->user_data);
+  int rc = pe__stream_takes(p, phase) ? pe__stream_run_whole(ex, step, phase)
+                                      : p->on[phase](ex, step->instance, p->user_data);
   ex->run.in_step = false;
   if (rc < 0) {
     policy_failed(ex, step, phase, rc);

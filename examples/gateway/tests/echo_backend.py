@@ -10,16 +10,43 @@ Every request is answered 200 with the request body as the response body
                      client takes them
   .../endless        a chunked body that never ends (until the reader goes)
   .../badchunk       a chunked response whose first chunk size is malformed
+  .../gen?bytes=N    answers N bytes of pattern() (Content-Length), written
+                     as the client takes them: large bodies, checked by hash
+  .../sink           reads the request body as it comes, without keeping
+                     it, and answers {"length": n, "sha256": "..."}
 
 Usage: echo_backend.py [--host 127.0.0.1] [--port 9000]
 """
 
 import argparse
+import hashlib
 import http.server
+import json
+import random
 import socketserver
 import sys
 import time
 import urllib.parse
+
+
+PATTERN_LEN = 65521  # prime: a chunk lost or repeated anywhere shifts every later byte
+
+
+def pattern():
+    """The bytes /gen repeats (the tests make the same ones to check)."""
+    return random.Random(7).randbytes(PATTERN_LEN)
+
+
+def pattern_pieces(total, piece=262144):
+    """Yields the first @total bytes of the repeated pattern, in pieces."""
+    block = pattern()
+    ring = memoryview(block * (piece // PATTERN_LEN + 2))
+    offset = 0
+    while total > 0:
+        n = min(total, piece)
+        yield ring[offset:offset + n]
+        offset = (offset + n) % PATTERN_LEN
+        total -= n
 
 
 class EchoHandler(http.server.BaseHTTPRequestHandler):
@@ -57,6 +84,59 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
 
+    def _gen(self, url):
+        total = int(urllib.parse.parse_qs(url.query).get("bytes", ["0"])[0])
+        self.send_response(200)
+        self.send_header("Content-Length", str(total))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        try:
+            for piece in pattern_pieces(total):
+                self.wfile.write(piece)
+        except OSError:
+            self.close_connection = True
+
+    def _read_pieces(self):
+        """Yields the request body as it arrives (Content-Length or chunked)."""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return
+                while size > 0:
+                    piece = self.rfile.read(min(size, 262144))
+                    if not piece:
+                        raise OSError("request body cut short")
+                    size -= len(piece)
+                    yield piece
+                self.rfile.readline()
+        left = int(self.headers.get("Content-Length", 0) or 0)
+        while left > 0:
+            piece = self.rfile.read(min(left, 262144))
+            if not piece:
+                raise OSError("request body cut short")
+            left -= len(piece)
+            yield piece
+
+    def _sink(self):
+        digest, length = hashlib.sha256(), 0
+        try:
+            for piece in self._read_pieces():
+                digest.update(piece)
+                length += len(piece)
+        except (OSError, ValueError):
+            self.close_connection = True
+            return
+        body = json.dumps({"length": length, "sha256": digest.hexdigest()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def _endless(self):
         self.send_response(200)
         self.send_header("Transfer-Encoding", "chunked")
@@ -69,8 +149,12 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _answer(self):
-        body = self._read_body()
         url = urllib.parse.urlsplit(self.path)
+        if url.path.endswith("/sink"):
+            return self._sink()
+        body = self._read_body()
+        if url.path.endswith("/gen"):
+            return self._gen(url)
         if url.path.endswith("/stream"):
             return self._stream(url)
         if url.path.endswith("/endless"):

@@ -8,12 +8,14 @@ configuration on free ports, talks to it over real sockets, and stops both.
                   --python-available ON|OFF SCENARIO
 
 Scenarios: smoke, admin, errors, chunked, shutdown, config, paths, framing,
-pipelining, slowloris, slow_reader, abandoned, fd_limit, spares, admin_async.
+pipelining, slowloris, slow_reader, abandoned, fd_limit, spares, admin_async,
+downloads, uploads, stream_failures, redaction.
 Exit status 0 on success, 1 on failure, 77 when the scenario cannot run here
 (CTest skip).
 """
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
@@ -27,6 +29,8 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import echo_backend  # noqa: E402  (the pattern /gen serves)
 PHASE_HEADER = "x-sample-policy-phase"
 MARKERS = b"[sample-response-body][sample-request-body]"
 
@@ -382,10 +386,12 @@ def scenario_errors(args):
                                b"Content-Length: zz\r\n\r\n")) == 400, "bad Content-Length")
 
         big = b"x" * 70000
-        for path in ("/no-policies/big", "/native-4/big"):
+        # The body limit binds only a chain that wants the body whole: a
+        # chain with no body step streams it, whatever its size.
+        for path, want in (("/no-policies/big", 200), ("/native-4/big", 413)):
             status = status_of(gw.raw(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
                                       b"\r\n" % (path.encode(), len(big)) + big))
-            check(status == 413, "%s oversize body: %d" % (path, status))
+            check(status == want, "%s oversize body: %d" % (path, status))
         check(gw.request("POST", "/native-4/ok", body=b"y" * 60000)[0] == 200, "body under limit")
 
         status = status_of(gw.raw(b"GET /no-policies/h HTTP/1.1\r\nHost: x\r\nX-Big: " +
@@ -928,6 +934,223 @@ def scenario_admin_async(args):
         check(code == 0, "exit status %d" % code)
         check(took < sleep_ms / 1000.0 - 0.5,
               "SIGTERM took %.1f s with a %d ms build in progress" % (took, sleep_ms))
+
+
+# ---- bodies of any size (pass-through, streamed, buffered) ----
+
+# Chunk-boundary sizes: the gateway's 8 KiB client reads, 16 KiB upstream
+# reads, 64 KiB stream buffer, and the pattern's length.
+BODY_SIZES = [0, 1, 8191, 8192, 8193, 16384, 65521, 65536, 65537, 1 << 20, 64 << 20]
+TAG = b"[tag]"
+STREAM_CHAIN = ["sample-native-redact", "gw-test-stream-tag"]
+BODY_APIS = [{"name": "pass", "context": "/pass", "policies": []},
+             {"name": "stream", "context": "/stream", "policies": chain(STREAM_CHAIN)},
+             {"name": "buffer", "context": "/buffer",
+              "policies": chain(["sample-native-response-body", "sample-native-request-body"])}]
+
+
+def pattern_digest(total, prefix=b"", suffix=b""):
+    digest = hashlib.sha256(prefix)
+    for piece in echo_backend.pattern_pieces(total):
+        digest.update(piece)
+    digest.update(suffix)
+    return digest.hexdigest()
+
+
+def download(gw, path):
+    """GETs @path; returns status, headers, length and sha256 of the body,
+    read in pieces (never held whole)."""
+    conn = gw.connect()
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        digest, length = hashlib.sha256(), 0
+        while True:
+            piece = resp.read(262144)
+            if not piece:
+                break
+            digest.update(piece)
+            length += len(piece)
+        return resp.status, resp.headers, length, digest.hexdigest()
+    finally:
+        conn.close()
+
+
+def upload(gw, path, total, chunked=False):
+    """POSTs @total pattern bytes to @path (Content-Length, or chunked);
+    returns status and the parsed JSON answer of /sink (or the raw body)."""
+    conn = gw.connect()
+    try:
+        headers = {"Content-Type": "application/octet-stream"}
+        if chunked:
+            body = (bytes(p) for p in echo_backend.pattern_pieces(total))
+            conn.request("POST", path, body=body, headers=headers, encode_chunked=True)
+        else:
+            headers["Content-Length"] = str(total)
+            conn.putrequest("POST", path)
+            for k, v in headers.items():
+                conn.putheader(k, v)
+            conn.endheaders()
+            try:
+                for piece in echo_backend.pattern_pieces(total):
+                    conn.send(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused early (413): the answer is still there to read
+        resp = conn.getresponse()
+        raw = resp.read()
+        # Through the chains the answer carries their marks too.
+        raw = raw[:-len(TAG)] if raw.endswith(TAG) else raw
+        raw = raw[22:] if raw.startswith(b"[sample-response-body]") else raw
+        try:
+            return resp.status, json.loads(raw)
+        except ValueError:
+            return resp.status, raw
+    finally:
+        conn.close()
+
+
+def scenario_downloads(args):
+    """Responses of 0 B to 64 MiB, byte for byte, through a pass-through
+    chain (upstream framing kept), a streamed chain (redaction + a tag that
+    changes the length: chunked framing) and a buffered chain."""
+    with Setup(args, BODY_APIS, limits={"body_bytes": 80 << 20}) as gw:
+        for size in BODY_SIZES:
+            want = {"pass": (size, pattern_digest(size)),
+                    "stream": (size + len(TAG), pattern_digest(size, suffix=TAG)),
+                    "buffer": (size + 22, pattern_digest(size, prefix=b"[sample-response-body]"))}
+            for api, (length, digest) in want.items():
+                status, headers, got_len, got = download(gw, "/%s/gen?bytes=%d" % (api, size))
+                what = "%s %d bytes" % (api, size)
+                check(status == 200 and got_len == length and got == digest,
+                      "%s: status %d, %d bytes (want %d), digest %s" %
+                      (what, status, got_len, length, "ok" if got == digest else "differs"))
+                if api == "stream":
+                    check(headers.get("Transfer-Encoding") == "chunked" and
+                          headers.get("Content-Length") is None,
+                          "%s: framing %r" % (what, dict(headers)))
+                else:
+                    check(headers.get("Content-Length") == str(length),
+                          "%s: Content-Length %r" % (what, headers.get("Content-Length")))
+        # HEAD through a streamed chain: no body, the resource's length.
+        status, headers, body = gw.request("HEAD", "/stream/gen?bytes=77")
+        check(status == 200 and body == b"" and headers.get("Content-Length") == "77",
+              "stream HEAD: %d %r" % (status, dict(headers)))
+        # HTTP/1.0: no chunked coding, so a streamed body ends with the close.
+        raw = gw.raw(b"GET /stream/gen?bytes=1000 HTTP/1.0\r\nHost: x\r\n\r\n")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        check(raw.startswith(b"HTTP/1.1 200") and b"chunked" not in head.lower() and
+              hashlib.sha256(body).hexdigest() == pattern_digest(1000, suffix=TAG),
+              "stream HTTP/1.0: %r" % head)
+
+
+def scenario_uploads(args):
+    """Requests of 0 B to 64 MiB, byte for byte, through the same chains;
+    Content-Length and chunked uploads; a buffered chain refuses a body
+    past its limit with 413."""
+    with Setup(args, BODY_APIS, limits={"body_bytes": 80 << 20}) as gw:
+        for size in BODY_SIZES:
+            want = {"pass": (size, pattern_digest(size)),
+                    "stream": (size + len(TAG), pattern_digest(size, suffix=TAG)),
+                    "buffer": (size + 21, pattern_digest(size, prefix=b"[sample-request-body]"))}
+            for api, (length, digest) in want.items():
+                for chunked in (False, True):
+                    status, answer = upload(gw, "/%s/sink" % api, size, chunked)
+                    what = "%s %d bytes%s" % (api, size, " chunked" if chunked else "")
+                    check(status == 200 and isinstance(answer, dict) and
+                          answer["length"] == length and answer["sha256"] == digest,
+                          "%s: status %d, %r (want %d bytes)" % (what, status, answer, length))
+    with Setup(args, BODY_APIS, limits={"body_bytes": 1 << 20}) as gw:
+        # Expect: 100-continue: the interim answer comes before the body is sent.
+        for api in ("pass", "stream", "buffer"):
+            with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+                s.sendall(b"POST /%s/sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                          b"Expect: 100-continue\r\n\r\n" % api.encode())
+                interim = s.recv(65536)
+                check(interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"),
+                      "%s: no 100 Continue: %r" % (api, interim))
+                s.sendall(b"hello")
+                got = interim[25:]
+                while b"sha256" not in got:
+                    piece = s.recv(65536)
+                    check(piece, "%s: no answer after the body" % api)
+                    got += piece
+                check(got.startswith(b"HTTP/1.1 200"), "%s after 100: %r" % (api, got[:80]))
+        status, _ = upload(gw, "/buffer/sink", 2 << 20)
+        check(status == 413, "buffered, past the limit: %d" % status)
+        status, _ = upload(gw, "/buffer/sink", 2 << 20, chunked=True)
+        check(status == 413, "buffered chunked, past the limit: %d" % status)
+        for api in ("pass", "stream"):  # no step wants it whole: no limit applies
+            extra = len(TAG) if api == "stream" else 0
+            status, answer = upload(gw, "/%s/sink" % api, 4 << 20)
+            check(status == 200 and answer["length"] == (4 << 20) + extra,
+                  "%s past the buffer limit: %d %r" % (api, status, answer))
+
+
+def read_until_close(sock, limit_s=30):
+    sock.settimeout(limit_s)
+    got = b""
+    try:
+        while True:
+            piece = sock.recv(65536)
+            if not piece:
+                return got, True
+            got += piece
+    except socket.timeout:
+        return got, False
+    except ConnectionResetError:
+        return got, True
+
+
+def scenario_stream_failures(args):
+    """A streamed step failing mid-body: closed before any byte went out is
+    a clean 500; closed after bytes went out cuts the connection (the
+    chunked body never ends); open skips the step and the body completes."""
+    def failing(after, mode):
+        return [{"name": "gw-test-stream-fail", "version": "1.0.0", "params": {"after": after},
+                 "failure_mode": mode}]
+    apis = [{"name": "early", "context": "/early", "policies": failing(10, "closed")},
+            {"name": "late", "context": "/late", "policies": failing(1 << 20, "closed")},
+            {"name": "open", "context": "/open", "policies": failing(1 << 20, "open")}]
+    with Setup(args, apis) as gw:
+        status, headers, body = gw.request("GET", "/early/gen?bytes=100000")
+        check(status == 500, "early failure: status %d" % status)
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+            s.sendall(b"GET /late/gen?bytes=4194304 HTTP/1.1\r\nHost: x\r\n\r\n")
+            got, closed = read_until_close(s)
+        head, _, body = got.partition(b"\r\n\r\n")
+        check(closed and head.startswith(b"HTTP/1.1 200") and b"chunked" in head.lower(),
+              "late failure: closed=%s head %r" % (closed, head[:200]))
+        check(not body.endswith(b"0\r\n\r\n") and len(body) < (4 << 20),
+              "late failure: the body looks complete (%d bytes)" % len(body))
+        status, headers, length, digest = download(gw, "/open/gen?bytes=4194304")
+        check(status == 200 and length == 4 << 20 and digest == pattern_digest(4 << 20),
+              "open failure: %d, %d bytes" % (status, length))
+        # A request body whose stream fails: the client gets the 500.
+        status, answer = upload(gw, "/early/sink", 100000)
+        check(status == 500, "request stream failure: %d %r" % (status, answer))
+        log = gw.gateway_log()
+        check("gw-test-stream-fail" in log and "bytes seen" in log, "the failures are logged")
+        expect_plain(*gw.request("POST", "/open/echo", body=b"ok"), b"ok", "after")
+
+
+def scenario_redaction(args):
+    """sample-native-redact masks card numbers in both bodies, also where
+    the upstream's chunks split a number."""
+    apis = [{"name": "redact", "context": "/redact", "policies": chain(["sample-native-redact"])}]
+    card = b"4111111111111111"
+    masked = b"************1111"
+    with Setup(args, apis) as gw:
+        # The echo backend's /chunked answer splits the body in thirds.
+        for pad in range(0, 40, 3):
+            payload = b"a" * pad + b" card " + card + b" and 12345 ok " + card
+            status, headers, body = gw.request("POST", "/redact/chunked", body=payload)
+            want = b"a" * pad + b" card " + masked + b" and 12345 ok " + masked
+            check(status == 200 and body == want, "pad %d: %d %r" % (pad, status, body))
+        # A long upload with numbers at every offset around 64 KiB pieces.
+        payload = b"".join(b"x" * 65530 + card for _ in range(20))
+        status, headers, body = gw.request("POST", "/redact/echo", body=payload)
+        check(status == 200 and body == b"".join(b"x" * 65530 + masked for _ in range(20)),
+              "long body: %d, %d bytes, %d masked" % (status, len(body), body.count(masked)))
 
 
 def main():
