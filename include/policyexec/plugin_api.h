@@ -167,7 +167,8 @@ extern "C" {
   X(grpc_options_set_target)                                                                       \
   X(grpc_options_set_tls)                                                                          \
   X(python_options_set_worker_max_in_flight)                                                       \
-  X(python_options_set_virtualenv)
+  X(python_options_set_virtualenv)                                                                 \
+  X(python_options_set_shm_threshold)
 
 /** The revision of pe_api_routines this header describes. */
 #define PE_API_ROUTINES_VERSION 1
