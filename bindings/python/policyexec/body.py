@@ -76,7 +76,11 @@ class Body:
 
     def __bytes__(self):
         if self._bytes is None:
-            self._bytes = b"".join((self._head, self._view, self._tail))
+            try:
+                self._bytes = b"".join((self._head, self._view, self._tail))
+            except TypeError:
+                self._view.nbytes  # raises ValueError if released
+                raise
         return self._bytes
 
     tobytes = __bytes__
