@@ -128,7 +128,8 @@ static int send_response_fds(int fd, Policyexec__V1__Response *resp, const int *
 }
 
 static int send_response(int fd, Policyexec__V1__Response *resp) {
-  return send_response_fds(fd, resp, NULL, 0);
+  static const int none[1] = {-1};
+  return send_response_fds(fd, resp, none, 0);
 }
 
 /* A memfd holding s, sealed with seals (0: none). */
