@@ -45,6 +45,8 @@ static int start_python(pe_engine *engine, const bh_engine_opts *o, char *err, s
     rc = pe_python_options_set_cpu_affinity(py, 1);
   if (rc == PE_OK && o->workers > 0)
     rc = pe_python_options_set_workers(py, (unsigned)o->workers);
+  if (rc == PE_OK && o->shm_threshold >= 0)
+    rc = pe_python_options_set_shm_threshold(py, (size_t)o->shm_threshold);
   /* Installed: the library finds the worker installed beside it. */
   if (rc == PE_OK && (o->pyworker || running_from_build_tree()))
     rc = pe_python_options_set_worker_path(py, o->pyworker ? o->pyworker : BH_PYWORKER_BUILD);
@@ -64,6 +66,8 @@ int bh_engine_new(pe_engine **out, const bh_engine_opts *o, char *err, size_t er
   pe_mem mem = bh_counting_mem();
   int rc = pe_engine_options_new(&opts);
   rc = rc ? rc : pe_engine_options_set_mem(opts, &mem);
+  if (rc == PE_OK && o->body_limit)
+    rc = pe_engine_options_set_limit(opts, PE_LIMIT_BODY_BYTES, o->body_limit);
   rc = rc ? rc : pe_engine_new(&engine, opts);
   pe_engine_options_free(opts);
   if (rc != PE_OK) {

@@ -13,6 +13,8 @@ typedef struct bh_engine_opts {
   int workers;             /* 0: one per CPU */
   bool python;             /* start the Python pool */
   bool pin;                /* pin workers to CPUs, prefer the caller's CPU's worker */
+  long long shm_threshold; /* bodies in shared memory from this size; < 0: the default */
+  size_t body_limit;       /* 0: the engine's default */
 } bh_engine_opts;
 
 /* An engine with the counting allocator, the sample plugin loaded and, if

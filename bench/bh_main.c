@@ -51,6 +51,8 @@ static void usage(FILE *out) {
                "  --pyworker PATH  the policyexec-pyworker binary\n"
                "  --no-pin         do not pin host thread i and Python worker i to CPU i\n"
                "  --no-floor       skip the round-trip (floor) measurements\n"
+               "  --shm-threshold SIZE  Python bodies of SIZE bytes on travel in shared\n"
+               "                   memory (0: never; default: the library's, 64k)\n"
                "  --executor E     where Python steps run: unix (the local pool), grpc\n"
                "                   (policyexec-executor on a loopback port), interop (an\n"
                "                   executor written with python3-grpcio, asyncio + thread\n"
@@ -93,6 +95,7 @@ static int parse_args(int argc, char **argv, bh_args *a) {
                                        {"no-floor", no_argument, 0, 'F'},
                                        {"no-pin", no_argument, 0, 'N'},
                                        {"executor", required_argument, 0, 'E'},
+                                       {"shm-threshold", required_argument, 0, 'S'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int c;
@@ -144,6 +147,13 @@ static int parse_args(int argc, char **argv, bh_args *a) {
     case 'F':
       a->floor = false;
       break;
+    case 'S': {
+      size_t t;
+      if (parse_size(optarg, &t) != 0)
+        return -1;
+      a->eng.shm_threshold = (long long)t;
+      break;
+    }
     case 'E':
       if (a->nexecutors == 4 ||
           (strcmp(optarg, "unix") && strcmp(optarg, "grpc") && strcmp(optarg, "interop")))
@@ -272,11 +282,17 @@ static int start_remotes(pe_engine *engine, const bh_args *a, bh_remote *remotes
 
 int main(int argc, char **argv) {
   bh_args a = {.cfg = {.threads = 1, .inflight = 1, .duration_s = 2, .warmup_s = 0.5, .pin = true},
+               .eng = {.shm_threshold = -1},
                .floor = true};
   if (parse_args(argc, argv, &a) != 0) {
     usage(stderr);
     return 2;
   }
+  /* Bodies above the engine's default limit (16 MiB) need a bigger one:
+   * the largest payload and room for the sample policies' prefixes. */
+  for (int i = 0; i < a.npayloads; i++)
+    if (a.payloads[i] + 4096 > a.eng.body_limit && a.payloads[i] > ((size_t)16 << 20) - 4096)
+      a.eng.body_limit = a.payloads[i] + 4096;
   /* Each Python profile once per executor: python-4, python-4@grpc, ... */
   bh_profile profiles[MAX_ITEMS * 4];
   bool python = false;

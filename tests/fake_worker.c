@@ -11,16 +11,29 @@
  *   fake-malformed  answers with bytes that do not parse
  *   fake-oversized  announces a 2 GiB reply
  *   fake-extra      answers with one result more than asked
+ *
+ * Request body policies whose replacement body travels in shared memory
+ * (ShmRef), honestly or not:
+ *   fake-shm-ok        a sealed memfd holding "shared-ok"
+ *   fake-shm-nofd      a reference without any fd
+ *   fake-shm-pipe      a pipe instead of a memfd
+ *   fake-shm-unsealed  a memfd without seals
+ *   fake-shm-beyond    a range beyond the end of the memfd
+ *   fake-shm-overflow  an offset + length that wraps around 2^64
+ *   fake-shm-flood     64 fds with a reply that refers to none
+ *   fake-shm-midframe  an fd with half a frame header, then exits
  */
 #include "pe_frame.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <policyexec/v1/executor.pb-c.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -28,9 +41,11 @@
 #define MAX_CONNS 64
 #define MAX_INSTANCES 256
 
-static const char *const policies[] = {"fake-ok",        "fake-crlf",      "fake-badname",
-                                       "fake-bigstatus", "fake-malformed", "fake-oversized",
-                                       "fake-extra",     "fake-body"};
+static const char *const policies[] = {
+    "fake-ok",         "fake-crlf",         "fake-badname",   "fake-bigstatus",
+    "fake-malformed",  "fake-oversized",    "fake-extra",     "fake-body",
+    "fake-shm-ok",     "fake-shm-nofd",     "fake-shm-pipe",  "fake-shm-unsealed",
+    "fake-shm-beyond", "fake-shm-overflow", "fake-shm-flood", "fake-shm-midframe"};
 #define NPOLICIES (sizeof policies / sizeof policies[0])
 
 static struct {
@@ -75,16 +90,58 @@ static int send_raw(int fd, uint32_t announced, const void *payload, size_t len)
   return write_all(fd, hdr, sizeof hdr) || write_all(fd, payload, len) ? -1 : 0;
 }
 
-static int send_response(int fd, Policyexec__V1__Response *resp) {
+/* Sends bytes [0, len) of buf with fds attached to the first one. */
+static int send_with_fds(int fd, const void *buf, size_t len, const int *fds, size_t nfds) {
+  union {
+    char b[CMSG_SPACE(64 * sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+  struct msghdr msg = {.msg_iov = &iov,
+                       .msg_iovlen = 1,
+                       .msg_control = u.b,
+                       .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+  memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+  ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+  if (n <= 0)
+    return -1;
+  return write_all(fd, (const char *)buf + n, len - (size_t)n);
+}
+
+/* The response, with fds (if any) sent along with its first byte. */
+static int send_response_fds(int fd, Policyexec__V1__Response *resp, const int *fds, size_t nfds) {
   size_t len = policyexec__v1__response__get_packed_size(resp);
-  unsigned char *buf = malloc(len ? len : 1);
+  unsigned char *buf = malloc(PE__FRAME_HEADER + len);
   if (!buf)
     return -1;
-  policyexec__v1__response__pack(resp, buf);
-  int rc = send_raw(fd, (uint32_t)len, buf, len);
+  pe__frame_len_put(buf, (uint32_t)len);
+  policyexec__v1__response__pack(resp, buf + PE__FRAME_HEADER);
+  int rc = nfds ? send_with_fds(fd, buf, PE__FRAME_HEADER + len, fds, nfds)
+                : write_all(fd, buf, PE__FRAME_HEADER + len);
   free(buf);
   return rc;
 }
+
+static int send_response(int fd, Policyexec__V1__Response *resp) {
+  static const int none[1] = {-1};
+  return send_response_fds(fd, resp, none, 0);
+}
+
+/* A memfd holding s, sealed with seals (0: none). */
+static int memfd_with(const char *s, unsigned seals) {
+  int fd = memfd_create("fake-body", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  size_t len = strlen(s);
+  if (fd < 0 || pwrite(fd, s, len, 0) != (ssize_t)len || (seals && fcntl(fd, F_ADD_SEALS, seals)))
+    abort();
+  return fd;
+}
+
+#define ALL_SEALS (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
 static int policy_of(uint64_t id) {
   for (size_t i = 0; i < ninstances; i++)
@@ -103,6 +160,9 @@ static int answer_run(int fd, uint64_t id, const Policyexec__V1__RunPhase *run) 
   Policyexec__V1__HeaderEdit edits[8], *edit_ptrs[8];
   Policyexec__V1__BodyEdit body_edits[8], *body_ptrs[8];
   ProtobufCBinaryData values[8];
+  Policyexec__V1__ShmRef ref = POLICYEXEC__V1__SHM_REF__INIT;
+  int fds[64];
+  size_t nfds = 0;
   size_t n = run->n_instance_ids < 8 ? run->n_instance_ids : 8;
   size_t count = n;
   for (size_t i = 0; i < n; i++) {
@@ -126,6 +186,43 @@ static int answer_run(int fd, uint64_t id, const Policyexec__V1__RunPhase *run) 
       body_ptrs[i] = &body_edits[i];
       results[i].n_bodies = 1;
       results[i].bodies = &body_ptrs[i];
+    }
+    if (!strncmp(name, "fake-shm-", 9)) {
+      const char *lie = name + 9;
+      if (!strcmp(lie, "midframe")) {
+        /* An fd with half a frame header, then the connection ends. */
+        int mfd = memfd_with("partial", ALL_SEALS);
+        send_with_fds(fd, "\0\0", 2, &mfd, 1);
+        exit(0);
+      }
+      policyexec__v1__body_edit__init(&body_edits[i]);
+      body_edits[i].side = POLICYEXEC__V1__SIDE__SIDE_REQUEST;
+      body_edits[i].replace = 1;
+      body_edits[i].replacement_shm = &ref;
+      body_ptrs[i] = &body_edits[i];
+      results[i].n_bodies = 1;
+      results[i].bodies = &body_ptrs[i];
+      ref.length = 9; /* "shared-ok" */
+      if (!strcmp(lie, "ok") || !strcmp(lie, "beyond") || !strcmp(lie, "overflow")) {
+        fds[nfds++] = memfd_with("shared-ok", ALL_SEALS);
+        if (!strcmp(lie, "beyond"))
+          ref.length = 10;
+        if (!strcmp(lie, "overflow"))
+          ref.offset = UINT64_MAX - 4;
+      } else if (!strcmp(lie, "pipe")) {
+        int pp[2];
+        if (pipe(pp) != 0)
+          abort();
+        close(pp[1]);
+        fds[nfds++] = pp[0];
+      } else if (!strcmp(lie, "unsealed")) {
+        fds[nfds++] = memfd_with("shared-ok", 0);
+      } else if (!strcmp(lie, "flood")) {
+        body_edits[i].replacement_shm = NULL;
+        body_edits[i].replacement = bin("flooded");
+        for (; nfds < 64; nfds++)
+          fds[nfds] = memfd_with("x", ALL_SEALS);
+      }
     }
     const char *hname = NULL, *hvalue = NULL;
     if (!strcmp(name, "fake-ok"))
@@ -157,7 +254,10 @@ static int answer_run(int fd, uint64_t id, const Policyexec__V1__RunPhase *run) 
   resp.id = id;
   resp.body_case = POLICYEXEC__V1__RESPONSE__BODY_RUN;
   resp.run = &reply;
-  return send_response(fd, &resp);
+  int rc = send_response_fds(fd, &resp, fds, nfds);
+  for (size_t i = 0; i < nfds; i++)
+    close(fds[i]);
+  return rc;
 }
 
 /* Serves one request; -1 ends the connection. */
@@ -190,6 +290,10 @@ static int serve(int fd) {
       infos[i].name = (char *)policies[i];
       infos[i].version = "1.0.0";
       infos[i].phases = 1u << POLICYEXEC__V1__PHASE__PHASE_REQUEST_HEADERS;
+      if (!strncmp(policies[i], "fake-shm-", 9)) {
+        infos[i].phases = 1u << POLICYEXEC__V1__PHASE__PHASE_REQUEST_BODY;
+        infos[i].needs_request_body = 1;
+      }
       info_ptrs[i] = &infos[i];
     }
     hello.protocol_version = POLICYEXEC__V1__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;

@@ -179,7 +179,8 @@ extern "C" {
   X(exchange_stream_state)                                                                         \
   X(body_chunk_data_n)                                                                             \
   X(body_chunk_write_n)                                                                            \
-  X(chain_stream_body_n)
+  X(chain_stream_body_n)                                                                           \
+  X(python_options_set_shm_threshold)
 
 /** The revision of pe_api_routines this header describes. */
 #define PE_API_ROUTINES_VERSION 1

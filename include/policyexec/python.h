@@ -113,6 +113,19 @@ PE_API int pe_python_options_set_max_in_flight(pe_python_options *opts, size_t m
 PE_API int pe_python_options_set_worker_max_in_flight(pe_python_options *opts, size_t max_calls);
 
 /**
+ * Sets the size from which a body goes to and from the workers in shared
+ * memory instead of inside the message (default 65536 bytes; 0: never).
+ * Such a body is written once into a sealed memfd passed along with the
+ * message, and the worker's policy reads it in place (a read-only
+ * `policyexec.Body`); a replacement body of that size comes back the same
+ * way and is checked (seals, size) before the engine copies it. Smaller
+ * bodies are cheaper inline. Remote executors (gRPC) always get bodies
+ * inline.
+ * @return PE_OK, or PE_ERR_INVALID_ARGUMENT for a NULL @p opts.
+ */
+PE_API int pe_python_options_set_shm_threshold(pe_python_options *opts, size_t bytes);
+
+/**
  * Names a virtualenv whose packages Python policies may import: the
  * workers add its `lib/pythonX.Y/site-packages` (and its .pth files) to
  * `sys.path`, after the system's own packages (Debian's `python3-*`, which

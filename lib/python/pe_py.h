@@ -6,6 +6,7 @@
  *   pe_py_options.c   pe_python_options_* (the public settings object)
  *   pe_py_arena.c     bump allocator that protobuf-c decodes into
  *   pe_py_conn.c      one connection: framing, buffers, blocking calls
+ *   pe_py_shm.c       bodies in sealed memfds passed with the frames
  *   pe_py_worker.c    one worker process: spawn, handshake, kill, reap
  *   pe_py_pool.c      the pool: start, pick a worker, instances, shutdown
  *   pe_py_codec.c     exchange -> HttpData, StepResult -> exchange
@@ -50,6 +51,7 @@ struct pe_python_options {
   size_t max_message;          /* 0: derived from the engine's limits */
   bool cpu_affinity;           /* pin workers, prefer the caller's CPU's worker */
   size_t worker_max_in_flight; /* batches in flight per worker */
+  size_t shm_threshold;        /* bodies of this size on go in memfds; 0: never */
   char *virtualenv;            /* NULL: none */
 };
 
@@ -78,6 +80,32 @@ void pe__py_arena_free(pe__py_arena *a);
 typedef struct pe__py_call pe__py_call;
 typedef struct pe__py_worker pe__py_worker;
 typedef struct pe__py_instance pe__py_instance;
+
+/* A memfd to pass with the frame that starts at byte `off` of out. */
+typedef struct pe__py_fdmark {
+  size_t off;
+  int fd;
+} pe__py_fdmark;
+
+/* A memfd of the connection's pool for bodies to the worker: mapped
+ * writable here before it was sealed against any other write
+ * (F_SEAL_FUTURE_WRITE), reused once the request that used it is answered. */
+typedef struct pe__py_shmbuf {
+  int fd;
+  void *map;
+  size_t cap;
+  uint64_t busy; /* id of the request using it, 0: free */
+} pe__py_shmbuf;
+
+/* A received body mapped read-only, unmapped when its reply is consumed. */
+typedef struct pe__py_map {
+  void *addr;
+  size_t len;
+} pe__py_map;
+
+/* Fds received and not yet claimed by a frame: a worker cannot make the
+ * engine hold more (the connection ends instead). */
+#define PE__PY_FDS_IN 32
 
 typedef struct pe__py_conn {
   int fd;       /* -1 when closed */
@@ -115,7 +143,19 @@ typedef struct pe__py_conn {
   pe__watch watch;
   pe__py_call *head, *tail;
   size_t calls;
-  bool watching_out;        /* EPOLLOUT is registered */
+  bool watching_out; /* EPOLLOUT is registered */
+  /* Shared memory (pe_py_shm.c), local transport only. */
+  size_t shm_threshold; /* 0: every body inline (remote transports) */
+  pe__py_shmbuf *bufs;  /* the pool */
+  size_t n_bufs, bufs_cap;
+  size_t next_bufs[2]; /* pool entries the request being encoded uses */
+  size_t n_next;
+  pe__py_fdmark *fds_out; /* memfds of queued frames, by offset in out */
+  size_t fds_out_head, n_fds_out, fds_out_cap;
+  int fds_in[PE__PY_FDS_IN]; /* received, oldest first */
+  size_t n_fds_in;
+  pe__py_map *maps; /* of the reply last returned by next() */
+  size_t n_maps, maps_cap;
   struct pe__py_conn *next; /* idle list (blocking pool) or dispatcher list */
 } pe__py_conn;
 
@@ -150,6 +190,32 @@ int pe__py_conn_wait(pe__py_conn *c, uint64_t id, uint64_t deadline_ns, pe__py_r
                      bool *sent_nothing);
 /* Blocking Hello on a fresh connection; checks the protocol version. */
 int pe__py_conn_hello(pe__py_conn *c, uint64_t deadline_ns, pe__py_response **out);
+
+/* ---- pe_py_shm.c: bodies in shared memory ---- */
+
+/* Whether a body of len bytes goes through shared memory on c. */
+static inline bool pe__py_shm_wanted(const pe__py_conn *c, size_t len) {
+  return c->shm_threshold > 0 && len >= c->shm_threshold;
+}
+/* Copies len bytes into a free memfd of c's pool (creating one if none
+ * fits), to go with the next frame queued, and describes it in ref. PE_OK,
+ * PE_ERR_NOMEM or PE_ERR_IO (memfd calls failed; c->why). */
+int pe__py_shm_put(pe__py_conn *c, const void *data, size_t len, Policyexec__V1__ShmRef *ref);
+/* Queue side: marks the memfds of the request just encoded (id
+ * c->next_id) busy and queues them with its frame at offset off of c->out
+ * (PE_OK, PE_ERR_NOMEM, PE_ERR_IO), or frees them (off == SIZE_MAX). */
+int pe__py_shm_mark(pe__py_conn *c, size_t off);
+/* Maps the shared-memory bodies of a reply, each with the next received
+ * fd, after checking its seals and size, and points the messages' bytes
+ * at them. PE_OK, or PE_ERR_WORKER (c->why): the worker lied. */
+int pe__py_shm_resolve(pe__py_conn *c, pe__py_response *resp);
+/* Unmaps the bodies of the reply last resolved. */
+void pe__py_shm_unmap(pe__py_conn *c);
+/* Closes every fd c holds (queued, received, its pool) and unmaps: the
+ * connection closes. */
+void pe__py_shm_drop(pe__py_conn *c);
+/* Frees the arrays (after drop). */
+void pe__py_shm_free(pe__py_conn *c);
 
 /* ---- pe_py_worker.c: one worker process ---- */
 

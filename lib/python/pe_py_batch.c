@@ -27,6 +27,7 @@ static pe__py_conn *pool_take(pe__py_backend *be, pe__py_worker *w) {
   if (!(c = pe__calloc(be->mem, 1, sizeof *c)))
     return NULL;
   pe__py_conn_init(c, be->mem, be->max_message);
+  c->shm_threshold = be->cfg.shm_threshold;
   c->worker = w;
   c->gen = gen;
   uint64_t deadline = pe__now_ns() + (uint64_t)be->cfg.startup_timeout_ms * 1000000u;

@@ -78,6 +78,19 @@ static void fill_headers(pe__py_conn *c, size_t first, const pe__fields *f) {
   }
 }
 
+/* A body inline, or (large, on a transport that passes fds) in a memfd. */
+static int put_body(pe__py_conn *c, const pe__buf *body, ProtobufCBinaryData *inline_out,
+                    Policyexec__V1__ShmRef *ref, Policyexec__V1__ShmRef **ref_out) {
+  if (!pe__py_shm_wanted(c, body->len)) {
+    *inline_out = bin(body->data, body->len);
+    return PE_OK;
+  }
+  int rc = pe__py_shm_put(c, body->data, body->len, ref);
+  if (rc == PE_OK)
+    *ref_out = ref;
+  return rc;
+}
+
 int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, const pe__batch *b, uint64_t *id_out) {
   size_t n = b->n;
   pe_phase first = b->phase[0], last = b->phase[n - 1];
@@ -104,13 +117,18 @@ int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, const pe__batch *b,
     data.response_headers = c->hdr_ptrs + nreq;
   }
   /* A body travels only with the body phase of its side. */
+  Policyexec__V1__ShmRef shm[2];
   if (first <= PE_PHASE_REQUEST_BODY && last >= PE_PHASE_REQUEST_BODY) {
     data.has_request_body = 1;
-    data.request_body = bin(ex->body[PE_REQUEST].data, ex->body[PE_REQUEST].len);
+    rc = put_body(c, &ex->body[PE_REQUEST], &data.request_body, &shm[0], &data.request_body_shm);
   }
-  if (last == PE_PHASE_RESPONSE_BODY) {
+  if (rc == PE_OK && last == PE_PHASE_RESPONSE_BODY) {
     data.has_response_body = 1;
-    data.response_body = bin(ex->body[PE_RESPONSE].data, ex->body[PE_RESPONSE].len);
+    rc = put_body(c, &ex->body[PE_RESPONSE], &data.response_body, &shm[1], &data.response_body_shm);
+  }
+  if (rc != PE_OK) {
+    pe__py_shm_mark(c, SIZE_MAX); /* closes the memfds made */
+    return rc;
   }
   for (size_t i = 0; i < ex->meta.count; i++) {
     Policyexec__V1__MetaEntry *m = &c->meta[i];

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -57,6 +58,7 @@ void pe__py_conn_close(pe__py_conn *c) {
   c->frame_len = 0;
   c->eof = false;
   c->watching_out = false;
+  pe__py_shm_drop(c);
   pe__py_arena_reset(&c->arena);
 }
 
@@ -65,6 +67,7 @@ void pe__py_conn_free(pe__py_conn *c) {
   pe__buf_free(&c->out, c->mem);
   pe__buf_free(&c->in, c->mem);
   pe__py_arena_free(&c->arena);
+  pe__py_shm_free(c);
   pe__free(c->mem, c->hdrs);
   pe__free(c->mem, c->hdr_ptrs);
   pe__free(c->mem, c->meta);
@@ -88,14 +91,20 @@ int pe__py_conn_queue(pe__py_conn *c, pe__py_request *req) {
   req->id = ++c->next_id;
   size_t size = policyexec__v1__request__get_packed_size(req);
   if (size > c->max_message || size > UINT32_MAX) {
+    pe__py_shm_mark(c, SIZE_MAX);
     snprintf(c->why, sizeof c->why, "request of %zu bytes exceeds the message limit", size);
     return PE_ERR_BODY_TOO_LARGE;
   }
   /* Written bytes are dropped here rather than after each write, so that a
-   * partly written queue is moved at most once per new message. */
+   * partly written queue is moved at most once per new message. Fd marks
+   * are offsets into out: all were sent when all of out was. */
   if (c->out_off == c->out.len)
     c->out.len = c->out_off = 0;
   int rc = pe__buf_reserve(&c->out, c->mem, PE__FRAME_HEADER + size);
+  if (rc == PE_OK)
+    rc = pe__py_shm_mark(c, c->out.len);
+  else
+    pe__py_shm_mark(c, SIZE_MAX);
   if (rc != PE_OK)
     return rc;
   unsigned char *p = (unsigned char *)c->out.data + c->out.len;
@@ -105,10 +114,52 @@ int pe__py_conn_queue(pe__py_conn *c, pe__py_request *req) {
   return PE_OK;
 }
 
+/* Sends out[out_off, end) with the fds marked at out_off (each frame's fds
+ * go with its first byte, and a send stops before the next marked frame so
+ * that the worker can tell them apart). */
+static ssize_t send_some(pe__py_conn *c) {
+  size_t end = c->out.len;
+  size_t first = c->fds_out_head, nfds = 0;
+  while (first + nfds < c->n_fds_out && c->fds_out[first + nfds].off == c->out_off)
+    nfds++;
+  if (first + nfds < c->n_fds_out)
+    end = c->fds_out[first + nfds].off;
+  struct iovec iov = {.iov_base = c->out.data + c->out_off, .iov_len = end - c->out_off};
+  if (nfds == 0)
+    return send(c->fd, iov.iov_base, iov.iov_len, MSG_NOSIGNAL);
+  union {
+    char buf[CMSG_SPACE(2 * sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  if (nfds > 2)
+    nfds = 2; /* a request carries at most two bodies */
+  memset(&u, 0, sizeof u);
+  struct msghdr msg = {.msg_iov = &iov,
+                       .msg_iovlen = 1,
+                       .msg_control = u.buf,
+                       .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+  for (size_t i = 0; i < nfds; i++)
+    memcpy(CMSG_DATA(cm) + i * sizeof(int), &c->fds_out[first + i].fd, sizeof(int));
+  ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+  if (n > 0) {
+    /* In flight now: the kernel holds them until the worker takes them. */
+    for (size_t i = 0; i < nfds; i++)
+      close(c->fds_out[first + i].fd);
+    c->fds_out_head += nfds;
+    if (c->fds_out_head == c->n_fds_out)
+      c->fds_out_head = c->n_fds_out = 0;
+  }
+  return n;
+}
+
 int pe__py_conn_flush(pe__py_conn *c) {
   while (c->out_off < c->out.len) {
     /* MSG_NOSIGNAL: a dead worker must give EPIPE, not kill the host. */
-    ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+    ssize_t n = send_some(c);
     if (n > 0) {
       c->out_off += (size_t)n;
       continue;
@@ -136,6 +187,43 @@ static size_t frame_wanted(const pe__py_conn *c) {
   return total > have && len <= c->max_message ? total - have : READ_CHUNK;
 }
 
+/* recv with the fds that come along (a worker's replacement bodies):
+ * queued in c->fds_in for the frames that refer to them. -2: the worker
+ * sent more fds than the engine keeps (c->why). */
+static ssize_t recv_some(pe__py_conn *c, size_t room) {
+  union {
+    char buf[CMSG_SPACE(PE__PY_FDS_IN * sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct iovec iov = {.iov_base = c->in.data + c->in.len, .iov_len = room};
+  struct msghdr msg = {
+      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  ssize_t n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
+  if (n < 0)
+    return n;
+  bool overflow = (msg.msg_flags & MSG_CTRUNC) != 0;
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+      continue;
+    size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < k; i++) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+      if (c->n_fds_in < PE__PY_FDS_IN)
+        c->fds_in[c->n_fds_in++] = fd;
+      else {
+        close(fd);
+        overflow = true;
+      }
+    }
+  }
+  if (overflow) {
+    snprintf(c->why, sizeof c->why, "worker sent more fds than its frames refer to");
+    return -2;
+  }
+  return n;
+}
+
 int pe__py_conn_fill(pe__py_conn *c) {
   for (;;) {
     if (c->in_off > 0 && c->in_off == c->in.len)
@@ -147,7 +235,9 @@ int pe__py_conn_fill(pe__py_conn *c) {
     if (rc != PE_OK)
       return rc;
     size_t room = c->in.cap - c->in.len;
-    ssize_t n = recv(c->fd, c->in.data + c->in.len, room, 0);
+    ssize_t n = recv_some(c, room);
+    if (n == -2)
+      return PE_ERR_WORKER;
     if (n > 0) {
       c->in.len += (size_t)n;
       if ((size_t)n < room)
@@ -186,6 +276,11 @@ int pe__py_conn_next(pe__py_conn *c, pe__py_response **out) {
     snprintf(c->why, sizeof c->why, "reply of %zu bytes does not parse", len);
     return PE_ERR_WORKER;
   }
+  if (pe__py_shm_resolve(c, resp) != PE_OK) {
+    pe__py_shm_unmap(c);
+    pe__py_arena_reset(&c->arena);
+    return PE_ERR_WORKER;
+  }
   c->frame_len = PE__FRAME_HEADER + len;
   *out = resp;
   return PE_OK;
@@ -194,6 +289,7 @@ int pe__py_conn_next(pe__py_conn *c, pe__py_response **out) {
 void pe__py_conn_consume(pe__py_conn *c) {
   c->in_off += c->frame_len;
   c->frame_len = 0;
+  pe__py_shm_unmap(c);
   pe__py_arena_reset(&c->arena);
   if (c->in_off == c->in.len) {
     c->in.len = c->in_off = 0;
@@ -282,6 +378,7 @@ int pe__py_conn_wait(pe__py_conn *c, uint64_t id, uint64_t deadline_ns, pe__py_r
 int pe__py_conn_hello(pe__py_conn *c, uint64_t deadline_ns, pe__py_response **out) {
   Policyexec__V1__Hello hello = POLICYEXEC__V1__HELLO__INIT;
   hello.protocol_version = POLICYEXEC__V1__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
+  hello.shm_threshold = c->shm_threshold;
   pe__py_request req = POLICYEXEC__V1__REQUEST__INIT;
   req.body_case = POLICYEXEC__V1__REQUEST__BODY_HELLO;
   req.hello = &hello;

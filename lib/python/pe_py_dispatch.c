@@ -195,6 +195,7 @@ static pe__py_conn *slot_conn(pe__py_dstate *d, pe__py_backend *be, pe__py_worke
     if (!(c = pe__calloc(d->mem, 1, sizeof *c)))
       return NULL;
     pe__py_conn_init(c, d->mem, be->max_message);
+    c->shm_threshold = be->cfg.shm_threshold;
     c->ds = d;
     c->watch.ready = conn_ready;
   }

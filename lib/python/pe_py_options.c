@@ -13,6 +13,7 @@ void pe__py_options_defaults(pe_python_options *o) {
   o->default_timeout_ms = PE__DEFAULT_TIMEOUT_MS;
   o->max_in_flight = 1024;
   o->worker_max_in_flight = 512;
+  o->shm_threshold = 64u * 1024u;
   o->backoff_initial_ms = 50;
   o->backoff_max_ms = 5000;
   o->startup_timeout_ms = 15000;
@@ -134,6 +135,13 @@ int pe_python_options_set_worker_max_in_flight(pe_python_options *opts, size_t m
   if (!opts || max_calls == 0)
     return PE_ERR_INVALID_ARGUMENT;
   opts->worker_max_in_flight = max_calls;
+  return PE_OK;
+}
+
+int pe_python_options_set_shm_threshold(pe_python_options *opts, size_t bytes) {
+  if (!opts)
+    return PE_ERR_INVALID_ARGUMENT;
+  opts->shm_threshold = bytes;
   return PE_OK;
 }
 

@@ -182,6 +182,7 @@ static int create_on(pe__py_backend *be, pe__py_worker *w, unsigned gen, pe__py_
   wait_drained(w, pe__now_ns() + (uint64_t)be->cfg.create_timeout_ms * 1000000u);
   pe__py_conn c;
   pe__py_conn_init(&c, be->mem, be->max_message);
+  c.shm_threshold = be->cfg.shm_threshold;
   c.worker = w;
   c.gen = gen;
   uint64_t deadline = pe__now_ns() + (uint64_t)be->cfg.startup_timeout_ms * 1000000u;
@@ -456,6 +457,7 @@ static int backend_new(pe_engine *e, const pe_python_options *opts, pe__py_backe
     pthread_mutex_init(&w->lock, NULL);
     pthread_mutex_init(&w->pool_lock, NULL);
     pe__py_conn_init(&w->control, mem, be->max_message);
+    w->control.shm_threshold = be->cfg.shm_threshold;
     w->control.worker = w;
   }
   if ((rc = make_socket_dir(be, err)) != PE_OK) {

@@ -206,3 +206,39 @@ class SleepResponseBody(policyexec.Policy):
 
     def on_response_body(self, ctx):
         time.sleep(float(self.params.get("seconds", 3600)))
+
+
+class UpperBody(policyexec.Policy):
+    """Replaces each body with its upper-case copy (a whole new body, as
+    opposed to the sample policies' prefix), and records what the policy
+    was given: ``Body`` (shared memory) or ``bytes``."""
+
+    name = "test-upper-body"
+    version = "1.0.0"
+
+    def on_request_body(self, ctx):
+        ctx.metadata["request-body-type"] = type(ctx.request_body).__name__
+        ctx.request_body = ctx.request_body.upper()
+
+    def on_response_body(self, ctx):
+        ctx.metadata["response-body-type"] = type(ctx.response_body).__name__
+        ctx.response_body = ctx.response_body.upper()
+
+
+class KeepBody(policyexec.Policy):
+    """Keeps the request body past its step (a misuse): a shared body must
+    then refuse to be read rather than show another request's bytes."""
+
+    name = "test-keep-body"
+    version = "1.0.0"
+    kept = []
+
+    def on_request_body(self, ctx):
+        if KeepBody.kept:
+            old = KeepBody.kept.pop()
+            try:
+                bytes(old)
+                ctx.metadata["kept-body"] = "readable"
+            except ValueError:
+                ctx.metadata["kept-body"] = "released"
+        KeepBody.kept.append(ctx.request_body)

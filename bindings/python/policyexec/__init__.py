@@ -26,7 +26,9 @@ path and authority are ``str``. Bytes from the wire are decoded as UTF-8 with
 the ``surrogateescape`` handler, and encoded back the same way, so bytes that
 are not UTF-8 pass through unchanged and non-ASCII text is sent as UTF-8.
 Setters also accept ``bytes``; :func:`to_bytes` gives the exact wire bytes of
-a str. Bodies are ``bytes``.
+a str. Bodies are ``bytes``, or from 64 KiB on (the engine's shared-memory
+threshold) a read-only :class:`Body` read in place, which concatenates and
+compares like ``bytes`` (see :mod:`policyexec.body`).
 
 Safety: every setter checks its value at once (header names must be RFC 9110
 tokens, values must not contain CR, LF, NUL or DEL, statuses are 100..999) and
@@ -36,6 +38,7 @@ engine applies the step's failure mode (open: skip it; closed: answer 500).
 """
 
 from ._text import decode as to_str, encode as to_bytes
+from .body import Body
 from .context import (Context, REQUEST_HEADERS, REQUEST_BODY, RESPONSE_HEADERS,
                       RESPONSE_BODY)
 from .headers import Headers
@@ -45,7 +48,7 @@ from .policy import Param, Policy, check_params, registered
 __version__ = "0.1.0"
 
 __all__ = [
-    "Context", "Headers", "Metadata", "Param", "Policy", "check_params", "registered",
+    "Body", "Context", "Headers", "Metadata", "Param", "Policy", "check_params", "registered",
     "to_bytes", "to_str", "REQUEST_HEADERS", "REQUEST_BODY", "RESPONSE_HEADERS",
     "RESPONSE_BODY",
 ]

@@ -9,6 +9,8 @@ Setters also accept ``bytes`` (and ``bytearray``/``memoryview``), taken as is.
 
 import re
 
+from .body import Body
+
 # RFC 9110 section 5.6.2: token = 1*tchar.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A field value may not carry CR, LF or NUL: that is how headers get injected;
@@ -111,7 +113,7 @@ def body(value, what):
     """Accepts bytes-like (or str, encoded UTF-8) and returns bytes."""
     if type(value) is bytes:
         return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
+    if isinstance(value, (bytes, bytearray, memoryview, Body)):
         return bytes(value)
     if isinstance(value, str):
         return value.encode(ENCODING, ERRORS)

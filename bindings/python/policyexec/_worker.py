@@ -7,6 +7,7 @@ Error reply (or a failed step, inside :func:`run`).
 
 import importlib.util
 import json
+import mmap
 import os
 import signal
 import sys
@@ -15,6 +16,7 @@ import traceback
 
 from . import _aio
 from . import policy as _policy
+from .body import Body
 from .context import UNCHANGED, Context
 
 # realpath of each imported module file (imported once per process).
@@ -233,9 +235,46 @@ def count():
     return len(_instances)
 
 
+def shm_body(fd, offset, length):
+    """A Body over bytes [offset, offset + length) of the sealed memfd fd
+    (checked by the caller), mapped read-only; mmap duplicates fd, and the
+    mapping lives as long as the Body and its views."""
+    mapping = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    return Body(memoryview(mapping)[offset:offset + length], mapping=mapping)
+
+
+def _release(*bodies):
+    for body in bodies:
+        if type(body) is Body:
+            body._release()
+
+
 def run(phase, instance_ids, fail_open, method, path, authority, status,
         request_headers, response_headers, request_body, response_body, metadata,
         step_phases=None, timeouts=None, progress=None):
+    """:func:`_run`, then the release of the shared bodies (see
+    :meth:`Body._release`) once the batch is over."""
+    if type(request_body) is not Body and type(response_body) is not Body:
+        return _run(phase, instance_ids, fail_open, method, path, authority, status,
+                    request_headers, response_headers, request_body, response_body,
+                    metadata, step_phases, timeouts, progress)
+    try:
+        result = _run(phase, instance_ids, fail_open, method, path, authority, status,
+                      request_headers, response_headers, request_body, response_body,
+                      metadata, step_phases, timeouts, progress)
+    except BaseException:
+        _release(request_body, response_body)
+        raise
+    if isinstance(result, list):
+        _release(request_body, response_body)
+    else:
+        result.add_done_callback(lambda _task: _release(request_body, response_body))
+    return result
+
+
+def _run(phase, instance_ids, fail_open, method, path, authority, status,
+         request_headers, response_headers, request_body, response_body, metadata,
+         step_phases=None, timeouts=None, progress=None):
     """Runs the steps of one phase, or of consecutive phases, on one shared
     context; returns one result tuple per step that ran: (ok, error, header
     edits, body edits, metadata edits, status, method, path, respond), where

@@ -1,6 +1,8 @@
 """Context: what one exchange looks like to a policy, phase by phase."""
 
 from . import _text
+from . import body as _body
+from .body import Body
 from .headers import Headers
 from .metadata import Metadata
 
@@ -35,8 +37,11 @@ class Context:
     * ``status`` (int): 0 in request phases; settable (100..999) in response phases.
     * ``request_headers``, ``response_headers``: :class:`Headers`.
     * ``request_body``, ``response_body``: the whole buffered body as
-      ``bytes`` in the body phase of its side, ``None`` elsewhere; assign
-      bytes (or str, encoded UTF-8) to replace it. Assigning a body that is
+      ``bytes`` in the body phase of its side, ``None`` elsewhere (a body
+      of at least the engine's shared-memory threshold, 64 KiB by default,
+      is a read-only :class:`policyexec.Body` read in place: see
+      :mod:`policyexec.body`); assign bytes (or str, encoded UTF-8, or a
+      Body) to replace it. Assigning a body that is
       ``None`` raises ``RuntimeError``: the phase does not carry it. A body
       given for another phase stays hidden (the worker may hold the whole
       response while response header steps run).
@@ -190,7 +195,8 @@ class Context:
     def request_body(self, value):
         if self.phase != REQUEST_BODY or self._rq_body is None:
             raise RuntimeError("the request body is not available in this phase")
-        value = _text.body(value, "request body")
+        if not isinstance(value, Body):  # a Body is immutable: kept as is
+            value = _text.body(value, "request body")
         if self._saved is None:
             self._saved = (self._method, self._path, self._status, self._rq_body, self._rs_body)
         self._rq_body = value
@@ -204,7 +210,8 @@ class Context:
     def response_body(self, value):
         if self.phase != RESPONSE_BODY or self._rs_body is None:
             raise RuntimeError("the response body is not available in this phase")
-        value = _text.body(value, "response body")
+        if not isinstance(value, Body):
+            value = _text.body(value, "response body")
         if self._saved is None:
             self._saved = (self._method, self._path, self._status, self._rq_body, self._rs_body)
         self._rs_body = value
@@ -281,10 +288,10 @@ class Context:
             rq_body = self._rq_body
             rs_body = self._rs_body
             if rq_body is not rq_body0 and rq_body != rq_body0:
-                bodies = [_body_edit(SIDE_REQUEST, rq_body0, rq_body)]
+                bodies = _body_edits(SIDE_REQUEST, rq_body0, rq_body)
             if rs_body is not rs_body0 and rs_body != rs_body0:
-                edit = _body_edit(SIDE_RESPONSE, rs_body0, rs_body)
-                bodies = [edit] if bodies is None else bodies + [edit]
+                edits = _body_edits(SIDE_RESPONSE, rs_body0, rs_body)
+                bodies = edits if bodies is None else bodies + edits
             if self._status != status0:
                 status = self._status
             if self._method != method0:
@@ -309,6 +316,14 @@ class Context:
             self._method, self._path, self._status, self._rq_body, self._rs_body = saved
             self._saved = None
         self._respond = None
+
+
+def _body_edits(side, old, new):
+    """The smallest BodyEdits turning ``old`` into ``new``: [(side, kind, data)]."""
+    shared = _body.edits(side, old, new, BODY_PREFIX, BODY_SUFFIX, BODY_REPLACE)
+    if shared is not None:
+        return shared
+    return [_body_edit(side, old, new)]
 
 
 def _body_edit(side, old, new):

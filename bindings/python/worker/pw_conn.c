@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,10 +23,78 @@ void pw_conn_close(pw_conn *c) {
   if (c->fd >= 0) {
     close(c->fd);
   }
+  for (size_t i = 0; i < c->n_fds_in; i++) {
+    close(c->fds_in[i]);
+  }
+  for (size_t i = 0; i < c->n_fds_next; i++) {
+    close(c->fds_next[i]);
+  }
+  for (size_t i = c->fds_out_head; i < c->n_fds_out; i++) {
+    close(c->fds_out[i].fd);
+  }
+  free(c->fds_out);
+  c->fds_out = NULL;
+  c->n_fds_in = c->n_fds_next = c->fds_out_head = c->n_fds_out = c->fds_out_cap = 0;
   c->fd = -1;
   pw_buf_free(&c->in);
   pw_buf_free(&c->out);
   c->in_off = c->out_off = 0;
+}
+
+/* recv, keeping the fds that come along (MSG_CMSG_CLOEXEC: never inherited
+ * by what a policy spawns). More than the connection keeps: EPROTO. */
+static ssize_t recv_fds(pw_conn *c) {
+  union {
+    char buf[CMSG_SPACE(PW_CONN_FDS * sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct iovec iov = {.iov_base = c->in.data + c->in.len, .iov_len = c->in.cap - c->in.len};
+  struct msghdr msg = {
+      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+  ssize_t n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
+  if (n < 0) {
+    return n;
+  }
+  int overflow = (msg.msg_flags & MSG_CTRUNC) != 0;
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
+      continue;
+    }
+    size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < k; i++) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
+      if (c->n_fds_in < PW_CONN_FDS) {
+        c->fds_in[c->n_fds_in++] = fd;
+      } else {
+        close(fd);
+        overflow = 1;
+      }
+    }
+  }
+  if (overflow) {
+    errno = EPROTO;
+    return -1;
+  }
+  return n;
+}
+
+int pw_conn_take_fd(pw_conn *c) {
+  if (c->n_fds_in == 0) {
+    return -1;
+  }
+  int fd = c->fds_in[0];
+  memmove(c->fds_in, c->fds_in + 1, --c->n_fds_in * sizeof(c->fds_in[0]));
+  return fd;
+}
+
+int pw_conn_give_fd(pw_conn *c, int fd) {
+  if (c->n_fds_next == PW_CONN_FDS) {
+    close(fd);
+    return -1;
+  }
+  c->fds_next[c->n_fds_next++] = fd;
+  return 0;
 }
 
 int pw_conn_receive(pw_conn *c, size_t max_message) {
@@ -47,7 +116,7 @@ int pw_conn_receive(pw_conn *c, size_t max_message) {
     return -1;
   }
   for (;;) {
-    ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
+    ssize_t n = recv_fds(c);
     if (n > 0) {
       c->in.len += (size_t)n;
       return 0;
@@ -95,15 +164,75 @@ uint8_t *pw_conn_reply_space(pw_conn *c, size_t len) {
   if (len > UINT32_MAX || pw_buf_reserve(&c->out, c->out.len + PE__FRAME_HEADER + len) != 0) {
     return NULL;
   }
+  if (c->n_fds_out + c->n_fds_next > c->fds_out_cap) {
+    size_t cap = c->fds_out_cap ? 2 * c->fds_out_cap : 16;
+    while (cap < c->n_fds_out + c->n_fds_next) {
+      cap *= 2;
+    }
+    struct pw_fdmark *m = realloc(c->fds_out, cap * sizeof(*m));
+    if (m == NULL) {
+      return NULL;
+    }
+    c->fds_out = m;
+    c->fds_out_cap = cap;
+  }
+  for (size_t i = 0; i < c->n_fds_next; i++) {
+    c->fds_out[c->n_fds_out++] = (struct pw_fdmark){.off = c->out.len, .fd = c->fds_next[i]};
+  }
+  c->n_fds_next = 0;
   uint8_t *header = c->out.data + c->out.len;
   pe__frame_len_put(header, (uint32_t)len);
   c->out.len += PE__FRAME_HEADER + len;
   return header + PE__FRAME_HEADER;
 }
 
+/* Sends from out_off with the fds of the frame starting there, up to the
+ * next frame that has fds of its own. */
+static ssize_t send_fds(pw_conn *c) {
+  size_t end = c->out.len, first = c->fds_out_head, nfds = 0;
+  while (first + nfds < c->n_fds_out && c->fds_out[first + nfds].off == c->out_off &&
+         nfds < PW_CONN_FDS) {
+    nfds++;
+  }
+  if (first + nfds < c->n_fds_out) {
+    end = c->fds_out[first + nfds].off;
+  }
+  struct iovec iov = {.iov_base = c->out.data + c->out_off, .iov_len = end - c->out_off};
+  if (nfds == 0) {
+    return send(c->fd, iov.iov_base, iov.iov_len, MSG_NOSIGNAL);
+  }
+  union {
+    char buf[CMSG_SPACE(PW_CONN_FDS * sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof(u));
+  struct msghdr msg = {.msg_iov = &iov,
+                       .msg_iovlen = 1,
+                       .msg_control = u.buf,
+                       .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+  for (size_t i = 0; i < nfds; i++) {
+    memcpy(CMSG_DATA(cm) + i * sizeof(int), &c->fds_out[first + i].fd, sizeof(int));
+  }
+  ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+  if (n > 0) {
+    for (size_t i = 0; i < nfds; i++) {
+      close(c->fds_out[first + i].fd);
+    }
+    c->fds_out_head += nfds;
+    if (c->fds_out_head == c->n_fds_out) {
+      c->fds_out_head = c->n_fds_out = 0;
+    }
+  }
+  return n;
+}
+
 int pw_conn_flush(pw_conn *c) {
   while (c->out_off < c->out.len) {
-    ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+    ssize_t n = send_fds(c);
     if (n < 0) {
       if (errno == EINTR) {
         continue;

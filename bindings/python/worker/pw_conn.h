@@ -8,6 +8,9 @@
 
 #include "pw_frame.h"
 
+/* Fds a connection holds in each direction at most. */
+#define PW_CONN_FDS 16
+
 typedef struct pw_conn {
   int fd;
   uint64_t serial; /* unique per process, never 0: names it to pw_async.c */
@@ -15,6 +18,20 @@ typedef struct pw_conn {
   size_t in_off;
   pw_buf out; /* replies; out.data[out_off..out.len) not yet sent */
   size_t out_off;
+  /* Shared-memory bodies (pw_shm.c): from the engine's Hello, the size from
+   * which bodies go in memfds (0: never); fds received and not yet claimed
+   * by a request, oldest first; memfds for the next reply frame; memfds of
+   * queued replies, each sent with the first byte of its frame. */
+  uint64_t shm_threshold;
+  int fds_in[PW_CONN_FDS];
+  size_t n_fds_in;
+  int fds_next[PW_CONN_FDS];
+  size_t n_fds_next;
+  struct pw_fdmark {
+    size_t off;
+    int fd;
+  } * fds_out;
+  size_t fds_out_head, n_fds_out, fds_out_cap;
 } pw_conn;
 
 typedef enum pw_frame_status {
@@ -45,5 +62,10 @@ uint8_t *pw_conn_reply_space(pw_conn *c, size_t len);
 /* Sends buffered replies. Returns 0 when all are sent, 1 when the socket is
  * full (wait for POLLOUT), -1 when the connection failed. */
 int pw_conn_flush(pw_conn *c);
+
+/* Oldest received fd not yet claimed (the caller owns it), or -1. */
+int pw_conn_take_fd(pw_conn *c);
+/* Keeps @p fd (owned) to go with the next reply frame: 0, or -1 (closed). */
+int pw_conn_give_fd(pw_conn *c, int fd);
 
 #endif

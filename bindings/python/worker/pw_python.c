@@ -66,8 +66,9 @@ int pw_python_init(pw_python *py, const char *package_dir) {
   py->destroy = get_function(module, "destroy");
   py->count = get_function(module, "count");
   py->run = get_function(module, "run");
+  py->shm_body = get_function(module, "shm_body");
   Py_DECREF(module);
-  if (!py->load_modules || !py->create || !py->destroy || !py->count || !py->run) {
+  if (!py->load_modules || !py->create || !py->destroy || !py->count || !py->run || !py->shm_body) {
     return -1;
   }
   /* Py_GetVersion() is "3.11.2 (main, ...) [GCC ...]": keep the number. */
@@ -98,6 +99,7 @@ void pw_python_finalize(pw_python *py) {
   Py_CLEAR(py->destroy);
   Py_CLEAR(py->count);
   Py_CLEAR(py->run);
+  Py_CLEAR(py->shm_body);
   if (Py_IsInitialized()) {
     Py_FinalizeEx();
   }

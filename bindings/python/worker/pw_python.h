@@ -12,7 +12,8 @@ typedef struct pw_python {
   PyObject *destroy;
   PyObject *count;
   PyObject *run;
-  char runtime[64]; /* "CPython 3.11.2" */
+  PyObject *shm_body; /* (fd, offset, length) -> policyexec.Body */
+  char runtime[64];   /* "CPython 3.11.2" */
 } pw_python;
 
 /* Starts CPython with an isolated configuration rooted at the system

@@ -11,6 +11,7 @@
 #include "pw_log.h"
 #include "pw_progress.h"
 #include "pw_run.h"
+#include "pw_shm.h"
 
 typedef Policyexec__V1__Request Request;
 typedef Policyexec__V1__Response Response;
@@ -254,6 +255,9 @@ static PyObject *serve(pw_handler *h, pw_conn *c, const Request *req, Response *
   PyObject *hold = NULL;
   switch (req->body_case) {
   case POLICYEXEC__V1__REQUEST__BODY_HELLO:
+    /* Bodies in memfds only where fds can pass (not the gRPC executor's
+     * scratch connection). */
+    c->shm_threshold = c->fd >= 0 ? req->hello->shm_threshold : 0;
     hold = hello(h, req->hello, resp);
     break;
   case POLICYEXEC__V1__REQUEST__BODY_CREATE:
@@ -279,10 +283,11 @@ static PyObject *serve(pw_handler *h, pw_conn *c, const Request *req, Response *
 }
 
 /* Packs @p resp after the queued output of @p c. */
-static int queue_reply(pw_conn *c, Response *resp) {
+static int queue_reply(pw_conn *c, Response *resp, pw_arena *a) {
   if (resp->body_case == POLICYEXEC__V1__RESPONSE__BODY__NOT_SET) {
     return -1;
   }
+  pw_shm_reply(c, resp, a);
   size_t size = policyexec__v1__response__get_packed_size(resp);
   uint8_t *out = pw_conn_reply_space(c, size);
   if (out == NULL) {
@@ -304,6 +309,10 @@ int pw_handle_request(pw_handler *h, pw_conn *c, const uint8_t *msg, size_t len)
     pw_async_cancel(&h->async, c->serial, req->cancel->request_id);
     return 0;
   }
+  /* The fds of its shared bodies came with the frame's first byte. */
+  if (pw_shm_take(c, req) != 0) {
+    return -1;
+  }
   Response resp = POLICYEXEC__V1__RESPONSE__INIT;
   resp.id = req->id;
   PyObject *hold = NULL;
@@ -315,6 +324,7 @@ int pw_handle_request(pw_handler *h, pw_conn *c, const uint8_t *msg, size_t len)
   } else {
     hold = serve(h, c, req, &resp);
   }
+  pw_shm_release();
   /* pw_async.c: a RunPhase left pending by a coroutine step is answered
    * when its task ends. */
   if (hold != NULL && resp.body_case == POLICYEXEC__V1__RESPONSE__BODY__NOT_SET &&
@@ -326,7 +336,7 @@ int pw_handle_request(pw_handler *h, pw_conn *c, const uint8_t *msg, size_t len)
     }
     reply_python_error(h, &resp);
   }
-  int rc = queue_reply(c, &resp);
+  int rc = queue_reply(c, &resp, &h->arena);
   if (rc != 0) {
     PW_LOG("cannot build the reply to request %llu; closing the connection",
            (unsigned long long)req->id);
@@ -353,7 +363,7 @@ int pw_reply_ended(pw_handler *h, pw_conn *c, uint64_t id, PyObject *result) {
   } else {
     reply_python_error(h, &resp);
   }
-  int rc = queue_reply(c, &resp);
+  int rc = queue_reply(c, &resp, &h->arena);
   if (rc != 0) {
     PW_LOG("cannot build the reply to request %llu; closing the connection",
            (unsigned long long)id);

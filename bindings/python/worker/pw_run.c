@@ -1,5 +1,7 @@
 #include "pw_run.h"
 
+#include "pw_shm.h"
+
 enum { RUN_NARGS = 15 };
 
 static PyObject *id_tuple(const uint64_t *ids, size_t n) {
@@ -59,16 +61,21 @@ static PyObject *timeout_tuple_or_none(const uint32_t *ms, size_t n) {
   return t;
 }
 
-static PyObject *body_or_none(protobuf_c_boolean has, ProtobufCBinaryData d) {
+static PyObject *body_or_none(const pw_python *py, int side, protobuf_c_boolean has,
+                              ProtobufCBinaryData d, const Policyexec__V1__ShmRef *shm) {
   if (!has) {
     Py_RETURN_NONE;
+  }
+  if (shm != NULL) { /* read in place: no copy (pw_shm.c) */
+    return pw_shm_body(py, side, shm);
   }
   /* The one copy of a body: from the decoded message into a bytes object. */
   return PyBytes_FromStringAndSize((const char *)d.data, (Py_ssize_t)d.len);
 }
 
 /* The arguments of policyexec._worker.run, in order. */
-static int build_args(const Policyexec__V1__RunPhase *req, PyObject *progress, PyObject **args) {
+static int build_args(const pw_python *py, const Policyexec__V1__RunPhase *req, PyObject *progress,
+                      PyObject **args) {
   static const Policyexec__V1__HttpData empty = POLICYEXEC__V1__HTTP_DATA__INIT;
   const Policyexec__V1__HttpData *d = req->data ? req->data : &empty;
   args[0] = PyLong_FromLong((long)req->phase);
@@ -80,8 +87,8 @@ static int build_args(const Policyexec__V1__RunPhase *req, PyObject *progress, P
   args[6] = PyLong_FromLong(d->status);
   args[7] = pw_py_headers(d->request_headers, d->n_request_headers);
   args[8] = pw_py_headers(d->response_headers, d->n_response_headers);
-  args[9] = body_or_none(d->has_request_body, d->request_body);
-  args[10] = body_or_none(d->has_response_body, d->response_body);
+  args[9] = body_or_none(py, 0, d->has_request_body, d->request_body, d->request_body_shm);
+  args[10] = body_or_none(py, 1, d->has_response_body, d->response_body, d->response_body_shm);
   args[11] = pw_py_metadata(d->metadata, d->n_metadata);
   args[12] = phase_tuple_or_none(req->step_phases, req->n_step_phases);
   args[13] = timeout_tuple_or_none(req->timeout_ms, req->n_timeout_ms);
@@ -135,7 +142,7 @@ PyObject *pw_run_phase(const pw_python *py, const Policyexec__V1__RunPhase *req,
   }
   PyObject *args[RUN_NARGS] = {0};
   PyObject *results = NULL;
-  if (build_args(req, progress, args) == 0) {
+  if (build_args(py, req, progress, args) == 0) {
     results = PyObject_Vectorcall(py->run, args, RUN_NARGS, NULL);
   }
   for (int i = 0; i < RUN_NARGS; i++) {
