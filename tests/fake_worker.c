@@ -23,6 +23,7 @@
  *   fake-shm-flood     64 fds with a reply that refers to none
  *   fake-shm-midframe  an fd with half a frame header, then exits
  */
+#include "pe_fdpass.h"
 #include "pe_frame.h"
 
 #include <errno.h>
@@ -92,22 +93,7 @@ static int send_raw(int fd, uint32_t announced, const void *payload, size_t len)
 
 /* Sends bytes [0, len) of buf with fds attached to the first one. */
 static int send_with_fds(int fd, const void *buf, size_t len, const int *fds, size_t nfds) {
-  union {
-    char b[CMSG_SPACE(64 * sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  memset(&u, 0, sizeof u);
-  struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-  struct msghdr msg = {.msg_iov = &iov,
-                       .msg_iovlen = 1,
-                       .msg_control = u.b,
-                       .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
-  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-  memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
-  ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+  ssize_t n = pe__sendmsg_fds(fd, buf, len, fds, nfds);
   if (n <= 0)
     return -1;
   return write_all(fd, (const char *)buf + n, len - (size_t)n);

@@ -4,6 +4,7 @@
  * a large body is being written. */
 #include "pe_py.h"
 
+#include "pe_fdpass.h"
 #include "pe_frame.h"
 
 #include <errno.h>
@@ -124,27 +125,12 @@ static ssize_t send_some(pe__py_conn *c) {
     nfds++;
   if (first + nfds < c->n_fds_out)
     end = c->fds_out[first + nfds].off;
-  struct iovec iov = {.iov_base = c->out.data + c->out_off, .iov_len = end - c->out_off};
-  if (nfds == 0)
-    return send(c->fd, iov.iov_base, iov.iov_len, MSG_NOSIGNAL);
-  union {
-    char buf[CMSG_SPACE(2 * sizeof(int))];
-    struct cmsghdr align;
-  } u;
   if (nfds > 2)
     nfds = 2; /* a request carries at most two bodies */
-  memset(&u, 0, sizeof u);
-  struct msghdr msg = {.msg_iov = &iov,
-                       .msg_iovlen = 1,
-                       .msg_control = u.buf,
-                       .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
-  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+  int fds[2];
   for (size_t i = 0; i < nfds; i++)
-    memcpy(CMSG_DATA(cm) + i * sizeof(int), &c->fds_out[first + i].fd, sizeof(int));
-  ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+    fds[i] = c->fds_out[first + i].fd;
+  ssize_t n = pe__sendmsg_fds(c->fd, c->out.data + c->out_off, end - c->out_off, fds, nfds);
   if (n > 0) {
     /* In flight now: the kernel holds them until the worker takes them. */
     for (size_t i = 0; i < nfds; i++)

@@ -1,5 +1,7 @@
 #include "pw_conn.h"
 
+#include "pe_fdpass.h"
+
 #include <errno.h>
 #include <string.h>
 #include <stdlib.h>
@@ -197,27 +199,11 @@ static ssize_t send_fds(pw_conn *c) {
   if (first + nfds < c->n_fds_out) {
     end = c->fds_out[first + nfds].off;
   }
-  struct iovec iov = {.iov_base = c->out.data + c->out_off, .iov_len = end - c->out_off};
-  if (nfds == 0) {
-    return send(c->fd, iov.iov_base, iov.iov_len, MSG_NOSIGNAL);
-  }
-  union {
-    char buf[CMSG_SPACE(PW_CONN_FDS * sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  memset(&u, 0, sizeof(u));
-  struct msghdr msg = {.msg_iov = &iov,
-                       .msg_iovlen = 1,
-                       .msg_control = u.buf,
-                       .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
-  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+  int fds[PW_CONN_FDS];
   for (size_t i = 0; i < nfds; i++) {
-    memcpy(CMSG_DATA(cm) + i * sizeof(int), &c->fds_out[first + i].fd, sizeof(int));
+    fds[i] = c->fds_out[first + i].fd;
   }
-  ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+  ssize_t n = pe__sendmsg_fds(c->fd, c->out.data + c->out_off, end - c->out_off, fds, nfds);
   if (n > 0) {
     for (size_t i = 0; i < nfds; i++) {
       close(c->fds_out[first + i].fd);
