@@ -26,6 +26,10 @@ static pe_engine *shm_engine(const char *worker) {
   ck_assert_int_eq(pe_python_options_set_worker_path(po, worker), PE_OK);
   ck_assert_int_eq(pe_python_options_add_module_path(po, PE_PY_SAMPLES), PE_OK);
   ck_assert_int_eq(pe_python_options_add_module_path(po, PE_PY_TEST_POLICIES), PE_OK);
+  /* 64 MiB bodies through Python (an upper-cased copy of the whole body)
+   * take seconds under ASan on a loaded machine: the 1 s default timeout
+   * would fail them as timed out, which this suite is not about. */
+  ck_assert_int_eq(pe_python_options_set_default_timeout(po, 60000), PE_OK);
   ck_assert_int_eq(pe_python_options_set_restart_backoff(po, 0, 2000), PE_OK);
   ck_assert_int_eq(pe_engine_start_python(e, po), PE_OK);
   pe_python_options_free(po);
