@@ -5,6 +5,7 @@ import json
 import os
 
 from . import _lib
+from ._handle import Handle
 from .errors import Code, PolicyExecError, closed
 from .. import _text
 
@@ -44,7 +45,7 @@ def check(rc, errmsg=None):
     return rc
 
 
-class Engine:
+class Engine(Handle):
     """The policy registry: native plugins, the Python pool, limits.
 
     ``library`` is the path of libpolicyexec (else it is found as
@@ -58,6 +59,8 @@ class Engine:
     (the C engine is reference-counted), so closing the engine while they
     live is safe. Thread-safe, as the C engine.
     """
+
+    _FREE = "pe_engine_free"
 
     def __init__(self, library=None, limits=None, log=None, log_level="info"):
         lib = _lib.load(library)
@@ -89,29 +92,6 @@ class Engine:
             lib.pe_engine_options_free(opts)
 
     # ---- lifetime ----
-
-    def close(self):
-        """Releases the engine (idempotent)."""
-        h, self._h = self._h, None
-        if h:
-            self._lib.pe_engine_free(h)
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    @property
-    def closed(self):
-        """Whether :meth:`close` has run."""
-        return self._h is None
 
     def _handle(self):
         if self._h is None:
@@ -189,12 +169,14 @@ class Engine:
         return Exchange(self)
 
 
-class Chain:
+class Chain(Handle):
     """An immutable, shareable list of policy steps (``pe_chain``).
 
     Any number of threads may run one chain at once, each on its own
     exchange. Closed by :meth:`close`, ``with``, or garbage collection.
     """
+
+    _FREE = "pe_chain_free"
 
     def __init__(self, engine, steps):
         if not isinstance(steps, (str, bytes, bytearray, memoryview)):
@@ -218,29 +200,6 @@ class Chain:
         self.phases = lib.pe_chain_phases(self._h)
         #: NEEDS_REQUEST_BODY / NEEDS_RESPONSE_BODY bits.
         self.needs = lib.pe_chain_needs(self._h)
-
-    def close(self):
-        """Releases the chain (idempotent)."""
-        h, self._h = self._h, None
-        if h:
-            self._lib.pe_chain_free(h)
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    @property
-    def closed(self):
-        """Whether :meth:`close` has run."""
-        return self._h is None
 
     def run(self, exchange, phase):
         """Runs one phase on ``exchange`` (blocking, also for Python steps).

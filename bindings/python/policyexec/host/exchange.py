@@ -5,6 +5,7 @@ import ctypes
 from collections.abc import MutableMapping
 
 from . import _lib
+from ._handle import Handle
 from .engine import as_bytes, check
 from .errors import Code, closed
 from .. import _text
@@ -200,12 +201,14 @@ class Metadata(MutableMapping):
         return f"Metadata({dict(self.items())!r})"
 
 
-class Exchange:
+class Exchange(Handle):
     """One HTTP request/response (``pe_exchange``), used by one thread at a
     time. Create it with :meth:`Engine.exchange`; reuse it across requests
     with :meth:`reset`. Closed by :meth:`close`, ``with``, or garbage
     collection; any use after that raises PolicyExecError (PE_ERR_STATE).
     """
+
+    _FREE = "pe_exchange_free"
 
     def __init__(self, engine):
         lib = engine._lib
@@ -233,29 +236,6 @@ class Exchange:
         self.metadata = Metadata(self)
 
     # ---- lifetime ----
-
-    def close(self):
-        """Releases the exchange (idempotent)."""
-        h, self._h = self._h, None
-        if h:
-            self._lib.pe_exchange_free(h)
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    @property
-    def closed(self):
-        """Whether :meth:`close` has run."""
-        return self._h is None
 
     def _handle(self):
         h = self._h
