@@ -21,6 +21,16 @@
  * finishes the replacement's start-up and respawns workers whose back-off
  * has passed, so that no host thread waits for a fresh interpreter while
  * another worker is ready.
+ *
+ * Child processes: the workers are children of the host process, and the
+ * pool reaps each one itself with waitpid() on its pid. A host whose SIGCHLD
+ * handler reaps every child (`waitpid(-1, ...)`, as nginx's master-process
+ * handler does) takes that status first: the pool then still notices the
+ * death (its socket closes) and replaces the worker, but the reason it
+ * gives is "was reaped elsewhere", and the host sees a child it did not
+ * start exit. Such hosts should restore SIGCHLD to its default in the
+ * processes that start a pool, or skip the worker pids they did not fork
+ * (the nginx module does the former, doc/DECISIONS.md §17).
  */
 #ifndef POLICYEXEC_PYTHON_H
 #define POLICYEXEC_PYTHON_H
