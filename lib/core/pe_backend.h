@@ -68,13 +68,19 @@ typedef struct pe__backend_ops {
   int (*ping)(pe__backend *be, size_t *alive);
   /* Stops the executor and frees be (when the engine goes away). */
   void (*shutdown)(pe__backend *be);
-  /* Streamed body steps (stream.h), reserved: NULL in every backend today,
-   * and while it is NULL a step of this executor with a body phase is a
-   * buffered step (pe_stream.c plans the body PE_BODY_BUFFER). A backend
-   * that fills it runs one chunk of ex's body through step, writing the
-   * step's output with pe_body_chunk_write / keep, as a native chunk
-   * callback does (see doc/DECISIONS.md, "Streamed bodies"). */
+  /* Streamed body steps (stream.h). NULL: a step of this executor with a
+   * body phase is a buffered step (pe_stream.c plans the body
+   * PE_BODY_BUFFER). Else, for a policy that advertised chunks for that
+   * body (pe__policy.streams), runs one chunk through step (blocking),
+   * writing the step's output with pe_body_chunk_write / keep as a native
+   * chunk callback does, and keeps what it needs across the body's chunks
+   * in *pe_body_chunk_state(). A negative return is the step's failure
+   * (ex->errmsg says why; PE_ERR_TIMEOUT answers 504 when closed). */
   int (*stream_chunk)(pe__backend *be, pe_exchange *ex, const pe__step *step, pe_body_chunk *chunk);
+  /* Frees what stream_chunk left in the state slot (not NULL): the body
+   * ended, the step failed, or the exchange was reset unfinished. Needed
+   * when stream_chunk is set. */
+  void (*stream_free)(pe__backend *be, const pe__step *step, void *state);
 } pe__backend_ops;
 
 typedef struct pe__executor pe__executor;

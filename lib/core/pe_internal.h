@@ -155,6 +155,10 @@ typedef struct pe__policy {
   pe_body_chunk_fn on_chunk[2];
   pe_body_state_free_fn free_body_state;
   unsigned buffers;
+  /* executor only: the bodies (PE_NEEDS_* bits) it can take in chunks
+   * (PolicyInfo.chunk_phases); streamed when its executor fills
+   * pe__backend_ops.stream_chunk and it does not also buffer them */
+  unsigned streams;
   /* executor only: the executor that advertised it (NULL: the engine's
    * default executor, resolved when a step runs) */
   const struct pe__executor *exec;
@@ -406,5 +410,8 @@ int pe__stream_run_whole(pe_exchange *ex, const pe__step *step, pe_phase phase);
 /* Ends ex's streams without finishing them (reset: keeps memory; free:
  * releases it). */
 void pe__stream_release(pe_exchange *ex, bool free_memory);
+/* Whether out-of-process steps of body phase `phase` are to be skipped:
+ * that body of ex was streamed, so they have seen it chunk by chunk. */
+bool pe__stream_skips(const pe_exchange *ex, pe_phase phase);
 
 #endif /* PE_INTERNAL_H */

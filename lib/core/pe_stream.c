@@ -66,11 +66,18 @@ void pe__policy_add_streamed(pe__policy *p, unsigned flags) {
   }
 }
 
-/* Whether step s can take body dir in chunks. Out-of-process steps cannot
- * yet (pe__backend_ops.stream_chunk is reserved): they are buffered. */
-static bool streamable(const pe__step *s, pe_dir dir) {
+/* Whether step s of a chain of e can take body dir in chunks: a native
+ * chunk callback, or a policy that advertised chunks for it on an executor
+ * that streams (pe__backend_ops.stream_chunk; the gRPC transport does not:
+ * its steps stay buffered). */
+static bool streamable(const pe_engine *e, const pe__step *s, pe_dir dir) {
   const pe__policy *p = s->policy;
-  return p->kind == PE__KIND_NATIVE && p->on_chunk[dir] && !(p->buffers & needs_bit(dir));
+  if (p->buffers & needs_bit(dir))
+    return false;
+  if (p->kind == PE__KIND_NATIVE)
+    return p->on_chunk[dir] != NULL;
+  const pe__executor *x = (p->streams & needs_bit(dir)) ? pe__step_executor(e, s) : NULL;
+  return x && x->ops->stream_chunk && x->ops->stream_free;
 }
 
 void pe__stream_plan(pe_chain *c) {
@@ -82,7 +89,7 @@ void pe__stream_plan(pe_chain *c) {
       if (!s->enabled ||
           !((p->needs & needs_bit((pe_dir)dir)) || (p->phases & PE_PHASE_BIT(body_phase(dir)))))
         continue;
-      plan = streamable(s, (pe_dir)dir) ? PE_BODY_STREAM : PE_BODY_BUFFER;
+      plan = streamable(c->engine, s, (pe_dir)dir) ? PE_BODY_STREAM : PE_BODY_BUFFER;
     }
     c->plan[dir] = (unsigned char)plan;
     /* pe_chain_needs() keeps meaning "some step sees this body" for hosts
@@ -160,9 +167,18 @@ void **pe_body_chunk_state(pe_body_chunk *chunk) {
 
 /* ---- failures (as pe_run.c's, for a chunk callback) ---- */
 
-static void free_state(const pe__step *s, void **state) {
+/* The executor that streams step s (an out-of-process step of a streamed
+ * body: the plan made sure it exists), or NULL for a native step. */
+static const pe__executor *stream_executor(const pe_engine *e, const pe__step *s) {
+  return s->policy->kind == PE__KIND_NATIVE ? NULL : pe__step_executor(e, s);
+}
+
+static void free_state(const pe_engine *e, const pe__step *s, void **state) {
   const pe__policy *p = s->policy;
-  if (*state && p->free_body_state)
+  const pe__executor *x = *state ? stream_executor(e, s) : NULL;
+  if (x)
+    x->ops->stream_free(x->be, s, *state);
+  else if (*state && p->free_body_state)
     p->free_body_state(*state, s->instance, p->user_data);
   *state = NULL;
 }
@@ -172,12 +188,15 @@ static void free_state(const pe__step *s, void **state) {
  * failure code. Applies the step's mode through pe__step_failed. */
 static int chunk_failed(pe_exchange *ex, const pe__step *s, pe_phase phase, int rc) {
   int failure = rc == PE_ERR_TIMEOUT ? PE_ERR_TIMEOUT : PE_ERR_POLICY;
+  pe_step_outcome outcome = rc == PE_ERR_TIMEOUT  ? PE_STEP_TIMEOUT
+                            : rc == PE_ERR_WORKER ? PE_STEP_CRASHED
+                                                  : PE_STEP_FAILED;
   char why[PE__ERRMSG_SIZE];
   if (ex->errmsg[0])
     pe__errmsg_set(why, "%s", ex->errmsg);
   else
     pe__errmsg_set(why, "policy returned %d (%s) on a body chunk", rc, pe_errname(rc));
-  pe__step_failed(ex, s, phase, failure, PE_STEP_FAILED, why);
+  pe__step_failed(ex, s, phase, failure, outcome, why);
   return failure;
 }
 
@@ -200,7 +219,7 @@ int pe__stream_run_whole(pe_exchange *ex, const pe__step *step, pe_phase phase) 
                          .dir = dir,
                          .last = true};
   int rc = p->on_chunk[dir](ex, &chunk, step->instance, p->user_data);
-  free_state(step, &state);
+  free_state(ex->engine, step, &state);
   if (rc >= 0)
     rc = pe_exchange_body_set(ex, dir, pe__buf_slice(&out));
   pe__buf_free(&out, ex->mem);
@@ -211,7 +230,7 @@ int pe__stream_run_whole(pe_exchange *ex, const pe__step *step, pe_phase phase) 
 
 static void stream_end(pe__stream *s, pe_stream_state state) {
   for (size_t i = 0; i < s->n; i++) {
-    free_state(s->steps[i].step, &s->steps[i].state);
+    free_state(s->chain->engine, s->steps[i].step, &s->steps[i].state);
     s->steps[i].carry.len = 0;
   }
   s->state = state;
@@ -293,7 +312,7 @@ static int step_failed(pe_exchange *ex, stream_step *ss, pe_slice a, pe_slice b,
       pe__buf_append(out, ex->mem, b.ptr, b.len) != PE_OK)
     return PE_ERR_NOMEM;
   ss->carry.len = 0;
-  free_state(ss->step, &ss->state);
+  free_state(ex->engine, ss->step, &ss->state);
   ss->bypassed = true;
   return PE_OK;
 }
@@ -334,7 +353,9 @@ static int stream_step_run(pe_exchange *ex, stream_step *ss, pe_slice cur, bool 
   ex->errmsg[0] = '\0';
   *viewed = false;
   ex->run.in_step = true; /* no re-entrant run, no framing edits (pe_internal.h) */
-  int rc = p->on_chunk[dir](ex, &chunk, step->instance, p->user_data);
+  const pe__executor *x = stream_executor(ex->engine, step);
+  int rc = x ? x->ops->stream_chunk(x->be, ex, step, &chunk)
+             : p->on_chunk[dir](ex, &chunk, step->instance, p->user_data);
   ex->run.in_step = false;
   if (rc < 0) {
     rc = step_failed(ex, ss, data, PE_LIT(""), out, dir, rc);
@@ -355,7 +376,7 @@ static int stream_step_run(pe_exchange *ex, stream_step *ss, pe_slice cur, bool 
     return PE_ERR_NOMEM;
   }
   if (last)
-    free_state(step, &ss->state);
+    free_state(ex->engine, step, &ss->state);
   return PE_OK;
 }
 
@@ -418,6 +439,13 @@ int pe_chain_stream_body(const pe_chain *chain, pe_exchange *ex, pe_dir dir, pe_
     stream_end(s, PE_STREAM_ENDED);
   *out = cur.len ? cur : PE_LIT("");
   return PE_OK;
+}
+
+bool pe__stream_skips(const pe_exchange *ex, pe_phase phase) {
+  if (phase != PE_PHASE_REQUEST_BODY && phase != PE_PHASE_RESPONSE_BODY)
+    return false;
+  const pe__stream *s = ex->stream[phase == PE_PHASE_REQUEST_BODY ? PE_REQUEST : PE_RESPONSE];
+  return s && s->state != PE_STREAM_IDLE;
 }
 
 pe_stream_state pe_exchange_stream_state(const pe_exchange *ex, pe_dir dir) {

@@ -137,6 +137,11 @@ typedef struct pe__py_conn {
   /* Set by a remote transport before encoding a RunPhase: the specs of the
    * batch's instances (RunPhase.instances); NULL on the local transport. */
   Policyexec__V1__CreateInstance **specs;
+  /* Set by pe_py_stream.c before encoding a RunPhase of one streamed step:
+   * the chunk goes as the body of the batch's phase, with this StreamChunk
+   * (NULL: a normal batch). */
+  Policyexec__V1__StreamChunk *stream;
+  pe_slice stream_data;
   /* Dispatcher connections: the dispatcher state that owns it, its watch
    * on the dispatcher's epoll set, calls awaiting replies, oldest first. */
   struct pe__py_dstate *ds;
@@ -356,6 +361,24 @@ uint64_t pe__py_batch_deadline(const pe__batch *b, uint64_t now_ns);
 
 /* The backend's blocking run_batch: one round trip. */
 int pe__py_run_batch(pe__backend *be, pe_exchange *ex, const pe__batch *b);
+/* An idle blocking connection to w's current process, or a new one
+ * (connected and greeted). NULL when w cannot be reached; then w has been
+ * failed. */
+pe__py_conn *pe__py_pool_take(pe__py_backend *be, pe__py_worker *w);
+/* Gives c back to w's idle list (or frees it if w was replaced). */
+void pe__py_pool_put(pe__py_backend *be, pe__py_worker *w, pe__py_conn *c);
+/* Frees a connection that is not to be reused. */
+void pe__py_conn_discard(pe__py_backend *be, pe__py_conn *c);
+
+/* ---- pe_py_stream.c: streamed body steps ---- */
+
+/* The table's stream_chunk and stream_free (pe_backend.h). */
+int pe__py_stream_chunk(pe__backend *be, pe_exchange *ex, const pe__step *step,
+                        pe_body_chunk *chunk);
+void pe__py_stream_free(pe__backend *be, const pe__step *step, void *state);
+/* Applies a step's header, metadata, request line and answer edits (not
+ * its body edits) to ex; returns the first refusal (pe_py_codec.c). */
+int pe__py_apply_edits(pe_exchange *ex, pe_phase phase, const Policyexec__V1__StepResult *r);
 
 /* ---- pe_py_codec.c ---- */
 
