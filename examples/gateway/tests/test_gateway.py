@@ -9,7 +9,7 @@ configuration on free ports, talks to it over real sockets, and stops both.
 
 Scenarios: smoke, admin, errors, chunked, shutdown, config, paths, framing,
 pipelining, slowloris, slow_reader, abandoned, fd_limit, spares, admin_async,
-downloads, uploads, stream_failures, redaction.
+downloads, uploads, stream_failures, redaction, python_stream.
 Exit status 0 on success, 1 on failure, 77 when the scenario cannot run here
 (CTest skip).
 """
@@ -1151,6 +1151,74 @@ def scenario_redaction(args):
         status, headers, body = gw.request("POST", "/redact/echo", body=payload)
         check(status == 200 and body == b"".join(b"x" * 65530 + masked for _ in range(20)),
               "long body: %d, %d bytes, %d masked" % (status, len(body), body.count(masked)))
+
+
+def echo_digest(gw, path, total, chunked):
+    """POSTs @total pattern bytes to @path (an echo), Content-Length or
+    chunked; returns status, headers, length and sha256 of the answer, read
+    in pieces."""
+    conn = gw.connect()
+    try:
+        if chunked:
+            body = (bytes(p) for p in echo_backend.pattern_pieces(total))
+            conn.request("POST", path, body=body, encode_chunked=True)
+        else:
+            conn.putrequest("POST", path)
+            conn.putheader("Content-Length", str(total))
+            conn.endheaders()
+            for piece in echo_backend.pattern_pieces(total):
+                conn.send(piece)
+        resp = conn.getresponse()
+        digest, length = hashlib.sha256(), 0
+        while True:
+            piece = resp.read(262144)
+            if not piece:
+                break
+            digest.update(piece)
+            length += len(piece)
+        return resp.status, resp.headers, length, digest.hexdigest()
+    finally:
+        conn.close()
+
+
+def scenario_python_stream(args):
+    """A route whose chain is the streamed Python sample (sample-python-redact,
+    both bodies): downloads and uploads of 0 B to 64 MiB come through byte
+    for byte, chunked; card numbers are masked where the upstream's chunks
+    split them and around 64 KiB pieces of an upload."""
+    if not args.python_available:
+        print("SKIP: the Python backend is not built here")
+        sys.exit(77)
+    apis = [{"name": "pyredact", "context": "/pyredact",
+             "policies": chain(["sample-python-redact"])}]
+    with Setup(args, apis, python=True, python_timeout_ms=30000) as gw:
+        for size in BODY_SIZES:
+            status, headers, length, digest = download(gw, "/pyredact/gen?bytes=%d" % size)
+            check(status == 200 and length == size and digest == pattern_digest(size),
+                  "download %d bytes: status %d, %d bytes, digest %s" %
+                  (size, status, length, "ok" if digest == pattern_digest(size) else "differs"))
+            check(headers.get("Transfer-Encoding") == "chunked" and
+                  headers.get("Content-Length") is None,
+                  "download %d bytes: framing %r" % (size, dict(headers)))
+        for size in BODY_SIZES[:-1]:
+            for chunked in (False, True):
+                status, headers, length, digest = echo_digest(gw, "/pyredact/echo", size, chunked)
+                check(status == 200 and length == size and digest == pattern_digest(size),
+                      "upload %d bytes%s: status %d, %d bytes" %
+                      (size, " chunked" if chunked else "", status, length))
+        card = b"4111111111111111"
+        masked = b"************1111"
+        for pad in range(0, 40, 3):
+            payload = b"a" * pad + b" card " + card + b" and 12345 ok " + card
+            status, headers, body = gw.request("POST", "/pyredact/chunked", body=payload)
+            want = b"a" * pad + b" card " + masked + b" and 12345 ok " + masked
+            check(status == 200 and body == want, "pad %d: %d %r" % (pad, status, body))
+        payload = b"".join(b"x" * 65530 + card for _ in range(20))
+        status, headers, body = gw.request("POST", "/pyredact/echo", body=payload)
+        check(status == 200 and body == b"".join(b"x" * 65530 + masked for _ in range(20)),
+              "long body: %d, %d bytes, %d masked" % (status, len(body), body.count(masked)))
+        log = gw.gateway_log()
+        check("failed in" not in log, "no step failed: %s" % log[-2000:])
 
 
 def main():
