@@ -12,11 +12,13 @@ the 20 held digits still tell the next call so. Unchanged bytes are
 forwarded (``chunk.forward``), not copied back to the engine.
 """
 
-import re
-
 import policyexec
 
-_CARD_LIKE = re.compile(rb"[0-9]{13,}")  # maximal runs: a match starts a run
+# Every byte to b"0", digits to b"1": runs of digits become runs of b"1" that
+# bytes.find locates at C speed (a regex over random bytes costs ~14 ns a
+# byte, this ~1).
+_DIGITS = bytes(0x31 if 0x30 <= b <= 0x39 else 0x30 for b in range(256))
+_MIN_RUN = b"1" * 13
 _HELD = 20
 
 
@@ -36,23 +38,26 @@ class SampleRedact(policyexec.Policy):
 
 def _redact(chunk):
     data = chunk.data
-    # A shared-memory chunk is scanned in place through its memoryview.
-    buf = data.view if type(data) is policyexec.Body else data
-    n = len(buf)
+    marks = bytes(data).translate(_DIGITS)
+    n = len(marks)
     keep = 0
     if not chunk.last:
-        while keep <= _HELD and keep < n and 48 <= buf[n - 1 - keep] <= 57:
-            keep += 1
-        keep = min(keep, _HELD)
+        # Trailing digits may go on in the next chunk: hold up to 20 back.
+        tail = marks[-(_HELD + 1):]
+        keep = min(len(tail) - len(tail.rstrip(b"1")), _HELD)
     pos = 0
-    for match in _CARD_LIKE.finditer(buf):
-        start, end = match.span()
+    start = marks.find(_MIN_RUN)
+    while start >= 0:  # start is a run's first digit: find is leftmost
+        end = marks.find(b"0", start)
+        if end < 0:
+            end = n
         if end == n and keep:
             break  # the run may go on in the next chunk
         if end - start <= 19:
             chunk.forward(pos, start)
-            chunk.write(b"*" * (end - start - 4) + bytes(buf[end - 4:end]))
+            chunk.write(b"*" * (end - start - 4) + bytes(data[end - 4:end]))
             pos = end
+        start = marks.find(_MIN_RUN, end)
     chunk.forward(pos, n - keep)
     if keep:
         chunk.keep(keep)
