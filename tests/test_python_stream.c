@@ -161,7 +161,8 @@ START_TEST(bodies_are_exact) {
       "[{\"name\":\"test-stream-identity\",\"version\":\"1.0.0\"}]",
       "[{\"name\":\"test-stream-hold\",\"version\":\"1.0.0\",\"params\":{\"hold\":5}}]",
       "[{\"name\":\"test-stream-upper\",\"version\":\"1.0.0\"}]",
-      "[{\"name\":\"test-stream-identity\",\"version\":\"1.0.0\"},{\"name\":\"test-stream-hold\",\"version\":\"1.0.0\"},"
+      "[{\"name\":\"test-stream-identity\",\"version\":\"1.0.0\"},{\"name\":\"test-stream-hold\","
+      "\"version\":\"1.0.0\"},"
       "{\"name\":\"test-stream-upper\",\"version\":\"1.0.0\"}]",
   };
   pe_exchange *ex = py_exchange(e);
@@ -190,8 +191,8 @@ START_TEST(bodies_are_exact) {
           if (upper && w >= 'a' && w <= 'z')
             w = (char)(w - 'a' + 'A');
           if (o.data[i] != w)
-            ck_abort_msg("chain %zu size %zu step %zu: byte %zu differs", k, sizes[si],
-                         steps[st], i);
+            ck_abort_msg("chain %zu size %zu step %zu: byte %zu differs", k, sizes[si], steps[st],
+                         i);
         }
         if (upper)
           ck_assert(memcmp(o.data + sizes[si], "[end]", 5) == 0);
@@ -486,6 +487,215 @@ START_TEST(buffered_fallback) {
 }
 END_TEST
 
+/* ---- pe_chain_stream_body_async ---- */
+
+static atomic_int async_flag;
+static int async_rc;
+
+static void on_chunk_done(pe_exchange *ex, int rc, void *ud) {
+  (void)ex;
+  (void)ud;
+  async_rc = rc;
+  atomic_store(&async_flag, 1);
+}
+
+/* One chunk through the non-blocking call, waiting for it if pending;
+ * returns its result code. *pending_seen counts the pending ones. */
+static int push_async(const pe_chain *c, pe_exchange *ex, pe_dispatcher *d, pe_dir dir,
+                      pe_slice chunk, int last, pe_slice *out, int *pending_seen) {
+  atomic_store(&async_flag, 0);
+  int rc = pe_chain_stream_body_async(c, ex, dir, chunk, last, out, d, on_chunk_done, NULL);
+  if (rc != PE_PENDING)
+    return rc;
+  ++*pending_seen;
+  py_drive(d, &async_flag, 60000);
+  return async_rc;
+}
+
+static int stream_all_async(const pe_chain *c, pe_exchange *ex, pe_dispatcher *d, pe_dir dir,
+                            const char *data, size_t len, size_t step, out_buf *o, int *pending) {
+  size_t off = 0;
+  for (;;) {
+    size_t n = len - off < step ? len - off : step;
+    int last = off + n == len;
+    pe_slice out;
+    int rc = push_async(c, ex, d, dir, pe_bytes(data + off, n), last, &out, pending);
+    if (rc != PE_OK)
+      return rc;
+    out_add(o, out);
+    off += n;
+    if (last)
+      return PE_OK;
+  }
+}
+
+/* Byte-exact through Python steps, and native then Python steps, without
+ * blocking: every chunk with a Python step is pending. */
+START_TEST(async_bodies_are_exact) {
+  pe_engine *e = stream_engine(60000);
+  ck_assert_int_eq(pe_engine_load_plugin(e, PE_SAMPLE_PLUGIN), PE_OK);
+  pe_dispatcher *d = NULL;
+  ck_assert_int_eq(pe_dispatcher_new(&d, e), PE_OK);
+  pe_chain *c = py_chain(e, "[{\"name\":\"test-stream-identity\",\"version\":\"1.0.0\"},"
+                            "{\"name\":\"test-stream-hold\",\"version\":\"1.0.0\"},"
+                            "{\"name\":\"test-stream-upper\",\"version\":\"1.0.0\"}]");
+  pe_exchange *ex = py_exchange(e);
+  const size_t lens[] = {0, 1, 4097, 65537, (size_t)1 << 20};
+  for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    char *data = payload(lens[i]);
+    out_buf o = {0};
+    int pending = 0;
+    ck_assert_int_eq(pe_exchange_reset(ex), PE_OK);
+    int rc = stream_all_async(c, ex, d, PE_RESPONSE, data, lens[i], 65536, &o, &pending);
+    ck_assert_msg(rc == PE_OK, "%zu bytes: %s: %s", lens[i], pe_errname(rc),
+                  pe_exchange_errmsg(ex));
+    /* every call had a Python step to wait for */
+    ck_assert_int_eq(pending, lens[i] ? (int)((lens[i] + 65535) / 65536) : 1);
+    ck_assert_uint_eq(o.len, lens[i] + 5);
+    for (size_t k = 0; k < lens[i]; k++) {
+      char w = data[k] >= 'a' && data[k] <= 'z' ? (char)(data[k] - 'a' + 'A') : data[k];
+      if (o.data[k] != w)
+        ck_abort_msg("%zu bytes: byte %zu differs", lens[i], k);
+    }
+    free(o.data);
+    free(data);
+  }
+  ck_assert_uint_eq(pe_dispatcher_pending(d), 0);
+  pe_chain_free(c);
+
+  /* Native redaction, then the Python one, in chunks that cut runs. */
+  c = py_chain(e, "[{\"name\":\"sample-native-redact\",\"version\":\"1.0.0\"},"
+                  "{\"name\":\"sample-python-redact\",\"version\":\"1.0.0\"}]");
+  size_t len = 300000;
+  char *data = payload(len);
+  char *ref = malloc(len);
+  memcpy(ref, data, len);
+  redact_ref(ref, len);
+  out_buf o = {0};
+  int pending = 0;
+  ck_assert_int_eq(pe_exchange_reset(ex), PE_OK);
+  ck_assert_int_eq(stream_all_async(c, ex, d, PE_REQUEST, data, len, 7777, &o, &pending), PE_OK);
+  ck_assert_uint_eq(o.len, len);
+  ck_assert(memcmp(o.data, ref, len) == 0);
+  free(o.data);
+  free(ref);
+  free(data);
+  pe_exchange_free(ex);
+  pe_chain_free(c);
+  pe_dispatcher_free(d);
+  pe_engine_free(e);
+}
+END_TEST
+
+/* A pending chunk whose step fails: closed after output is a cut; a
+ * timeout is a 504; an exiting worker is the step's failure; open passes
+ * the input on. Also the pointer + length twin. */
+START_TEST(async_failures) {
+  pe_engine *e = stream_engine(60000);
+  pe_dispatcher *d = NULL;
+  ck_assert_int_eq(pe_dispatcher_new(&d, e), PE_OK);
+  const char *hows[] = {"raise", "sleep", "exit"};
+  const int want[] = {PE_ERR_POLICY, PE_ERR_TIMEOUT, PE_ERR_POLICY};
+  const int status[] = {500, 504, 500};
+  for (int i = 0; i < 3; i++)
+    for (int open = 0; open < 2; open++) {
+      char json[256];
+      snprintf(json, sizeof json,
+               "[{\"name\":\"test-stream-fail\",\"version\":\"1.0.0\",\"failure_mode\":\"%s\","
+               "\"timeout_ms\":%d,\"params\":{\"after\":10,\"how\":\"%s\"}}]",
+               open ? "open" : "closed", i == 1 ? 300 : 60000, hows[i]);
+      pe_chain *c = py_chain(e, json);
+      pe_exchange *ex = py_exchange(e);
+      int pending = 0;
+      pe_slice out;
+      int rc = PE_PENDING;
+      for (int tries = 0; tries < 200 && rc != PE_OK; tries++) {
+        ck_assert_int_eq(pe_exchange_reset(ex), PE_OK);
+        rc = push_async(c, ex, d, PE_REQUEST, PE_LIT("12345"), 0, &out, &pending);
+        if (rc != PE_OK)
+          py_sleep_ms(50); /* a worker replaced by the case before is starting */
+      }
+      ck_assert_int_eq(rc, PE_OK);
+      ck_assert_slice_eq(out, "12345");
+      rc = push_async(c, ex, d, PE_REQUEST, PE_LIT("67890"), 1, &out, &pending);
+      if (open) {
+        ck_assert_msg(rc == PE_OK, "%s open: %s", hows[i], pe_errname(rc));
+        ck_assert_slice_eq(out, "67890");
+      } else {
+        ck_assert_msg(rc == want[i], "%s: %s: %s", hows[i], pe_errname(rc), pe_exchange_errmsg(ex));
+        ck_assert_int_eq(pe_exchange_stream_state(ex, PE_REQUEST), PE_STREAM_STOPPED_CUT);
+        ck_assert_int_eq(pe_exchange_status(ex), status[i]);
+      }
+      pe_exchange_free(ex);
+      pe_chain_free(c);
+    }
+  /* The twin: output pointer + length set at completion. */
+  pe_chain *c = py_chain(e, "[{\"name\":\"test-stream-upper\",\"version\":\"1.0.0\"}]");
+  pe_exchange *ex = py_exchange(e);
+  const char *o = NULL;
+  size_t olen = 0;
+  atomic_store(&async_flag, 0);
+  int rc = PE_PENDING;
+  for (int tries = 0; tries < 200; tries++) {
+    rc = pe_chain_stream_body_async_n(c, ex, PE_REQUEST, "ab", 2, 1, &o, &olen, d, on_chunk_done,
+                                      NULL);
+    if (rc == PE_PENDING) {
+      py_drive(d, &async_flag, 60000);
+      rc = async_rc;
+    }
+    if (rc == PE_OK)
+      break;
+    ck_assert_int_eq(pe_exchange_reset(ex), PE_OK);
+    py_sleep_ms(50);
+  }
+  ck_assert_int_eq(rc, PE_OK);
+  ck_assert_uint_eq(olen, 7);
+  ck_assert(memcmp(o, "AB[end]", 7) == 0);
+  ck_assert_int_eq(pe_chain_stream_body_async_n(c, ex, PE_REQUEST, NULL, 1, 1, &o, &olen, d,
+                                                on_chunk_done, NULL),
+                   PE_ERR_INVALID_ARGUMENT);
+  pe_exchange_free(ex);
+  pe_chain_free(c);
+  pe_dispatcher_free(d);
+  pe_engine_free(e);
+}
+END_TEST
+
+/* An exchange freed while its chunk is pending: the reply is dropped, the
+ * worker's state of the body is aborted, and nothing leaks. */
+START_TEST(async_free_while_pending) {
+  pe_engine *e = stream_engine(60000);
+  pe_dispatcher *d = NULL;
+  ck_assert_int_eq(pe_dispatcher_new(&d, e), PE_OK);
+  pe_chain *c = py_chain(e, "[{\"name\":\"test-stream-identity\",\"version\":\"1.0.0\"}]");
+  pe_exchange *ex = py_exchange(e);
+  pe_slice out;
+  atomic_store(&async_flag, 0);
+  ck_assert_int_eq(
+      pe_chain_stream_body_async(c, ex, PE_REQUEST, PE_LIT("x"), 0, &out, d, on_chunk_done, NULL),
+      PE_PENDING);
+  ck_assert_int_eq(
+      pe_chain_stream_body_async(c, ex, PE_REQUEST, PE_LIT("y"), 0, &out, d, on_chunk_done, NULL),
+      PE_ERR_STATE);
+  pe_exchange_free(ex);
+  /* Let the reply (and the abort after it) go through. */
+  for (int i = 0; i < 50; i++) {
+    struct pollfd p = {.fd = pe_dispatcher_fd(d), .events = POLLIN};
+    if (poll(&p, 1, 20) > 0)
+      pe_dispatcher_dispatch(d);
+  }
+  ck_assert_int_eq(atomic_load(&async_flag), 0);
+  ex = py_exchange(e);
+  int pending = 0;
+  ck_assert_int_eq(push_async(c, ex, d, PE_REQUEST, PE_LIT("z"), 1, &out, &pending), PE_OK);
+  meta_is(ex, "stream-states", "0");
+  pe_exchange_free(ex);
+  pe_chain_free(c);
+  pe_dispatcher_free(d);
+  pe_engine_free(e);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("python_stream");
   TCase *tc = tcase_create("stream");
@@ -505,6 +715,9 @@ static Suite *suite(void) {
   tcase_add_test(tc, respond_stops_stream);
   tcase_add_test(tc, state_freed_on_reset);
   tcase_add_test(tc, buffered_fallback);
+  tcase_add_test(tc, async_bodies_are_exact);
+  tcase_add_test(tc, async_failures);
+  tcase_add_test(tc, async_free_while_pending);
   suite_add_tcase(s, tc);
   return s;
 }

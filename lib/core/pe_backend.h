@@ -81,6 +81,14 @@ typedef struct pe__backend_ops {
    * ended, the step failed, or the exchange was reset unfinished. Needed
    * when stream_chunk is set. */
   void (*stream_free)(pe__backend *be, const pe__step *step, void *state);
+  /* The non-blocking stream_chunk, for pe_chain_stream_body_async on the
+   * dispatcher that owns ds: PE_PENDING when sent (the backend later
+   * writes the output to chunk, which stays valid, and calls
+   * pe__dispatch_stream_done), or the step's failure now (negative,
+   * ex->errmsg says why). NULL: the chunk runs through stream_chunk,
+   * blocking. */
+  int (*stream_submit)(pe__backend *be, pe__dstate *ds, pe_exchange *ex, const pe__step *step,
+                       pe_body_chunk *chunk);
 } pe__backend_ops;
 
 typedef struct pe__executor pe__executor;
@@ -147,5 +155,12 @@ const pe_mem *pe__dispatcher_mem(const pe_dispatcher *d);
  * run and, when it is complete, calls its done callback. Returns 1 if the
  * run completed, 0 if it is pending again. */
 int pe__dispatch_complete(pe_exchange *ex);
+/* The same for a pending stream chunk (stream_submit): its step ended
+ * with rc (PE_OK, or its failure with ex->errmsg set). */
+int pe__dispatch_stream_done(pe_exchange *ex, int rc);
+/* Sends chunk of the pending stream of ex through step on ex's dispatcher
+ * (pe_stream.c): as stream_submit. */
+int pe__dispatch_stream_submit(pe_exchange *ex, const pe__executor *x, const pe__step *step,
+                               pe_body_chunk *chunk);
 
 #endif /* PE_BACKEND_H */

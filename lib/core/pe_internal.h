@@ -309,7 +309,10 @@ typedef struct pe__run_state {
   void *done_ud;
   pe_dispatcher *dispatcher;       /* NULL: a blocking run */
   const struct pe__executor *exec; /* the executor of the pending batch */
-  uint64_t started_ns;             /* clock when the current step or batch began (metrics on) */
+  /* pe_dir + 1 of the body whose chunk is pending (pe_chain_stream_body_async),
+   * 0: the pending thing is a phase run */
+  unsigned char stream_dir;
+  uint64_t started_ns; /* clock when the current step or batch began (metrics on) */
 } pe__run_state;
 
 struct pe_exchange {
@@ -410,6 +413,16 @@ int pe__stream_run_whole(pe_exchange *ex, const pe__step *step, pe_phase phase);
 /* Ends ex's streams without finishing them (reset: keeps memory; free:
  * releases it). */
 void pe__stream_release(pe_exchange *ex, bool free_memory);
+/* pe_chain_stream_body_async's start (pe_dispatch.c checks the dispatcher
+ * and sets ex->run's completion first): as pe_chain_stream_body, but an
+ * out-of-process step goes through pe__dispatch_stream_submit and may
+ * leave the chunk PE_PENDING. */
+int pe__stream_start_async(const pe_chain *chain, pe_exchange *ex, pe_dir dir, pe_slice chunk,
+                           int last, pe_slice *out);
+/* The pending step of the pending chunk ended with step_rc (its output
+ * written to its chunk): runs the rest. PE_OK, PE_PENDING or a stop code,
+ * as pe_chain_stream_body. */
+int pe__stream_resume(pe_exchange *ex, int step_rc);
 /* Whether out-of-process steps of body phase `phase` are to be skipped:
  * that body of ex was streamed, so they have seen it chunk by chunk. */
 bool pe__stream_skips(const pe_exchange *ex, pe_phase phase);

@@ -372,6 +372,30 @@ void pe__py_conn_discard(pe__py_backend *be, pe__py_conn *c);
 
 /* ---- pe_py_stream.c: streamed body steps ---- */
 
+/* What the state slot of a streamed Python step holds: the worker process
+ * that holds the step's state of this body. */
+typedef struct pe__py_body {
+  pe__py_worker *w;
+  unsigned gen;     /* w's process when the body began */
+  uint64_t body_id; /* StreamChunk.body_id */
+  bool worker_done; /* the worker holds no state of it any more */
+} pe__py_body;
+
+/* The body's worker for this chunk (the one of its first chunk, or one
+ * picked now and recorded in the chunk's state slot). PE_OK, or the
+ * step's failure (PE_ERR_WORKER: replaced mid-body, none available;
+ * PE_ERR_NOMEM) with ex->errmsg set. */
+int pe__py_stream_worker(pe__py_backend *be, pe_exchange *ex, pe_body_chunk *chunk,
+                         pe__py_body **out);
+/* Applies the worker's answer to one chunk: PE_OK or the step's failure
+ * (ex->errmsg set); *lied says the worker broke the protocol (replace it). */
+int pe__py_stream_apply(pe_exchange *ex, pe_body_chunk *chunk, const pe__py_response *resp,
+                        pe__py_body *sb, bool *lied);
+pe_phase pe__py_body_phase(pe_dir dir);
+/* The table's stream_submit (pe_py_dispatch.c). */
+int pe__py_stream_submit(pe__backend *be, pe__dstate *ds, pe_exchange *ex, const pe__step *step,
+                         pe_body_chunk *chunk);
+
 /* The table's stream_chunk and stream_free (pe_backend.h). */
 int pe__py_stream_chunk(pe__backend *be, pe_exchange *ex, const pe__step *step,
                         pe_body_chunk *chunk);

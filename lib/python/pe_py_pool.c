@@ -617,4 +617,5 @@ const pe__backend_ops pe__py_backend_ops = {
     .shutdown = py_shutdown,
     .stream_chunk = pe__py_stream_chunk,
     .stream_free = pe__py_stream_free,
+    .stream_submit = pe__py_stream_submit,
 };

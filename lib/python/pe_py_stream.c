@@ -15,17 +15,9 @@
 
 #include <stdio.h>
 
-/* What the state slot of a streamed Python step holds. */
-typedef struct py_body {
-  pe__py_worker *w;
-  unsigned gen;      /* w's process when the body began */
-  uint64_t body_id;  /* StreamChunk.body_id */
-  bool worker_done;  /* the worker holds no state of it any more */
-} py_body;
-
 static atomic_ullong next_body_id;
 
-static pe_phase body_phase(pe_dir dir) {
+pe_phase pe__py_body_phase(pe_dir dir) {
   return dir == PE_REQUEST ? PE_PHASE_REQUEST_BODY : PE_PHASE_RESPONSE_BODY;
 }
 
@@ -40,10 +32,9 @@ static int write_output(pe_exchange *ex, pe_body_chunk *chunk,
     pe_slice piece;
     if (p->input) {
       if (p->offset > in.len || p->length > in.len - p->offset)
-        return pe__exchange_fail(ex, PE_ERR_WORKER,
-                                 "worker returned input bytes [%llu, +%llu) of a chunk of %zu",
-                                 (unsigned long long)p->offset, (unsigned long long)p->length,
-                                 in.len);
+        return pe__exchange_fail(
+            ex, PE_ERR_WORKER, "worker returned input bytes [%llu, +%llu) of a chunk of %zu",
+            (unsigned long long)p->offset, (unsigned long long)p->length, in.len);
       piece = pe_bytes(in.ptr + p->offset, (size_t)p->length);
     } else {
       piece = pe_bytes(p->data.data, p->data.len);
@@ -63,8 +54,8 @@ static int write_output(pe_exchange *ex, pe_body_chunk *chunk,
 
 /* Applies the answer to one chunk. Returns PE_OK or the step's failure;
  * *lied says the worker broke the protocol (it is then replaced). */
-static int apply_answer(pe_exchange *ex, const pe__step *step, pe_body_chunk *chunk,
-                        const pe__py_response *resp, py_body *sb, bool *lied) {
+int pe__py_stream_apply(pe_exchange *ex, pe_body_chunk *chunk, const pe__py_response *resp,
+                        pe__py_body *sb, bool *lied) {
   *lied = false;
   if (resp->body_case == POLICYEXEC__V1__RESPONSE__BODY_ERROR) {
     sb->worker_done = true; /* refused before the step ran: no state kept */
@@ -109,18 +100,18 @@ static int apply_answer(pe_exchange *ex, const pe__step *step, pe_body_chunk *ch
     return rc;
   /* Headers, metadata and an answer, through the setters (as for buffered
    * steps: a worker cannot inject a header). */
-  rc = pe__py_apply_edits(ex, body_phase(pe_body_chunk_dir(chunk)), r);
+  rc = pe__py_apply_edits(ex, pe__py_body_phase(pe_body_chunk_dir(chunk)), r);
   if (rc < 0 && !ex->errmsg[0])
     pe__errmsg_set(ex->errmsg, "edit from the worker refused: %s", pe_strerror(rc));
-  (void)step;
   return rc < 0 ? rc : PE_OK;
 }
 
 /* The body's worker for this chunk: the one of its first chunk, or one
  * picked now. PE_OK or PE_ERR_WORKER (errmsg set). */
-static int body_worker(pe__py_backend *be, pe_exchange *ex, pe_body_chunk *chunk, py_body **out) {
+int pe__py_stream_worker(pe__py_backend *be, pe_exchange *ex, pe_body_chunk *chunk,
+                         pe__py_body **out) {
   void **slot = pe_body_chunk_state(chunk);
-  py_body *sb = *slot;
+  pe__py_body *sb = *slot;
   if (sb) {
     if (atomic_load(&sb->w->gen) != sb->gen) {
       sb->worker_done = true;
@@ -149,8 +140,8 @@ static int body_worker(pe__py_backend *be, pe_exchange *ex, pe_body_chunk *chunk
 int pe__py_stream_chunk(pe__backend *self, pe_exchange *ex, const pe__step *step,
                         pe_body_chunk *chunk) {
   pe__py_backend *be = (pe__py_backend *)(void *)self;
-  py_body *sb = NULL;
-  int rc = body_worker(be, ex, chunk, &sb);
+  pe__py_body *sb = NULL;
+  int rc = pe__py_stream_worker(be, ex, chunk, &sb);
   if (rc != PE_OK)
     return rc;
   pe__py_worker *w = sb->w;
@@ -167,7 +158,7 @@ int pe__py_stream_chunk(pe__backend *self, pe_exchange *ex, const pe__step *step
   }
   pe__batch b = {.n = 1};
   b.step[0] = step;
-  b.phase[0] = body_phase(pe_body_chunk_dir(chunk));
+  b.phase[0] = pe__py_body_phase(pe_body_chunk_dir(chunk));
   Policyexec__V1__StreamChunk sc = POLICYEXEC__V1__STREAM_CHUNK__INIT;
   sc.body_id = sb->body_id;
   sc.last = pe_body_chunk_is_last(chunk) != 0;
@@ -191,7 +182,7 @@ int pe__py_stream_chunk(pe__backend *self, pe_exchange *ex, const pe__step *step
   pe__py_inflight_give(be, w);
   if (rc == PE_OK) {
     bool lied;
-    rc = apply_answer(ex, step, chunk, resp, sb, &lied);
+    rc = pe__py_stream_apply(ex, chunk, resp, sb, &lied);
     pe__py_conn_consume(c);
     if (!lied) {
       pe__py_pool_put(be, w, c);
@@ -224,7 +215,7 @@ int pe__py_stream_chunk(pe__backend *self, pe_exchange *ex, const pe__step *step
 
 void pe__py_stream_free(pe__backend *self, const pe__step *step, void *state) {
   pe__py_backend *be = (pe__py_backend *)(void *)self;
-  py_body *sb = state;
+  pe__py_body *sb = state;
   (void)step;
   if (!sb->worker_done && atomic_load(&sb->w->gen) == sb->gen) {
     /* The body was abandoned while the worker may hold state of it. */
@@ -236,8 +227,7 @@ void pe__py_stream_free(pe__backend *self, const pe__step *step, void *state) {
       req.body_case = POLICYEXEC__V1__REQUEST__BODY_STREAM_ABORT;
       req.stream_abort = &abort_msg;
       /* Answered by nothing: the connection is clean once it is written. */
-      if (c->gen == sb->gen && pe__py_conn_queue(c, &req) == PE_OK &&
-          pe__py_conn_flush(c) == PE_OK)
+      if (c->gen == sb->gen && pe__py_conn_queue(c, &req) == PE_OK && pe__py_conn_flush(c) == PE_OK)
         pe__py_pool_put(be, sb->w, c);
       else
         pe__py_conn_discard(be, c);
