@@ -22,7 +22,8 @@
  *   pe_txn.c        per-step snapshot/rollback of an exchange
  *   pe_executor.c   the engine's named executors (out-of-process backends)
  *   pe_dispatch.c   pe_dispatcher and the non-blocking runs
- *   pe_stream.c     streamed bodies: body plans, chunks through streamed steps
+ *   pe_stream.c     streamed bodies: chunks through streamed steps (also async)
+ *   pe_stream_plan.c  streamed bodies: the plan of each body of a chain
  *
  * Backends (lib/python/, ...) are reached only through the table in
  * pe_backend.h, and reach the core only through what it declares.
@@ -264,7 +265,7 @@ struct pe_chain {
   size_t order_len[PE_PHASE_COUNT];
   unsigned phases;
   unsigned needs;
-  unsigned char plan[2]; /* pe_body_plan by pe_dir (pe_stream.c) */
+  unsigned char plan[2]; /* pe_body_plan by pe_dir (pe_stream_plan.c) */
 };
 
 #define PE__DEFAULT_TIMEOUT_MS 1000u
@@ -392,7 +393,7 @@ int pe__dispatch_submit(pe_exchange *ex, const struct pe__executor *x, const pe_
  * PE_OK or PE_PENDING. */
 int pe__run_continue(pe_exchange *ex);
 
-/* ---- pe_stream.c ---- */
+/* ---- pe_stream.c, pe_stream_plan.c ---- */
 
 /* Registration of an ABI-2 definition: adds the body phases and needs of
  * p's chunk callbacks and sets p->buffers from flags and the callbacks. */
