@@ -196,7 +196,8 @@ typedef enum pe_stream_state {
  *       step costs one worker round trip per call (within the step's
  *       timeout); a step that times out or whose worker dies or is
  *       replaced mid-body fails by its failure mode (PE_ERR_TIMEOUT /
- *       PE_ERR_POLICY).
+ *       PE_ERR_POLICY). pe_chain_stream_body_async() (async.h) does not
+ *       block.
  */
 PE_API int pe_chain_stream_body(const pe_chain *chain, pe_exchange *ex, pe_dir dir, pe_slice chunk,
                                 int last, pe_slice *out);
