@@ -499,14 +499,36 @@ static void on_chunk_done(pe_exchange *ex, int rc, void *ud) {
   atomic_store(&async_flag, 1);
 }
 
+/* Output that views a chunk about to be freed: copied to a static buffer. */
+static void out_keep(pe_slice *out) {
+  static char kept[1 << 21];
+  ck_assert_uint_le(out->len, sizeof kept);
+  if (out->len)
+    memmove(kept, out->ptr, out->len);
+  out->ptr = kept;
+}
+
 /* One chunk through the non-blocking call, waiting for it if pending;
  * returns its result code. *pending_seen counts the pending ones. */
 static int push_async(const pe_chain *c, pe_exchange *ex, pe_dispatcher *d, pe_dir dir,
                       pe_slice chunk, int last, pe_slice *out, int *pending_seen) {
   atomic_store(&async_flag, 0);
-  int rc = pe_chain_stream_body_async(c, ex, dir, chunk, last, out, d, on_chunk_done, NULL);
-  if (rc != PE_PENDING)
+  /* The chunk need only live during the call: a copy, spoilt and freed
+   * while the chunk is pending. */
+  char *copy = malloc(chunk.len + 1);
+  ck_assert_ptr_nonnull(copy);
+  if (chunk.len)
+    memcpy(copy, chunk.ptr, chunk.len);
+  int rc = pe_chain_stream_body_async(c, ex, dir, pe_bytes(copy, chunk.len), last, out, d,
+                                      on_chunk_done, NULL);
+  if (rc != PE_PENDING) {
+    if (rc == PE_OK) /* done now: out may be a view of the chunk */
+      out_keep(out);
+    free(copy);
     return rc;
+  }
+  memset(copy, 'Z', chunk.len);
+  free(copy);
   ++*pending_seen;
   py_drive(d, &async_flag, 60000);
   return async_rc;

@@ -137,8 +137,10 @@ PE_API int pe_chain_run_phases_async(const pe_chain *chain, pe_exchange *ex, pe_
  * completion).
  *
  * *@p out receives the bytes to forward (see pe_chain_stream_body() for
- * their lifetime), before this returns PE_OK or before @p done is called.
- * @p chunk's memory and @p out must stay valid until then.
+ * their lifetime, with "the next call" meaning the next chunk's), before
+ * this returns PE_OK or before @p done is called: @p out must stay valid
+ * until then. @p chunk's memory need only be valid during this call (the
+ * library copies what a pending step still needs).
  *
  * @return PE_OK: the chunk went through now (*@p out is set, @p done is
  *         not called); PE_PENDING: @p done will be called once, with the

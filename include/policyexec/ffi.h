@@ -139,7 +139,7 @@ PE_API int pe_chain_stream_body_n(const pe_chain *chain, pe_exchange *ex, pe_dir
  * As pe_chain_stream_body_async(): *@p out and *@p out_len (both non-NULL,
  * else PE_ERR_INVALID_ARGUMENT) receive the bytes to forward when it
  * returns PE_OK or before @p done is called; they must stay valid until
- * then.
+ * then (@p chunk need not).
  */
 PE_API int pe_chain_stream_body_async_n(const pe_chain *chain, pe_exchange *ex, pe_dir dir,
                                         const char *chunk, size_t chunk_len, int last,

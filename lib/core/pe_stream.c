@@ -372,7 +372,18 @@ static int stream_run(pe_exchange *ex, pe__stream *s) {
     const pe__policy *p = step->policy;
     const pe__executor *x = stream_executor(ex->engine, step);
     if (x && ex->run.dispatcher) {
-      rc = pe__dispatch_stream_submit(ex, x, step, &s->chunk);
+      rc = PE_OK;
+      if (s->in_buf < 0 && s->chunk.data.ptr == s->cur.ptr && s->cur.len) {
+        /* The step's input is still the host's chunk, which need not
+         * outlive the call: move it to the free work buffer (w is 0 here),
+         * where the output's views of it stay valid until the next call. */
+        if (pe__buf_set(&s->work[1], ex->mem, s->cur.ptr, s->cur.len) != PE_OK)
+          rc = pe__exchange_fail(ex, PE_ERR_NOMEM, "out of memory");
+        s->cur = s->chunk.data = pe__buf_slice(&s->work[1]);
+        s->in_buf = 1;
+      }
+      if (rc == PE_OK)
+        rc = pe__dispatch_stream_submit(ex, x, step, &s->chunk);
       if (rc == PE_PENDING)
         return PE_PENDING;
     } else {
