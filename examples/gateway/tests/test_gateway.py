@@ -1185,7 +1185,9 @@ def scenario_python_stream(args):
     """A route whose chain is the streamed Python sample (sample-python-redact,
     both bodies): downloads and uploads of 0 B to 64 MiB come through byte
     for byte, chunked; card numbers are masked where the upstream's chunks
-    split them and around 64 KiB pieces of an upload."""
+    split them and around 64 KiB pieces of an upload. A streamed Python
+    step failing mid-body: a clean 500 before any byte went out, a cut
+    connection after, the body complete when it fails open."""
     if not args.python_available:
         print("SKIP: the Python backend is not built here")
         sys.exit(77)
@@ -1219,6 +1221,33 @@ def scenario_python_stream(args):
               "long body: %d, %d bytes, %d masked" % (status, len(body), body.count(masked)))
         log = gw.gateway_log()
         check("failed in" not in log, "no step failed: %s" % log[-2000:])
+    # A streamed Python step failing mid-body, as scenario_stream_failures
+    # does with a native one.
+    def failing(after, mode):
+        return [{"name": "gw-test-py-stream-fail", "version": "1.0.0",
+                 "params": {"after": after}, "failure_mode": mode}]
+    apis = [{"name": "early", "context": "/early", "policies": failing(10, "closed")},
+            {"name": "late", "context": "/late", "policies": failing(1 << 20, "closed")},
+            {"name": "open", "context": "/open", "policies": failing(1 << 20, "open")}]
+    with Setup(args, apis, python=True, python_timeout_ms=30000) as gw:
+        status, headers, body = gw.request("GET", "/early/gen?bytes=100000")
+        check(status == 500, "early failure: status %d" % status)
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+            s.sendall(b"GET /late/gen?bytes=4194304 HTTP/1.1\r\nHost: x\r\n\r\n")
+            got, closed = read_until_close(s)
+        head, _, body = got.partition(b"\r\n\r\n")
+        check(closed and head.startswith(b"HTTP/1.1 200") and b"chunked" in head.lower(),
+              "late failure: closed=%s head %r" % (closed, head[:200]))
+        check(not body.endswith(b"0\r\n\r\n") and len(body) < (4 << 20),
+              "late failure: the body looks complete (%d bytes)" % len(body))
+        status, headers, length, digest = download(gw, "/open/gen?bytes=4194304")
+        check(status == 200 and length == 4 << 20 and digest == pattern_digest(4 << 20),
+              "open failure: %d, %d bytes" % (status, length))
+        status, answer = upload(gw, "/early/sink", 100000)
+        check(status == 500, "request stream failure: %d %r" % (status, answer))
+        log = gw.gateway_log()
+        check("gw-test-py-stream-fail" in log and "bytes seen" in log, "the failures are logged")
+        expect_plain(*gw.request("POST", "/open/echo", body=b"ok"), b"ok", "after")
 
 
 def main():
