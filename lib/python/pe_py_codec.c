@@ -119,7 +119,8 @@ int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, const pe__batch *b,
   /* A body travels only with the body phase of its side; a streamed
    * chunk (pe_py_stream.c) in place of its body. */
   Policyexec__V1__ShmRef shm[2];
-  pe_slice bodies[2] = {pe__buf_slice(&ex->body[PE_REQUEST]), pe__buf_slice(&ex->body[PE_RESPONSE])};
+  pe_slice bodies[2] = {pe__buf_slice(&ex->body[PE_REQUEST]),
+                        pe__buf_slice(&ex->body[PE_RESPONSE])};
   if (c->stream)
     bodies[first == PE_PHASE_REQUEST_BODY ? PE_REQUEST : PE_RESPONSE] = c->stream_data;
   if (first <= PE_PHASE_REQUEST_BODY && last >= PE_PHASE_REQUEST_BODY) {
