@@ -12,7 +12,7 @@
 
 #define BIG ((size_t)64 << 20)
 
-static pe_engine *stream_engine(uint32_t timeout_ms) {
+static pe_engine *stream_engine_with(const char *worker, uint32_t timeout_ms) {
   pe_engine_options *opts = NULL;
   pe_engine *e = NULL;
   ck_assert_int_eq(pe_engine_options_new(&opts), PE_OK);
@@ -23,7 +23,7 @@ static pe_engine *stream_engine(uint32_t timeout_ms) {
   pe_python_options *po = NULL;
   ck_assert_int_eq(pe_python_options_new(&po), PE_OK);
   ck_assert_int_eq(pe_python_options_set_workers(po, 1), PE_OK);
-  ck_assert_int_eq(pe_python_options_set_worker_path(po, PE_PYWORKER), PE_OK);
+  ck_assert_int_eq(pe_python_options_set_worker_path(po, worker), PE_OK);
   ck_assert_int_eq(pe_python_options_add_module_path(po, PE_PY_SAMPLES), PE_OK);
   ck_assert_int_eq(pe_python_options_add_module_path(po, PE_PY_TEST_POLICIES), PE_OK);
   /* Generous: a loaded machine under ASan must not turn a chunk into a
@@ -34,6 +34,10 @@ static pe_engine *stream_engine(uint32_t timeout_ms) {
   pe_python_options_free(po);
   py_outcomes_clear();
   return e;
+}
+
+static pe_engine *stream_engine(uint32_t timeout_ms) {
+  return stream_engine_with(PE_PYWORKER, timeout_ms);
 }
 
 static size_t open_fds(void) {
@@ -718,6 +722,56 @@ START_TEST(async_free_while_pending) {
 }
 END_TEST
 
+/* A worker that lies about a chunk's output (a run outside the input,
+ * wrapping offsets, holding back more than it got, a body edit, two
+ * results) is refused: the step fails (closed: 500 before any output),
+ * nothing it said is applied, and the worker is replaced. Blocking and
+ * non-blocking. */
+static const char *const chunk_lies[] = {"beyond", "overflow", "keep", "body", "two"};
+
+START_TEST(lying_chunk_worker_is_refused) {
+  pe_engine *e = stream_engine_with(PE_FAKE_WORKER, 10000);
+  pe_dispatcher *d = NULL;
+  ck_assert_int_eq(pe_dispatcher_new(&d, e), PE_OK);
+  pe_chain *honest = py_chain(e, "[{\"name\":\"fake-chunk-ok\",\"version\":\"1.0.0\"}]");
+  ck_assert_int_eq(pe_chain_body_plan(honest, PE_REQUEST), PE_BODY_STREAM);
+  char json[128];
+  snprintf(json, sizeof json, "[{\"name\":\"fake-chunk-%s\",\"version\":\"1.0.0\"}]",
+           chunk_lies[_i]);
+  pe_chain *liar = py_chain(e, json);
+  for (int async = 0; async < 2; async++) {
+    pe_exchange *ex = py_exchange(e);
+    pe_slice out;
+    int pending = 0;
+    int rc = PE_ERR_STATE;
+    for (int tries = 0; tries < 200 && rc != PE_OK; tries++) { /* a replacement may be starting */
+      ck_assert_int_eq(pe_exchange_reset(ex), PE_OK);
+      rc = async ? push_async(honest, ex, d, PE_REQUEST, PE_LIT("fine"), 1, &out, &pending)
+                 : pe_chain_stream_body(honest, ex, PE_REQUEST, PE_LIT("fine"), 1, &out);
+      if (rc != PE_OK)
+        py_sleep_ms(50);
+    }
+    ck_assert_int_eq(rc, PE_OK);
+    ck_assert_slice_eq(out, "fine");
+    int pid = py_worker_pid(e, 0);
+    ck_assert_int_eq(pe_exchange_reset(ex), PE_OK);
+    rc = async ? push_async(liar, ex, d, PE_REQUEST, PE_LIT("lie"), 0, &out, &pending)
+               : pe_chain_stream_body(liar, ex, PE_REQUEST, PE_LIT("lie"), 0, &out);
+    ck_assert_msg(rc == PE_ERR_POLICY, "%s: %s: %s", chunk_lies[_i], pe_errname(rc),
+                  pe_exchange_errmsg(ex));
+    ck_assert_uint_eq(out.len, 0);
+    ck_assert_int_eq(pe_exchange_stream_state(ex, PE_REQUEST), PE_STREAM_STOPPED_CLEAN);
+    ck_assert_int_eq(pe_exchange_status(ex), 500);
+    ck_assert(py_wait_dead(pid, 10000)); /* replaced */
+    pe_exchange_free(ex);
+  }
+  pe_chain_free(liar);
+  pe_chain_free(honest);
+  pe_dispatcher_free(d);
+  pe_engine_free(e);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("python_stream");
   TCase *tc = tcase_create("stream");
@@ -740,6 +794,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, async_bodies_are_exact);
   tcase_add_test(tc, async_failures);
   tcase_add_test(tc, async_free_while_pending);
+  tcase_add_loop_test(tc, lying_chunk_worker_is_refused, 0,
+                      sizeof chunk_lies / sizeof chunk_lies[0]);
   suite_add_tcase(s, tc);
   return s;
 }
