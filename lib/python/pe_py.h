@@ -12,6 +12,9 @@
  *   pe_py_codec.c     exchange -> HttpData, StepResult -> exchange
  *   pe_py_batch.c     run_batch: the blocking round trip
  *   pe_py_dispatch.c  non-blocking runs: per-dispatcher connections and calls
+ *                     (batches and streamed chunks)
+ *   pe_py_stream.c    streamed body steps: the body's worker, a chunk's
+ *                     blocking round trip, checking and applying its answer
  *   pe_py_cancel.c    deadlines of coroutine steps: Cancel instead of a kill
  *   pe_py_supervisor.c  the thread that brings replaced workers back up
  *

@@ -1,7 +1,8 @@
 /* Streamed body steps on the Python pool (the table's stream_chunk and
- * stream_free; DECISIONS "Python streamed steps").
+ * stream_free; the non-blocking stream_submit is in pe_py_dispatch.c;
+ * DECISIONS "Streamed Python steps").
  *
- * Each chunk of a body is one blocking RunPhase round trip for one step,
+ * Each chunk of a body is one RunPhase round trip for one step,
  * carrying the step's input (the bytes it held back, then the chunk: the
  * core owns held-back bytes, as for native steps) as the phase's body,
  * inline or in a memfd like a buffered body, plus a StreamChunk naming the
