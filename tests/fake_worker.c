@@ -22,6 +22,15 @@
  *   fake-shm-overflow  an offset + length that wraps around 2^64
  *   fake-shm-flood     64 fds with a reply that refers to none
  *   fake-shm-midframe  an fd with half a frame header, then exits
+ *
+ * Streamed request body policies (chunk_phases), whose answers to a
+ * StreamChunk are honest or not:
+ *   fake-chunk-ok        passes the chunk on (a run of its input)
+ *   fake-chunk-beyond    a run one byte past the end of the input
+ *   fake-chunk-overflow  a run whose offset + length wraps around 2^64
+ *   fake-chunk-keep      holds back one byte more than the input
+ *   fake-chunk-body      a body edit
+ *   fake-chunk-two       two results for one step
  */
 #include "pe_fdpass.h"
 #include "pe_frame.h"
@@ -43,10 +52,12 @@
 #define MAX_INSTANCES 256
 
 static const char *const policies[] = {
-    "fake-ok",         "fake-crlf",         "fake-badname",   "fake-bigstatus",
-    "fake-malformed",  "fake-oversized",    "fake-extra",     "fake-body",
-    "fake-shm-ok",     "fake-shm-nofd",     "fake-shm-pipe",  "fake-shm-unsealed",
-    "fake-shm-beyond", "fake-shm-overflow", "fake-shm-flood", "fake-shm-midframe"};
+    "fake-ok",         "fake-crlf",         "fake-badname",        "fake-bigstatus",
+    "fake-malformed",  "fake-oversized",    "fake-extra",          "fake-body",
+    "fake-shm-ok",     "fake-shm-nofd",     "fake-shm-pipe",       "fake-shm-unsealed",
+    "fake-shm-beyond", "fake-shm-overflow", "fake-shm-flood",      "fake-shm-midframe",
+    "fake-chunk-ok",   "fake-chunk-beyond", "fake-chunk-overflow", "fake-chunk-keep",
+    "fake-chunk-body", "fake-chunk-two"};
 #define NPOLICIES (sizeof policies / sizeof policies[0])
 
 static struct {
@@ -141,7 +152,44 @@ static ProtobufCBinaryData bin(const char *s) {
   return b;
 }
 
+/* The answer of a fake-chunk-* policy to a StreamChunk (one step). */
+static int answer_chunk(int fd, uint64_t id, const Policyexec__V1__RunPhase *run) {
+  Policyexec__V1__StepResult result = POLICYEXEC__V1__STEP_RESULT__INIT,
+                             *ptrs[2] = {&result, &result};
+  Policyexec__V1__ChunkPiece piece = POLICYEXEC__V1__CHUNK_PIECE__INIT, *pieces[1] = {&piece};
+  Policyexec__V1__BodyEdit body = POLICYEXEC__V1__BODY_EDIT__INIT, *bodies[1] = {&body};
+  int p = run->n_instance_ids ? policy_of(run->instance_ids[0]) : -1;
+  const char *lie = p >= 0 ? policies[p] + strlen("fake-chunk-") : "";
+  size_t len = run->data ? run->data->request_body.len : 0;
+  piece.input = 1;
+  piece.length = len;
+  result.n_chunk_out = 1;
+  result.chunk_out = pieces;
+  if (!strcmp(lie, "beyond"))
+    piece.length = len + 1;
+  if (!strcmp(lie, "overflow"))
+    piece.offset = UINT64_MAX - 1, piece.length = 5;
+  if (!strcmp(lie, "keep"))
+    result.chunk_keep = len + 1;
+  if (!strcmp(lie, "body")) {
+    body.replace = 1;
+    body.replacement = bin("evil");
+    result.n_bodies = 1;
+    result.bodies = bodies;
+  }
+  Policyexec__V1__RunReply reply = POLICYEXEC__V1__RUN_REPLY__INIT;
+  reply.n_steps = !strcmp(lie, "two") ? 2 : 1;
+  reply.steps = ptrs;
+  Policyexec__V1__Response resp = POLICYEXEC__V1__RESPONSE__INIT;
+  resp.id = id;
+  resp.body_case = POLICYEXEC__V1__RESPONSE__BODY_RUN;
+  resp.run = &reply;
+  return send_response(fd, &resp);
+}
+
 static int answer_run(int fd, uint64_t id, const Policyexec__V1__RunPhase *run) {
+  if (run->stream)
+    return answer_chunk(fd, id, run);
   Policyexec__V1__StepResult results[8], *ptrs[9];
   Policyexec__V1__HeaderEdit edits[8], *edit_ptrs[8];
   Policyexec__V1__BodyEdit body_edits[8], *body_ptrs[8];
@@ -280,6 +328,8 @@ static int serve(int fd) {
         infos[i].phases = 1u << POLICYEXEC__V1__PHASE__PHASE_REQUEST_BODY;
         infos[i].needs_request_body = 1;
       }
+      if (!strncmp(policies[i], "fake-chunk-", 11))
+        infos[i].phases = infos[i].chunk_phases = 1u << POLICYEXEC__V1__PHASE__PHASE_REQUEST_BODY;
       info_ptrs[i] = &infos[i];
     }
     hello.protocol_version = POLICYEXEC__V1__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;

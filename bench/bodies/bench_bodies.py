@@ -19,6 +19,11 @@ mask, so the streamed body must come out unchanged).
 
   bench_bodies.py --gateway build/bin/policyexec-gateway \\
                   --plugin build/examples/policies/sample_native_policies.so
+
+With --python DIR the gateway also runs one Python worker with the policies
+of DIR, so that --stream-step may be a streamed Python policy
+('{"name": "sample-python-redact", "version": "1.0.0"}'); the report then
+gives the worker's peak RSS too.
 """
 
 import argparse
@@ -252,6 +257,23 @@ def peak_rss_kib(pid):
     return 0
 
 
+def children_peak_rss_kib(pid):
+    """The largest VmHWM among the children of @pid (its Python workers)."""
+    peak = 0
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            try:
+                peak = max(peak, peak_rss_kib(kid))
+            except OSError:
+                pass
+    return peak
+
+
 def start_gateway(args, tmp, port, files_port, sink_port):
     apis = []
     for name, policies in (("pass", []), ("stream", [json.loads(args.stream_step)])):
@@ -262,6 +284,8 @@ def start_gateway(args, tmp, port, files_port, sink_port):
     config = {"listen": "127.0.0.1:%d" % port, "admin": "127.0.0.1:%d" % free_port(),
               "threads": 1, "plugins": [args.plugin] + args.extra_plugin, "apis": apis,
               "upstream_timeout_ms": 60000}
+    if args.python:
+        config["python"] = {"workers": 1, "timeout_ms": 60000, "paths": [args.python]}
     path = os.path.join(tmp, "gateway.json")
     with open(path, "w") as f:
         json.dump(config, f)
@@ -287,12 +311,14 @@ def main():
                         default='{"name": "sample-native-redact", "version": "1.0.0"}',
                         help="the streamed step of the stream case, as JSON (it must keep "
                              "the body unchanged)")
+    parser.add_argument("--python", help="a directory of Python policies (starts one worker)")
     parser.add_argument("--extra-plugin", action="append", default=[],
                         help="another plugin to load (for --stream-policy)")
     args = parser.parse_args()
     args.gateway = os.path.abspath(args.gateway)
     args.plugin = os.path.abspath(args.plugin)
     args.extra_plugin = [os.path.abspath(p) for p in args.extra_plugin]
+    args.python = os.path.abspath(args.python) if args.python else None
     if not shutil.which("nginx") or not shutil.which("curl"):
         raise SystemExit("needs nginx and curl")
 
@@ -320,7 +346,7 @@ def main():
         wait_port(proxy_port, nginx, "nginx")
         for direction in ("download", "upload"):
             for case in ("nginx", "pass", "stream"):
-                times, rss = [], 0
+                times, rss, worker_rss = [], 0, 0
                 for i in range(args.runs + 1):  # run 0 checks the bytes, the others are timed
                     gw = None
                     if case == "nginx":
@@ -339,16 +365,19 @@ def main():
                             times.append(upload(port, prefix, body, size, None))
                         if gw:
                             rss = max(rss, peak_rss_kib(gw.pid))
+                            worker_rss = max(worker_rss, children_peak_rss_kib(gw.pid))
                     finally:
                         if gw:
                             gw.terminate()
                             gw.wait()
                 t = statistics.median(times)
                 results[(direction, case)] = (t, rss)
-                print("%-8s %-6s median %6.2f s  %7.1f MiB/s  runs %s  gateway peak RSS %s" %
+                print("%-8s %-6s median %6.2f s  %7.1f MiB/s  runs %s  gateway peak RSS %s%s" %
                       (direction, case, t, args.size_mib / t,
                        " ".join("%.2f" % x for x in times),
-                       "%.1f MiB" % (rss / 1024) if rss else "-"), flush=True)
+                       "%.1f MiB" % (rss / 1024) if rss else "-",
+                       "  worker peak RSS %.1f MiB" % (worker_rss / 1024) if worker_rss else ""),
+                      flush=True)
         for direction in ("download", "upload"):
             anchor = results[(direction, "nginx")][0]
             for case in ("pass", "stream"):

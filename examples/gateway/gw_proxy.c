@@ -16,6 +16,11 @@
  * (pe_chain_run_phases_async): their Python steps cost one round trip to
  * a worker, not two.
  *
+ * A streamed response chunk goes through pe_chain_stream_body_async() the
+ * same way: a chunk that waits on a Python worker counts as a pending
+ * phase (upstream reads paused, later bytes held) and the flow resumes
+ * from its completion.
+ *
  * Each [phase] runs through pe_chain_run_phases_async(): it either completes at
  * once (native policies) and the flow goes straight on, or returns
  * PE_PENDING (a Python batch in flight) and the flow resumes from the
@@ -72,6 +77,11 @@ struct gw_request {
   unsigned req_chunked : 1;    /* ... and goes upstream chunked (else with its length) */
   unsigned req_stopped : 1;    /* ... and is no longer forwarded (stopped, or answered) */
   unsigned body_paused : 1;    /* the client's body reads wait for the upstream */
+  unsigned chunk_paused : 1;   /* upstream reads paused while a response chunk is pending */
+  unsigned chunk_last : 1;     /* the pending response chunk ends the body */
+  unsigned req_ended : 1;      /* the streamed request body was read whole */
+  int chunk_rc;                /* the pending response chunk's result */
+  pe_slice chunk_out;          /* ... and what it lets out */
   uint64_t req_length;         /* the client's Content-Length, when not chunked */
   gw_buf held;                 /* response body that arrived while a phase ran */
   gw_buf streamed;             /* the request body as the streamed steps left it */
@@ -257,17 +267,10 @@ static void stream_stopped(gw_request *r) {
   gw_client_abort(r->client);
 }
 
-/* Sends response body bytes to the client: as they are, or through the
- * chain's streamed steps. Returns 0, or -1 when the stream stopped (the
- * client is answered or cut; the caller drops the upstream). */
-static int stream_out(gw_request *r, const char *data, size_t len, int last) {
-  if (!r->stream_resp) {
-    gw_client_send_body(r->client, data, len);
-    return 0;
-  }
-  pe_slice out;
-  if (pe_chain_stream_body(r->route->chain, r->ex, PE_RESPONSE, pe_bytes(data, len), last, &out) !=
-      PE_OK) {
+/* What a response chunk's steps gave: bytes for the client, or a stop.
+ * Returns 0, or -1 when the stream stopped. */
+static int stream_out_result(gw_request *r, int rc, pe_slice out, int last) {
+  if (rc != PE_OK) {
     stream_stopped(r);
     return -1;
   }
@@ -279,10 +282,51 @@ static int stream_out(gw_request *r, const char *data, size_t len, int last) {
   return 0;
 }
 
+static void after_response_chunk(gw_request *r);
+
+static void on_chunk_done(pe_exchange *ex, int rc, void *user_data) {
+  gw_request *r = user_data;
+  r->chunk_rc = rc;
+  on_phase_done(ex, PE_OK, user_data);
+}
+
+/* Sends response body bytes to the client: as they are, or through the
+ * chain's streamed steps. Returns 0, 1 when the chunk waits on a worker
+ * (upstream reads are paused and after_response_chunk takes over), or -1
+ * when the stream stopped (the client is answered or cut; the caller drops
+ * the upstream). */
+static int stream_out(gw_request *r, const char *data, size_t len, int last) {
+  if (!r->stream_resp) {
+    gw_client_send_body(r->client, data, len);
+    return 0;
+  }
+  if (r->req_stream && !r->req_ended && !r->req_stopped) {
+    /* The request body still streams (the upstream answered early): its
+     * pieces need the exchange at any time, so this chunk runs blocking. */
+    pe_slice out;
+    int rc =
+        pe_chain_stream_body(r->route->chain, r->ex, PE_RESPONSE, pe_bytes(data, len), last, &out);
+    return stream_out_result(r, rc, out, last);
+  }
+  int rc = pe_chain_stream_body_async(r->route->chain, r->ex, PE_RESPONSE, pe_bytes(data, len),
+                                      last, &r->chunk_out, r->thread->dispatcher, on_chunk_done, r);
+  if (rc == PE_PENDING) {
+    r->resume = after_response_chunk;
+    r->phase_pending = 1;
+    r->chunk_last = last != 0;
+    if (r->upstream_state == UPSTREAM_ACTIVE && !r->paused && !r->chunk_paused) {
+      gw_upstream_pause(r->upstream);
+      r->chunk_paused = 1;
+    }
+    return 1;
+  }
+  return stream_out_result(r, rc, r->chunk_out, last);
+}
+
 static void end_stream(gw_request *r) {
   if (r->upstream_result == GW_UPSTREAM_OK) {
-    if (stream_out(r, NULL, 0, 1) < 0)
-      return; /* the client is answered or cut */
+    if (stream_out(r, NULL, 0, 1) != 0)
+      return; /* the client is answered or cut, or the last chunk is pending */
     r->client_done = 1;
     gw_client_end_response(r->client);
   } else if (!r->client_gone && (r->head_pending || gw_client_retract_response(r->client))) {
@@ -311,17 +355,71 @@ static void start_streaming(gw_request *r) {
     gw_client_start_response(r->client, status, r->ex, r->upstream_length);
   if (r->held.len > 0) {
     int rc = stream_out(r, gw_buf_ptr(&r->held), r->held.len, 0);
-    gw_buf_free(&r->held);
+    gw_buf_reset(&r->held, 0); /* the library copied what a pending chunk needs */
     if (rc < 0) {
       drop_upstream(r);
       if (!r->drop_upstream)
         maybe_finish(r);
       return;
     }
+    if (rc > 0)
+      return; /* after_response_chunk goes on */
   }
   if (r->upstream_state == UPSTREAM_DONE) {
     end_stream(r);
     maybe_finish(r);
+  }
+}
+
+/* A response chunk that waited on a worker is through: its bytes go out,
+ * then the bytes held meanwhile, then the end or more upstream reads. */
+static void after_response_chunk(gw_request *r) {
+  if (r->client_gone && !r->client_done) {
+    /* The client went away meanwhile (its handler left the end to us). */
+    drop_upstream(r);
+    r->client_done = 1;
+    gw_client_abort(r->client);
+    maybe_finish(r);
+    return;
+  }
+  if (r->client_done) { /* answered otherwise meanwhile */
+    maybe_finish(r);
+    return;
+  }
+  if (stream_out_result(r, r->chunk_rc, r->chunk_out, r->chunk_last) < 0) {
+    drop_upstream(r);
+    maybe_finish(r);
+    return;
+  }
+  if (r->chunk_last) {
+    r->client_done = 1;
+    gw_client_end_response(r->client);
+    maybe_finish(r);
+    return;
+  }
+  if (r->held.len > 0) {
+    int rc = stream_out(r, gw_buf_ptr(&r->held), r->held.len, 0);
+    gw_buf_reset(&r->held, 0);
+    if (rc != 0) {
+      if (rc < 0) {
+        drop_upstream(r);
+        maybe_finish(r);
+      }
+      return;
+    }
+  }
+  if (r->upstream_state == UPSTREAM_DONE) {
+    end_stream(r);
+    maybe_finish(r);
+    return;
+  }
+  if (r->chunk_paused) {
+    r->chunk_paused = 0;
+    /* A slow client keeps the upstream paused (gw_proxy_client_drained). */
+    if (gw_client_pending_output(r->client) > r->thread->stream_buffer_bytes)
+      r->paused = 1;
+    else
+      gw_upstream_resume(r->upstream); /* may complete, and finish, r */
   }
 }
 
@@ -377,8 +475,11 @@ static int on_upstream_body(void *user, const char *data, size_t len) {
     return 0;
   }
   if (r->streaming) {
-    if (stream_out(r, data, len, 0) < 0)
+    int rc = stream_out(r, data, len, 0);
+    if (rc < 0)
       return upstream_dropped(r);
+    if (rc > 0)
+      return 0; /* paused while the chunk is pending */
     /* Backpressure: a slow client pauses the upstream, so the gateway
      * holds at most this much of a streamed body per client. */
     if (gw_client_pending_output(r->client) > r->thread->stream_buffer_bytes) {
@@ -488,8 +589,10 @@ static void request_body_piece(gw_request *r, const char *data, size_t len, int 
     request_stream_stopped(r);
     return;
   }
-  if (last)
+  if (last) {
+    r->req_ended = 1;
     gw_upstream_end_request(r->upstream);
+  }
 }
 
 void gw_proxy_body(void *owner, const char *data, size_t len) {

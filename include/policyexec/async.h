@@ -128,6 +128,37 @@ PE_API int pe_chain_run_phases_async(const pe_chain *chain, pe_exchange *ex, pe_
                                      pe_phase last, pe_dispatcher *d, pe_run_done_fn done,
                                      void *user_data);
 
+/**
+ * The non-blocking pe_chain_stream_body(): pushes one chunk of body @p dir
+ * of @p ex through the streamed steps of @p chain; a streamed Python step
+ * is sent to its worker without waiting, and the chunk completes from
+ * pe_dispatcher_dispatch() on @p d's thread. The host pauses reading the
+ * body while a chunk is pending (it may only push the next chunk after the
+ * completion).
+ *
+ * *@p out receives the bytes to forward (see pe_chain_stream_body() for
+ * their lifetime, with "the next call" meaning the next chunk's), before
+ * this returns PE_OK or before @p done is called: @p out must stay valid
+ * until then. @p chunk's memory need only be valid during this call (the
+ * library copies what a pending step still needs).
+ *
+ * @return PE_OK: the chunk went through now (*@p out is set, @p done is
+ *         not called); PE_PENDING: @p done will be called once, with the
+ *         chunk's result code (PE_OK, PE_ERR_POLICY, PE_ERR_TIMEOUT,
+ *         PE_ERR_NOMEM, as pe_chain_stream_body() returns them: see
+ *         pe_exchange_stream_state()); every error of
+ *         pe_chain_stream_body(), returned at once with @p done never
+ *         called; PE_ERR_INVALID_ARGUMENT also for a NULL @p d or @p done,
+ *         or a dispatcher of another engine; PE_ERR_STATE also when @p d is
+ *         being freed or a phase or chunk of @p ex is pending.
+ * @note While pending, @p ex must not be used or reset (it may be freed:
+ *       the chunk is then abandoned and @p done is not called), and
+ *       @p chain must stay alive. Thread-safety: as pe_chain_run_async().
+ */
+PE_API int pe_chain_stream_body_async(const pe_chain *chain, pe_exchange *ex, pe_dir dir,
+                                      pe_slice chunk, int last, pe_slice *out, pe_dispatcher *d,
+                                      pe_run_done_fn done, void *user_data);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,7 @@
 #ifndef POLICYEXEC_FFI_H
 #define POLICYEXEC_FFI_H
 
+#include <policyexec/async.h>
 #include <policyexec/common.h>
 #include <policyexec/engine.h>
 #include <policyexec/chain.h>
@@ -134,6 +135,16 @@ PE_API int pe_body_chunk_write_n(pe_body_chunk *chunk, const char *data, size_t 
 PE_API int pe_chain_stream_body_n(const pe_chain *chain, pe_exchange *ex, pe_dir dir,
                                   const char *chunk, size_t chunk_len, int last, const char **out,
                                   size_t *out_len);
+/**
+ * As pe_chain_stream_body_async(): *@p out and *@p out_len (both non-NULL,
+ * else PE_ERR_INVALID_ARGUMENT) receive the bytes to forward when it
+ * returns PE_OK or before @p done is called; they must stay valid until
+ * then (@p chunk need not).
+ */
+PE_API int pe_chain_stream_body_async_n(const pe_chain *chain, pe_exchange *ex, pe_dir dir,
+                                        const char *chunk, size_t chunk_len, int last,
+                                        const char **out, size_t *out_len, pe_dispatcher *d,
+                                        pe_run_done_fn done, void *user_data);
 
 #ifdef __cplusplus
 }

@@ -214,6 +214,8 @@ __attribute__((weak, visibility("default"))) int pe_plugin_init_v2(pe_engine *en
 #define pe_body_chunk_data_n (pe__api->body_chunk_data_n)
 #define pe_body_chunk_write_n (pe__api->body_chunk_write_n)
 #define pe_chain_stream_body_n (pe__api->chain_stream_body_n)
+#define pe_chain_stream_body_async (pe__api->chain_stream_body_async)
+#define pe_chain_stream_body_async_n (pe__api->chain_stream_body_async_n)
 #define pe_python_options_set_shm_threshold (pe__api->python_options_set_shm_threshold)
 /** @endcond */
 

@@ -9,10 +9,12 @@
  * A policy step sees a body in one of two ways:
  *
  * - *buffered*: one call with the whole body (pe_policy_def.on_request_body
- *   / on_response_body; every Python step today);
+ *   / on_response_body; Python on_request_body / on_response_body);
  * - *streamed*: one call per chunk, in order, the last one flagged
  *   (pe_policy_def.on_request_body_chunk / on_response_body_chunk, native
- *   policies of ABI 2). The step writes what goes on with
+ *   policies of ABI 2; Python policies defining on_request_body_chunk /
+ *   on_response_body_chunk, run by the local Python pool: one worker
+ *   round trip per chunk and step). The step writes what goes on with
  *   pe_body_chunk_write() (nothing: the chunk is dropped; the chunk itself:
  *   passed; other bytes: replaced; more: appended), and may hold back the
  *   tail of what it saw with pe_body_chunk_keep() until the next chunk
@@ -121,8 +123,9 @@ typedef enum pe_body_plan {
    */
   PE_BODY_STREAM = 1,
   /**
-   * Some step wants the whole body (a buffered native step, any
-   * out-of-process step with a body phase, or a PE_POLICY_NEEDS_* flag):
+   * Some step wants the whole body (a buffered native or Python step, an
+   * out-of-process step whose executor does not stream, such as a gRPC
+   * executor, or a PE_POLICY_NEEDS_* flag):
    * buffer it (within PE_LIMIT_BODY_BYTES) and run the body phase.
    */
   PE_BODY_BUFFER = 2
@@ -189,8 +192,12 @@ typedef enum pe_stream_state {
  *         of another engine, or a chain other than the one this body began
  *         with). *@p out is empty on any error.
  * @note Thread-safety: as pe_chain_run(): any number of threads on the
- *       same chain, each on its own exchange. Out-of-process steps are
- *       never streamed (they are buffered steps for now).
+ *       same chain, each on its own exchange. Blocking: a streamed Python
+ *       step costs one worker round trip per call (within the step's
+ *       timeout); a step that times out or whose worker dies or is
+ *       replaced mid-body fails by its failure mode (PE_ERR_TIMEOUT /
+ *       PE_ERR_POLICY). pe_chain_stream_body_async() (async.h) does not
+ *       block.
  */
 PE_API int pe_chain_stream_body(const pe_chain *chain, pe_exchange *ex, pe_dir dir, pe_slice chunk,
                                 int last, pe_slice *out);

@@ -68,13 +68,27 @@ typedef struct pe__backend_ops {
   int (*ping)(pe__backend *be, size_t *alive);
   /* Stops the executor and frees be (when the engine goes away). */
   void (*shutdown)(pe__backend *be);
-  /* Streamed body steps (stream.h), reserved: NULL in every backend today,
-   * and while it is NULL a step of this executor with a body phase is a
-   * buffered step (pe_stream.c plans the body PE_BODY_BUFFER). A backend
-   * that fills it runs one chunk of ex's body through step, writing the
-   * step's output with pe_body_chunk_write / keep, as a native chunk
-   * callback does (see doc/DECISIONS.md, "Streamed bodies"). */
+  /* Streamed body steps (stream.h). NULL: a step of this executor with a
+   * body phase is a buffered step (pe_stream.c plans the body
+   * PE_BODY_BUFFER). Else, for a policy that advertised chunks for that
+   * body (pe__policy.streams), runs one chunk through step (blocking),
+   * writing the step's output with pe_body_chunk_write / keep as a native
+   * chunk callback does, and keeps what it needs across the body's chunks
+   * in *pe_body_chunk_state(). A negative return is the step's failure
+   * (ex->errmsg says why; PE_ERR_TIMEOUT answers 504 when closed). */
   int (*stream_chunk)(pe__backend *be, pe_exchange *ex, const pe__step *step, pe_body_chunk *chunk);
+  /* Frees what stream_chunk left in the state slot (not NULL): the body
+   * ended, the step failed, or the exchange was reset unfinished. Needed
+   * when stream_chunk is set. */
+  void (*stream_free)(pe__backend *be, const pe__step *step, void *state);
+  /* The non-blocking stream_chunk, for pe_chain_stream_body_async on the
+   * dispatcher that owns ds: PE_PENDING when sent (the backend later
+   * writes the output to chunk, which stays valid, and calls
+   * pe__dispatch_stream_done), or the step's failure now (negative,
+   * ex->errmsg says why). NULL: the chunk runs through stream_chunk,
+   * blocking. */
+  int (*stream_submit)(pe__backend *be, pe__dstate *ds, pe_exchange *ex, const pe__step *step,
+                       pe_body_chunk *chunk);
 } pe__backend_ops;
 
 typedef struct pe__executor pe__executor;
@@ -141,5 +155,12 @@ const pe_mem *pe__dispatcher_mem(const pe_dispatcher *d);
  * run and, when it is complete, calls its done callback. Returns 1 if the
  * run completed, 0 if it is pending again. */
 int pe__dispatch_complete(pe_exchange *ex);
+/* The same for a pending stream chunk (stream_submit): its step ended
+ * with rc (PE_OK, or its failure with ex->errmsg set). */
+int pe__dispatch_stream_done(pe_exchange *ex, int rc);
+/* Sends chunk of the pending stream of ex through step on ex's dispatcher
+ * (pe_stream.c): as stream_submit. */
+int pe__dispatch_stream_submit(pe_exchange *ex, const pe__executor *x, const pe__step *step,
+                               pe_body_chunk *chunk);
 
 #endif /* PE_BACKEND_H */

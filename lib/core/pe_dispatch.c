@@ -96,6 +96,42 @@ static void clear_async(pe_exchange *ex) {
   ex->run.dispatcher = NULL;
   ex->run.done = NULL;
   ex->run.done_ud = NULL;
+  ex->run.stream_dir = 0;
+}
+
+int pe__dispatch_stream_submit(pe_exchange *ex, const pe__executor *x, const pe__step *step,
+                               pe_body_chunk *chunk) {
+  pe_dispatcher *d = ex->run.dispatcher;
+  pe__dstate *ds;
+  if (!x->ops->stream_submit || d->closing || state_of(d, x, &ds) != PE_OK) {
+    /* No non-blocking path: the chunk runs blocking, as in
+     * pe_chain_stream_body (pe_dispatcher_free runs what is left so). */
+    ex->run.in_step = true;
+    int rc = x->ops->stream_chunk(x->be, ex, step, chunk);
+    ex->run.in_step = false;
+    return rc;
+  }
+  int rc = x->ops->stream_submit(x->be, ds, ex, step, chunk);
+  if (rc == PE_PENDING) {
+    d->pending++;
+    ex->run.exec = x;
+    ex->run.pending = true;
+  }
+  return rc;
+}
+
+int pe__dispatch_stream_done(pe_exchange *ex, int rc) {
+  pe_dispatcher *d = ex->run.dispatcher;
+  d->pending--;
+  ex->run.pending = false;
+  rc = pe__stream_resume(ex, rc);
+  if (rc == PE_PENDING)
+    return 0;
+  pe_run_done_fn done = ex->run.done;
+  void *ud = ex->run.done_ud;
+  clear_async(ex);
+  done(ex, rc, ud);
+  return 1;
 }
 
 int pe__dispatch_complete(pe_exchange *ex) {
@@ -260,6 +296,28 @@ int pe_chain_run_phases_async(const pe_chain *chain, pe_exchange *ex, pe_phase f
   ex->run.done = done;
   ex->run.done_ud = user_data;
   rc = pe__run_continue(ex);
+  if (rc != PE_PENDING)
+    clear_async(ex);
+  return rc;
+}
+
+int pe_chain_stream_body_async(const pe_chain *chain, pe_exchange *ex, pe_dir dir, pe_slice chunk,
+                               int last, pe_slice *out, pe_dispatcher *d, pe_run_done_fn done,
+                               void *user_data) {
+  if (out)
+    *out = PE_LIT("");
+  if (!chain || !ex || !d || !done || !out || d->engine != ex->engine)
+    return PE_ERR_INVALID_ARGUMENT;
+  if (d->closing)
+    return PE_ERR_STATE;
+  if (ex->run.pending)
+    return pe__exchange_fail(ex, PE_ERR_STATE,
+                             "pe_chain_stream_body_async: a phase or chunk of this exchange is "
+                             "pending");
+  ex->run.dispatcher = d;
+  ex->run.done = done;
+  ex->run.done_ud = user_data;
+  int rc = pe__stream_start_async(chain, ex, dir, chunk, last, out);
   if (rc != PE_PENDING)
     clear_async(ex);
   return rc;

@@ -22,7 +22,8 @@
  *   pe_txn.c        per-step snapshot/rollback of an exchange
  *   pe_executor.c   the engine's named executors (out-of-process backends)
  *   pe_dispatch.c   pe_dispatcher and the non-blocking runs
- *   pe_stream.c     streamed bodies: body plans, chunks through streamed steps
+ *   pe_stream.c     streamed bodies: chunks through streamed steps (also async)
+ *   pe_stream_plan.c  streamed bodies: the plan of each body of a chain
  *
  * Backends (lib/python/, ...) are reached only through the table in
  * pe_backend.h, and reach the core only through what it declares.
@@ -155,6 +156,10 @@ typedef struct pe__policy {
   pe_body_chunk_fn on_chunk[2];
   pe_body_state_free_fn free_body_state;
   unsigned buffers;
+  /* executor only: the bodies (PE_NEEDS_* bits) it can take in chunks
+   * (PolicyInfo.chunk_phases); streamed when its executor fills
+   * pe__backend_ops.stream_chunk and it does not also buffer them */
+  unsigned streams;
   /* executor only: the executor that advertised it (NULL: the engine's
    * default executor, resolved when a step runs) */
   const struct pe__executor *exec;
@@ -260,7 +265,7 @@ struct pe_chain {
   size_t order_len[PE_PHASE_COUNT];
   unsigned phases;
   unsigned needs;
-  unsigned char plan[2]; /* pe_body_plan by pe_dir (pe_stream.c) */
+  unsigned char plan[2]; /* pe_body_plan by pe_dir (pe_stream_plan.c) */
 };
 
 #define PE__DEFAULT_TIMEOUT_MS 1000u
@@ -305,7 +310,10 @@ typedef struct pe__run_state {
   void *done_ud;
   pe_dispatcher *dispatcher;       /* NULL: a blocking run */
   const struct pe__executor *exec; /* the executor of the pending batch */
-  uint64_t started_ns;             /* clock when the current step or batch began (metrics on) */
+  /* pe_dir + 1 of the body whose chunk is pending (pe_chain_stream_body_async),
+   * 0: the pending thing is a phase run */
+  unsigned char stream_dir;
+  uint64_t started_ns; /* clock when the current step or batch began (metrics on) */
 } pe__run_state;
 
 struct pe_exchange {
@@ -385,7 +393,7 @@ int pe__dispatch_submit(pe_exchange *ex, const struct pe__executor *x, const pe_
  * PE_OK or PE_PENDING. */
 int pe__run_continue(pe_exchange *ex);
 
-/* ---- pe_stream.c ---- */
+/* ---- pe_stream.c, pe_stream_plan.c ---- */
 
 /* Registration of an ABI-2 definition: adds the body phases and needs of
  * p's chunk callbacks and sets p->buffers from flags and the callbacks. */
@@ -406,5 +414,18 @@ int pe__stream_run_whole(pe_exchange *ex, const pe__step *step, pe_phase phase);
 /* Ends ex's streams without finishing them (reset: keeps memory; free:
  * releases it). */
 void pe__stream_release(pe_exchange *ex, bool free_memory);
+/* pe_chain_stream_body_async's start (pe_dispatch.c checks the dispatcher
+ * and sets ex->run's completion first): as pe_chain_stream_body, but an
+ * out-of-process step goes through pe__dispatch_stream_submit and may
+ * leave the chunk PE_PENDING. */
+int pe__stream_start_async(const pe_chain *chain, pe_exchange *ex, pe_dir dir, pe_slice chunk,
+                           int last, pe_slice *out);
+/* The pending step of the pending chunk ended with step_rc (its output
+ * written to its chunk): runs the rest. PE_OK, PE_PENDING or a stop code,
+ * as pe_chain_stream_body. */
+int pe__stream_resume(pe_exchange *ex, int step_rc);
+/* Whether out-of-process steps of body phase `phase` are to be skipped:
+ * that body of ex was streamed, so they have seen it chunk by chunk. */
+bool pe__stream_skips(const pe_exchange *ex, pe_phase phase);
 
 #endif /* PE_INTERNAL_H */

@@ -129,7 +129,8 @@ static int run_backend_batch(pe_exchange *ex) {
     pe_phase phase = ex->run.phase;
     while (ex->run.pos < c->order_len[phase] && b.n < PE__BATCH_MAX) {
       const pe__step *s = &c->steps[c->order[phase][ex->run.pos]];
-      if (s->policy->kind == PE__KIND_NATIVE || pe__step_executor(e, s) != x)
+      if (s->policy->kind == PE__KIND_NATIVE || pe__step_executor(e, s) != x ||
+          pe__stream_skips(ex, phase))
         break;
       b.step[b.n] = s;
       b.phase[b.n++] = phase;
@@ -175,6 +176,8 @@ int pe__run_continue(pe_exchange *ex) {
     if (step->policy->kind == PE__KIND_NATIVE) {
       ex->run.pos++;
       run_native_step(ex, step, phase);
+    } else if (pe__stream_skips(ex, phase)) {
+      ex->run.pos++; /* it saw this body chunk by chunk */
     } else if (run_backend_batch(ex) == PE_PENDING) {
       return PE_PENDING;
     }

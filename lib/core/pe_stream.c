@@ -1,5 +1,5 @@
-/* Streamed bodies (include/policyexec/stream.h): the per-body plan of a
- * chain, the chunk object a streamed step writes to, pushing a host's
+/* Streamed bodies (include/policyexec/stream.h): the chunk object a
+ * streamed step writes to, pushing a host's
  * chunks through the streamed steps, and running a streamed step over a
  * buffered body when some other step made the body buffered.
  *
@@ -40,62 +40,21 @@ typedef struct pe__stream {
   stream_step *steps;
   size_t n, cap;
   pe__buf work[2];
+  /* The chunk under way, resumable (an out-of-process step may be pending
+   * on a dispatcher): the next step, its input, which work buffer holds
+   * that input (-1: the host's chunk), where the output goes, and the
+   * chunk object of the step that runs (or is in flight). */
+  pe_dir dir;
+  size_t k;
+  pe_slice cur;
+  int in_buf;
+  bool last;
+  pe_slice *out;
+  pe_body_chunk chunk;
 } pe__stream;
 
 static pe_phase body_phase(pe_dir dir) {
   return dir == PE_REQUEST ? PE_PHASE_REQUEST_BODY : PE_PHASE_RESPONSE_BODY;
-}
-
-static unsigned needs_bit(pe_dir dir) {
-  return dir == PE_REQUEST ? PE_NEEDS_REQUEST_BODY : PE_NEEDS_RESPONSE_BODY;
-}
-
-/* ---- plans ---- */
-
-void pe__policy_add_streamed(pe__policy *p, unsigned flags) {
-  unsigned flagged = flags & (PE_NEEDS_REQUEST_BODY | PE_NEEDS_RESPONSE_BODY);
-  p->buffers = flagged;
-  for (int dir = PE_REQUEST; dir <= PE_RESPONSE; dir++) {
-    pe_phase ph = body_phase((pe_dir)dir);
-    if (p->on_chunk[dir]) {
-      p->phases |= PE_PHASE_BIT(ph);
-      p->needs |= needs_bit((pe_dir)dir);
-    } else if (p->on[ph]) {
-      p->buffers |= needs_bit((pe_dir)dir);
-    }
-  }
-}
-
-/* Whether step s can take body dir in chunks. Out-of-process steps cannot
- * yet (pe__backend_ops.stream_chunk is reserved): they are buffered. */
-static bool streamable(const pe__step *s, pe_dir dir) {
-  const pe__policy *p = s->policy;
-  return p->kind == PE__KIND_NATIVE && p->on_chunk[dir] && !(p->buffers & needs_bit(dir));
-}
-
-void pe__stream_plan(pe_chain *c) {
-  for (int dir = PE_REQUEST; dir <= PE_RESPONSE; dir++) {
-    pe_body_plan plan = PE_BODY_PASS;
-    for (size_t i = 0; i < c->step_count && plan != PE_BODY_BUFFER; i++) {
-      const pe__step *s = &c->steps[i];
-      const pe__policy *p = s->policy;
-      if (!s->enabled ||
-          !((p->needs & needs_bit((pe_dir)dir)) || (p->phases & PE_PHASE_BIT(body_phase(dir)))))
-        continue;
-      plan = streamable(s, (pe_dir)dir) ? PE_BODY_STREAM : PE_BODY_BUFFER;
-    }
-    c->plan[dir] = (unsigned char)plan;
-    /* pe_chain_needs() keeps meaning "some step sees this body" for hosts
-     * that do not stream. */
-    if (plan != PE_BODY_PASS)
-      c->needs |= needs_bit((pe_dir)dir);
-  }
-}
-
-pe_body_plan pe_chain_body_plan(const pe_chain *chain, pe_dir dir) {
-  if (!chain || !pe__dir_ok(dir))
-    return PE_BODY_PASS;
-  return (pe_body_plan)chain->plan[dir];
 }
 
 /* ---- the chunk object ---- */
@@ -160,9 +119,18 @@ void **pe_body_chunk_state(pe_body_chunk *chunk) {
 
 /* ---- failures (as pe_run.c's, for a chunk callback) ---- */
 
-static void free_state(const pe__step *s, void **state) {
+/* The executor that streams step s (an out-of-process step of a streamed
+ * body: the plan made sure it exists), or NULL for a native step. */
+static const pe__executor *stream_executor(const pe_engine *e, const pe__step *s) {
+  return s->policy->kind == PE__KIND_NATIVE ? NULL : pe__step_executor(e, s);
+}
+
+static void free_state(const pe_engine *e, const pe__step *s, void **state) {
   const pe__policy *p = s->policy;
-  if (*state && p->free_body_state)
+  const pe__executor *x = *state ? stream_executor(e, s) : NULL;
+  if (x)
+    x->ops->stream_free(x->be, s, *state);
+  else if (*state && p->free_body_state)
     p->free_body_state(*state, s->instance, p->user_data);
   *state = NULL;
 }
@@ -172,12 +140,15 @@ static void free_state(const pe__step *s, void **state) {
  * failure code. Applies the step's mode through pe__step_failed. */
 static int chunk_failed(pe_exchange *ex, const pe__step *s, pe_phase phase, int rc) {
   int failure = rc == PE_ERR_TIMEOUT ? PE_ERR_TIMEOUT : PE_ERR_POLICY;
+  pe_step_outcome outcome = rc == PE_ERR_TIMEOUT  ? PE_STEP_TIMEOUT
+                            : rc == PE_ERR_WORKER ? PE_STEP_CRASHED
+                                                  : PE_STEP_FAILED;
   char why[PE__ERRMSG_SIZE];
   if (ex->errmsg[0])
     pe__errmsg_set(why, "%s", ex->errmsg);
   else
     pe__errmsg_set(why, "policy returned %d (%s) on a body chunk", rc, pe_errname(rc));
-  pe__step_failed(ex, s, phase, failure, PE_STEP_FAILED, why);
+  pe__step_failed(ex, s, phase, failure, outcome, why);
   return failure;
 }
 
@@ -200,7 +171,7 @@ int pe__stream_run_whole(pe_exchange *ex, const pe__step *step, pe_phase phase) 
                          .dir = dir,
                          .last = true};
   int rc = p->on_chunk[dir](ex, &chunk, step->instance, p->user_data);
-  free_state(step, &state);
+  free_state(ex->engine, step, &state);
   if (rc >= 0)
     rc = pe_exchange_body_set(ex, dir, pe__buf_slice(&out));
   pe__buf_free(&out, ex->mem);
@@ -211,7 +182,7 @@ int pe__stream_run_whole(pe_exchange *ex, const pe__step *step, pe_phase phase) 
 
 static void stream_end(pe__stream *s, pe_stream_state state) {
   for (size_t i = 0; i < s->n; i++) {
-    free_state(s->steps[i].step, &s->steps[i].state);
+    free_state(s->chain->engine, s->steps[i].step, &s->steps[i].state);
     s->steps[i].carry.len = 0;
   }
   s->state = state;
@@ -293,131 +264,235 @@ static int step_failed(pe_exchange *ex, stream_step *ss, pe_slice a, pe_slice b,
       pe__buf_append(out, ex->mem, b.ptr, b.len) != PE_OK)
     return PE_ERR_NOMEM;
   ss->carry.len = 0;
-  free_state(ss->step, &ss->state);
+  free_state(ex->engine, ss->step, &ss->state);
   ss->bypassed = true;
   return PE_OK;
 }
 
-/* Runs one step of the stream over cur, writing to out. Returns PE_OK
- * (*res is what goes on: in out, or a view into cur when *viewed), or the
- * code that stops the stream. */
-static int stream_step_run(pe_exchange *ex, stream_step *ss, pe_slice cur, bool last, pe__buf *out,
-                           pe_dir dir, pe_slice *res, bool *viewed) {
-  const pe__step *step = ss->step;
-  const pe__policy *p = step->policy;
+/* The input of step ss for this call (its held-back bytes, then cur) in
+ * s->chunk, writing to out. PE_OK, or a failure already applied by
+ * step_failed (*res / *viewed then say what goes on, rc what
+ * step_failed returned). */
+static int step_prepare(pe_exchange *ex, pe__stream *s, stream_step *ss, pe__buf *out,
+                        pe_slice *res, bool *viewed, int *rc) {
   size_t limit = ex->limits[PE_LIMIT_BODY_BYTES];
-  pe_slice data = cur;
+  pe_slice data = s->cur;
   out->len = 0;
+  *viewed = false;
   if (ss->carry.len) {
-    if (cur.len > limit - ss->carry.len) {
+    if (s->cur.len > limit - ss->carry.len) {
       pe__errmsg_set(ex->errmsg, "held back %zu bytes + a chunk of %zu exceed the limit of %zu",
-                     ss->carry.len, cur.len, limit);
-      *viewed = false;
-      int rc = step_failed(ex, ss, pe__buf_slice(&ss->carry), cur, out, dir, PE_ERR_BODY_TOO_LARGE);
+                     ss->carry.len, s->cur.len, limit);
+      *rc = step_failed(ex, ss, pe__buf_slice(&ss->carry), s->cur, out, s->dir,
+                        PE_ERR_BODY_TOO_LARGE);
       *res = pe__buf_slice(out);
-      return rc;
+      return PE_ERR_BODY_TOO_LARGE;
     }
-    if (pe__buf_append(&ss->carry, ex->mem, cur.ptr, cur.len) != PE_OK)
+    if (pe__buf_append(&ss->carry, ex->mem, s->cur.ptr, s->cur.len) != PE_OK) {
+      *rc = PE_ERR_NOMEM;
       return PE_ERR_NOMEM;
+    }
     data = pe__buf_slice(&ss->carry);
   }
   /* Not over held-back bytes: the carry changes below, and a view into it
    * would change with it. */
-  pe_body_chunk chunk = {.data = data,
-                         .allow_view = data.ptr != ss->carry.data,
-                         .out = out,
-                         .mem = ex->mem,
-                         .limit = limit,
-                         .state = &ss->state,
-                         .dir = dir,
-                         .last = last};
+  s->chunk = (pe_body_chunk){.data = data,
+                             .allow_view = data.ptr != ss->carry.data,
+                             .out = out,
+                             .mem = ex->mem,
+                             .limit = limit,
+                             .state = &ss->state,
+                             .dir = s->dir,
+                             .last = s->last};
   ex->errmsg[0] = '\0';
-  *viewed = false;
-  ex->run.in_step = true; /* no re-entrant run, no framing edits (pe_internal.h) */
-  int rc = p->on_chunk[dir](ex, &chunk, step->instance, p->user_data);
-  ex->run.in_step = false;
-  if (rc < 0) {
-    rc = step_failed(ex, ss, data, PE_LIT(""), out, dir, rc);
-    *res = pe__buf_slice(out);
-    return rc;
-  }
-  *viewed = chunk.has_view;
-  *res = chunk.has_view ? chunk.view : pe__buf_slice(out);
-  if (ex->verdict == PE_VERDICT_RESPOND)
-    return PE_ERR_POLICY; /* the step answered: the stream stops */
-  if (chunk.keep == 0) {
-    ss->carry.len = 0;
-  } else if (data.ptr == ss->carry.data) {
-    memmove(ss->carry.data, ss->carry.data + ss->carry.len - chunk.keep, chunk.keep);
-    ss->carry.len = chunk.keep;
-  } else if (pe__buf_set(&ss->carry, ex->mem, data.ptr + data.len - chunk.keep, chunk.keep) !=
-             PE_OK) {
-    return PE_ERR_NOMEM;
-  }
-  if (last)
-    free_state(step, &ss->state);
   return PE_OK;
 }
 
-int pe_chain_stream_body(const pe_chain *chain, pe_exchange *ex, pe_dir dir, pe_slice chunk,
-                         int last, pe_slice *out) {
+/* Step ss returned rc for s->chunk. Returns PE_OK (*res is what goes on:
+ * in out, or a view into its input when *viewed), or the code that stops
+ * the stream. */
+static int step_finish(pe_exchange *ex, pe__stream *s, stream_step *ss, int rc, pe_slice *res,
+                       bool *viewed) {
+  pe_body_chunk *chunk = &s->chunk;
+  pe_slice data = chunk->data;
+  *viewed = false;
+  if (rc < 0) {
+    rc = step_failed(ex, ss, data, PE_LIT(""), chunk->out, s->dir, rc);
+    *res = pe__buf_slice(chunk->out);
+    return rc;
+  }
+  *viewed = chunk->has_view;
+  *res = chunk->has_view ? chunk->view : pe__buf_slice(chunk->out);
+  if (ex->verdict == PE_VERDICT_RESPOND)
+    return PE_ERR_POLICY; /* the step answered: the stream stops */
+  if (chunk->keep == 0) {
+    ss->carry.len = 0;
+  } else if (data.ptr == ss->carry.data) {
+    memmove(ss->carry.data, ss->carry.data + ss->carry.len - chunk->keep, chunk->keep);
+    ss->carry.len = chunk->keep;
+  } else if (pe__buf_set(&ss->carry, ex->mem, data.ptr + data.len - chunk->keep, chunk->keep) !=
+             PE_OK) {
+    return PE_ERR_NOMEM;
+  }
+  if (s->last)
+    free_state(ex->engine, ss->step, &ss->state);
+  return PE_OK;
+}
+
+/* The output of the step just run becomes the next step's input. */
+static void step_advance(pe__stream *s, pe_slice res, bool viewed, int w) {
+  s->cur = res;
+  if (!viewed) /* a view stays where its input is */
+    s->in_buf = w;
+  s->k++;
+}
+
+/* Runs the stream's steps from s->k on over s->cur (a blocking run when
+ * ex->run.dispatcher is NULL). Returns PE_OK (the output in *s->out),
+ * PE_PENDING (an out-of-process step is in flight on the dispatcher), or
+ * the code that stopped the stream. */
+static int stream_run(pe_exchange *ex, pe__stream *s) {
+  while (s->k < s->n) {
+    stream_step *ss = &s->steps[s->k];
+    if (ss->bypassed) {
+      s->k++;
+      continue;
+    }
+    int w = s->in_buf == 0 ? 1 : 0;
+    bool viewed;
+    pe_slice res;
+    int rc;
+    if (step_prepare(ex, s, ss, &s->work[w], &res, &viewed, &rc) != PE_OK) {
+      if (rc != PE_OK)
+        return stream_stop(ex, s, rc);
+      step_advance(s, res, viewed, w); /* failed open: its input goes on */
+      continue;
+    }
+    const pe__step *step = ss->step;
+    const pe__policy *p = step->policy;
+    const pe__executor *x = stream_executor(ex->engine, step);
+    if (x && ex->run.dispatcher) {
+      rc = PE_OK;
+      if (s->in_buf < 0 && s->chunk.data.ptr == s->cur.ptr && s->cur.len) {
+        /* The step's input is still the host's chunk, which need not
+         * outlive the call: move it to the free work buffer (w is 0 here),
+         * where the output's views of it stay valid until the next call. */
+        if (pe__buf_set(&s->work[1], ex->mem, s->cur.ptr, s->cur.len) != PE_OK)
+          rc = pe__exchange_fail(ex, PE_ERR_NOMEM, "out of memory");
+        s->cur = s->chunk.data = pe__buf_slice(&s->work[1]);
+        s->in_buf = 1;
+      }
+      if (rc == PE_OK)
+        rc = pe__dispatch_stream_submit(ex, x, step, &s->chunk);
+      if (rc == PE_PENDING)
+        return PE_PENDING;
+    } else {
+      ex->run.in_step = true; /* no re-entrant run, no framing edits (pe_internal.h) */
+      rc = x ? x->ops->stream_chunk(x->be, ex, step, &s->chunk)
+             : p->on_chunk[s->dir](ex, &s->chunk, step->instance, p->user_data);
+      ex->run.in_step = false;
+    }
+    rc = step_finish(ex, s, ss, rc, &res, &viewed);
+    if (rc != PE_OK)
+      return stream_stop(ex, s, rc);
+    step_advance(s, res, viewed, w);
+  }
+  if (s->cur.len)
+    s->emitted = true;
+  if (s->last)
+    stream_end(s, PE_STREAM_ENDED);
+  *s->out = s->cur.len ? s->cur : PE_LIT("");
+  return PE_OK;
+}
+
+int pe__stream_resume(pe_exchange *ex, int step_rc) {
+  pe__stream *s = ex->stream[ex->run.stream_dir - 1];
+  stream_step *ss = &s->steps[s->k];
+  int w = s->in_buf == 0 ? 1 : 0;
+  bool viewed;
+  pe_slice res;
+  int rc = step_finish(ex, s, ss, step_rc, &res, &viewed);
+  if (rc != PE_OK)
+    return stream_stop(ex, s, rc);
+  step_advance(s, res, viewed, w);
+  return stream_run(ex, s);
+}
+
+/* Checks a pe_chain_stream_body* call and sets the chunk up in
+ * ex->stream[dir] (PE_OK), or returns 1 when the plan passes the body
+ * (*out is the chunk), or an error. */
+static int chunk_begin(const pe_chain *chain, pe_exchange *ex, pe_dir dir, pe_slice chunk, int last,
+                       pe_slice *out, const char *fn) {
   if (out)
     *out = PE_LIT("");
   if (!chain || !ex || !out || !pe__dir_ok(dir) || !pe__slice_ok(chunk) ||
       ex->engine != chain->engine)
     return PE_ERR_INVALID_ARGUMENT;
   if (ex->run.in_step)
-    return pe__exchange_fail(ex, PE_ERR_STATE,
-                             "pe_chain_stream_body: called from a policy running on this exchange");
+    return pe__exchange_fail(ex, PE_ERR_STATE, "%s: called from a policy running on this exchange",
+                             fn);
   if (chain->plan[dir] == PE_BODY_PASS) {
     *out = chunk; /* no streamed step: nothing to track */
-    return PE_OK;
+    return 1;
   }
   if (chain->plan[dir] == PE_BODY_BUFFER)
-    return pe__exchange_fail(ex, PE_ERR_STATE,
-                             "pe_chain_stream_body: this chain needs the %s body buffered",
+    return pe__exchange_fail(ex, PE_ERR_STATE, "%s: this chain needs the %s body buffered", fn,
                              dir == PE_REQUEST ? "request" : "response");
   pe__stream *s = ex->stream[dir];
   if (ex->run.pending || (s && s->state != PE_STREAM_IDLE && s->state != PE_STREAM_OPEN) ||
       ((!s || s->state == PE_STREAM_IDLE) && ex->verdict == PE_VERDICT_RESPOND))
     return pe__exchange_fail(ex, PE_ERR_STATE,
-                             "pe_chain_stream_body: the body has ended, or the exchange is "
-                             "answered or has a phase pending");
+                             "%s: the body has ended, or the exchange is answered or has a phase "
+                             "pending",
+                             fn);
   if (!s || s->state == PE_STREAM_IDLE) {
     int rc = stream_begin(ex, chain, dir);
     if (rc != PE_OK) { /* nothing went out yet: the host may answer */
       pe_exchange_respond(ex, 500, PE_LIT(""));
       if (ex->stream[dir])
         ex->stream[dir]->state = PE_STREAM_STOPPED_CLEAN;
-      return pe__exchange_fail(ex, rc, "pe_chain_stream_body: out of memory");
+      return pe__exchange_fail(ex, rc, "%s: out of memory", fn);
     }
     s = ex->stream[dir];
   } else if (s->chain != chain) {
-    return pe__exchange_fail(ex, PE_ERR_INVALID_ARGUMENT,
-                             "pe_chain_stream_body: the body began with another chain");
+    return pe__exchange_fail(ex, PE_ERR_INVALID_ARGUMENT, "%s: the body began with another chain",
+                             fn);
   }
-  pe_slice cur = chunk;
-  int in_buf = -1; /* which work buffer holds cur (-1: the host's chunk) */
-  for (size_t k = 0; k < s->n; k++) {
-    stream_step *ss = &s->steps[k];
-    if (ss->bypassed)
-      continue;
-    int w = in_buf == 0 ? 1 : 0;
-    bool viewed;
-    pe_slice res;
-    int rc = stream_step_run(ex, ss, cur, last != 0, &s->work[w], dir, &res, &viewed);
-    if (rc != PE_OK)
-      return stream_stop(ex, s, rc);
-    cur = res;
-    if (!viewed) /* a view stays where its input is */
-      in_buf = w;
-  }
-  if (cur.len)
-    s->emitted = true;
-  if (last)
-    stream_end(s, PE_STREAM_ENDED);
-  *out = cur.len ? cur : PE_LIT("");
+  s->dir = dir;
+  s->cur = chunk;
+  s->in_buf = -1; /* cur is the host's chunk */
+  s->last = last != 0;
+  s->k = 0;
+  s->out = out;
   return PE_OK;
+}
+
+int pe_chain_stream_body(const pe_chain *chain, pe_exchange *ex, pe_dir dir, pe_slice chunk,
+                         int last, pe_slice *out) {
+  int rc = chunk_begin(chain, ex, dir, chunk, last, out, "pe_chain_stream_body");
+  if (rc != PE_OK)
+    return rc > 0 ? PE_OK : rc;
+  ex->run.dispatcher = NULL; /* blocking: out-of-process steps answer before returning */
+  return stream_run(ex, ex->stream[dir]);
+}
+
+int pe__stream_start_async(const pe_chain *chain, pe_exchange *ex, pe_dir dir, pe_slice chunk,
+                           int last, pe_slice *out) {
+  int rc = chunk_begin(chain, ex, dir, chunk, last, out, "pe_chain_stream_body_async");
+  if (rc != PE_OK)
+    return rc > 0 ? PE_OK : rc;
+  ex->run.stream_dir = (unsigned char)(dir + 1);
+  rc = stream_run(ex, ex->stream[dir]);
+  if (rc != PE_PENDING)
+    ex->run.stream_dir = 0;
+  return rc;
+}
+
+bool pe__stream_skips(const pe_exchange *ex, pe_phase phase) {
+  if (phase != PE_PHASE_REQUEST_BODY && phase != PE_PHASE_RESPONSE_BODY)
+    return false;
+  const pe__stream *s = ex->stream[phase == PE_PHASE_REQUEST_BODY ? PE_REQUEST : PE_RESPONSE];
+  return s && s->state != PE_STREAM_IDLE;
 }
 
 pe_stream_state pe_exchange_stream_state(const pe_exchange *ex, pe_dir dir) {

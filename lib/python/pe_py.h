@@ -12,6 +12,9 @@
  *   pe_py_codec.c     exchange -> HttpData, StepResult -> exchange
  *   pe_py_batch.c     run_batch: the blocking round trip
  *   pe_py_dispatch.c  non-blocking runs: per-dispatcher connections and calls
+ *                     (batches and streamed chunks)
+ *   pe_py_stream.c    streamed body steps: the body's worker, a chunk's
+ *                     blocking round trip, checking and applying its answer
  *   pe_py_cancel.c    deadlines of coroutine steps: Cancel instead of a kill
  *   pe_py_supervisor.c  the thread that brings replaced workers back up
  *
@@ -137,6 +140,11 @@ typedef struct pe__py_conn {
   /* Set by a remote transport before encoding a RunPhase: the specs of the
    * batch's instances (RunPhase.instances); NULL on the local transport. */
   Policyexec__V1__CreateInstance **specs;
+  /* Set by pe_py_stream.c before encoding a RunPhase of one streamed step:
+   * the chunk goes as the body of the batch's phase, with this StreamChunk
+   * (NULL: a normal batch). */
+  Policyexec__V1__StreamChunk *stream;
+  pe_slice stream_data;
   /* Dispatcher connections: the dispatcher state that owns it, its watch
    * on the dispatcher's epoll set, calls awaiting replies, oldest first. */
   struct pe__py_dstate *ds;
@@ -356,6 +364,48 @@ uint64_t pe__py_batch_deadline(const pe__batch *b, uint64_t now_ns);
 
 /* The backend's blocking run_batch: one round trip. */
 int pe__py_run_batch(pe__backend *be, pe_exchange *ex, const pe__batch *b);
+/* An idle blocking connection to w's current process, or a new one
+ * (connected and greeted). NULL when w cannot be reached; then w has been
+ * failed. */
+pe__py_conn *pe__py_pool_take(pe__py_backend *be, pe__py_worker *w);
+/* Gives c back to w's idle list (or frees it if w was replaced). */
+void pe__py_pool_put(pe__py_backend *be, pe__py_worker *w, pe__py_conn *c);
+/* Frees a connection that is not to be reused. */
+void pe__py_conn_discard(pe__py_backend *be, pe__py_conn *c);
+
+/* ---- pe_py_stream.c: streamed body steps ---- */
+
+/* What the state slot of a streamed Python step holds: the worker process
+ * that holds the step's state of this body. */
+typedef struct pe__py_body {
+  pe__py_worker *w;
+  unsigned gen;     /* w's process when the body began */
+  uint64_t body_id; /* StreamChunk.body_id */
+  bool worker_done; /* the worker holds no state of it any more */
+} pe__py_body;
+
+/* The body's worker for this chunk (the one of its first chunk, or one
+ * picked now and recorded in the chunk's state slot). PE_OK, or the
+ * step's failure (PE_ERR_WORKER: replaced mid-body, none available;
+ * PE_ERR_NOMEM) with ex->errmsg set. */
+int pe__py_stream_worker(pe__py_backend *be, pe_exchange *ex, pe_body_chunk *chunk,
+                         pe__py_body **out);
+/* Applies the worker's answer to one chunk: PE_OK or the step's failure
+ * (ex->errmsg set); *lied says the worker broke the protocol (replace it). */
+int pe__py_stream_apply(pe_exchange *ex, pe_body_chunk *chunk, const pe__py_response *resp,
+                        pe__py_body *sb, bool *lied);
+pe_phase pe__py_body_phase(pe_dir dir);
+/* The table's stream_submit (pe_py_dispatch.c). */
+int pe__py_stream_submit(pe__backend *be, pe__dstate *ds, pe_exchange *ex, const pe__step *step,
+                         pe_body_chunk *chunk);
+
+/* The table's stream_chunk and stream_free (pe_backend.h). */
+int pe__py_stream_chunk(pe__backend *be, pe_exchange *ex, const pe__step *step,
+                        pe_body_chunk *chunk);
+void pe__py_stream_free(pe__backend *be, const pe__step *step, void *state);
+/* Applies a step's header, metadata, request line and answer edits (not
+ * its body edits) to ex; returns the first refusal (pe_py_codec.c). */
+int pe__py_apply_edits(pe_exchange *ex, pe_phase phase, const Policyexec__V1__StepResult *r);
 
 /* ---- pe_py_codec.c ---- */
 

@@ -6,14 +6,12 @@
 
 #include <stdio.h>
 
-static void conn_discard(pe__py_backend *be, pe__py_conn *c) {
+void pe__py_conn_discard(pe__py_backend *be, pe__py_conn *c) {
   pe__py_conn_free(c);
   pe__free(be->mem, c);
 }
 
-/* An idle connection to w's current process, or a new one (connected and
- * greeted). NULL when w cannot be reached; then w has been failed. */
-static pe__py_conn *pool_take(pe__py_backend *be, pe__py_worker *w) {
+pe__py_conn *pe__py_pool_take(pe__py_backend *be, pe__py_worker *w) {
   unsigned gen = atomic_load(&w->gen);
   pthread_mutex_lock(&w->pool_lock);
   pe__py_conn *c = w->idle;
@@ -23,7 +21,7 @@ static pe__py_conn *pool_take(pe__py_backend *be, pe__py_worker *w) {
   if (c && c->gen == gen)
     return c;
   if (c)
-    conn_discard(be, c);
+    pe__py_conn_discard(be, c);
   if (!(c = pe__calloc(be->mem, 1, sizeof *c)))
     return NULL;
   pe__py_conn_init(c, be->mem, be->max_message);
@@ -33,16 +31,16 @@ static pe__py_conn *pool_take(pe__py_backend *be, pe__py_worker *w) {
   uint64_t deadline = pe__now_ns() + (uint64_t)be->cfg.startup_timeout_ms * 1000000u;
   if (pe__py_conn_connect(c, w->sock_path) != PE_OK ||
       pe__py_conn_hello(c, deadline, NULL) != PE_OK) {
-    conn_discard(be, c);
+    pe__py_conn_discard(be, c);
     pe__py_worker_fail(w, gen, "a new connection to it failed");
     return NULL;
   }
   return c;
 }
 
-static void pool_put(pe__py_backend *be, pe__py_worker *w, pe__py_conn *c) {
+void pe__py_pool_put(pe__py_backend *be, pe__py_worker *w, pe__py_conn *c) {
   if (c->gen != atomic_load(&w->gen)) {
-    conn_discard(be, c);
+    pe__py_conn_discard(be, c);
     return;
   }
   pthread_mutex_lock(&w->pool_lock);
@@ -76,7 +74,7 @@ static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex, const 
   int rc = pe__py_inflight_take(be, w);
   if (rc != PE_OK)
     return rc;
-  pe__py_conn *c = pool_take(be, w);
+  pe__py_conn *c = pe__py_pool_take(be, w);
   if (!c) {
     pe__py_inflight_give(be, w);
     *retry = !last_try;
@@ -88,7 +86,7 @@ static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex, const 
   rc = pe__py_encode_run(c, ex, b, &id);
   if (rc != PE_OK) {
     pe__py_inflight_give(be, w);
-    pool_put(be, w, c); /* nothing was written: the connection is intact */
+    pe__py_pool_put(be, w, c); /* nothing was written: the connection is intact */
     return rc;
   }
   pe__py_response *resp = NULL;
@@ -111,19 +109,19 @@ static int attempt(pe__py_backend *be, pe__py_worker *w, pe_exchange *ex, const 
   if (rc == PE_OK) {
     pe__py_apply_reply(ex, b, done, resp);
     pe__py_conn_consume(c);
-    pool_put(be, w, c);
+    pe__py_pool_put(be, w, c);
     return PE_OK;
   }
   if (rc == PE_ERR_TIMEOUT && cancel_in_time(c, id, b)) {
     /* A coroutine step was cancelled: the worker lives on (pe_py_cancel.c). */
-    pool_put(be, w, c);
+    pe__py_pool_put(be, w, c);
     pe__errmsg_set(why, "no answer from python worker %zu within %llu ms (coroutine cancelled)",
                    w->index, (unsigned long long)((deadline - start) / 1000000u));
     pe__py_fail_steps(ex, b, done, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, why);
     return PE_OK;
   }
   unsigned gen = c->gen;
-  conn_discard(be, c);
+  pe__py_conn_discard(be, c);
   if (rc == PE_ERR_TIMEOUT) {
     const pe__policy *creating = atomic_load(&w->creating);
     if (creating) {

@@ -79,13 +79,13 @@ static void fill_headers(pe__py_conn *c, size_t first, const pe__fields *f) {
 }
 
 /* A body inline, or (large, on a transport that passes fds) in a memfd. */
-static int put_body(pe__py_conn *c, const pe__buf *body, ProtobufCBinaryData *inline_out,
+static int put_body(pe__py_conn *c, pe_slice body, ProtobufCBinaryData *inline_out,
                     Policyexec__V1__ShmRef *ref, Policyexec__V1__ShmRef **ref_out) {
-  if (!pe__py_shm_wanted(c, body->len)) {
-    *inline_out = bin(body->data, body->len);
+  if (!pe__py_shm_wanted(c, body.len)) {
+    *inline_out = bin_slice(body);
     return PE_OK;
   }
-  int rc = pe__py_shm_put(c, body->data, body->len, ref);
+  int rc = pe__py_shm_put(c, body.ptr, body.len, ref);
   if (rc == PE_OK)
     *ref_out = ref;
   return rc;
@@ -116,15 +116,20 @@ int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, const pe__batch *b,
     data.n_response_headers = nresp;
     data.response_headers = c->hdr_ptrs + nreq;
   }
-  /* A body travels only with the body phase of its side. */
+  /* A body travels only with the body phase of its side; a streamed
+   * chunk (pe_py_stream.c) in place of its body. */
   Policyexec__V1__ShmRef shm[2];
+  pe_slice bodies[2] = {pe__buf_slice(&ex->body[PE_REQUEST]),
+                        pe__buf_slice(&ex->body[PE_RESPONSE])};
+  if (c->stream)
+    bodies[first == PE_PHASE_REQUEST_BODY ? PE_REQUEST : PE_RESPONSE] = c->stream_data;
   if (first <= PE_PHASE_REQUEST_BODY && last >= PE_PHASE_REQUEST_BODY) {
     data.has_request_body = 1;
-    rc = put_body(c, &ex->body[PE_REQUEST], &data.request_body, &shm[0], &data.request_body_shm);
+    rc = put_body(c, bodies[PE_REQUEST], &data.request_body, &shm[0], &data.request_body_shm);
   }
   if (rc == PE_OK && last == PE_PHASE_RESPONSE_BODY) {
     data.has_response_body = 1;
-    rc = put_body(c, &ex->body[PE_RESPONSE], &data.response_body, &shm[1], &data.response_body_shm);
+    rc = put_body(c, bodies[PE_RESPONSE], &data.response_body, &shm[1], &data.response_body_shm);
   }
   if (rc != PE_OK) {
     pe__py_shm_mark(c, SIZE_MAX); /* closes the memfds made */
@@ -165,6 +170,7 @@ int pe__py_encode_run(pe__py_conn *c, const pe_exchange *ex, const pe__batch *b,
   /* A remote call has exactly one reply: no partial ones. */
   run.report_progress = progress && !c->specs;
   run.data = &data;
+  run.stream = c->stream;
   if (c->specs) {
     run.n_instances = n;
     run.instances = c->specs;
@@ -283,7 +289,7 @@ static int apply_respond(pe_exchange *ex, const Policyexec__V1__ImmediateRespons
 }
 
 /* Applies one step's net edits; returns the first refusal. */
-static int apply_edits(pe_exchange *ex, pe_phase phase, const step_result *r) {
+int pe__py_apply_edits(pe_exchange *ex, pe_phase phase, const step_result *r) {
   int rc = PE_OK;
   for (size_t i = 0; i < r->n_headers && rc == PE_OK; i++)
     rc = apply_header_edit(ex, r->headers[i]);
@@ -330,7 +336,7 @@ static void apply_step(pe_exchange *ex, pe_phase phase, const pe__step *step,
   char kept = ex->errmsg[0];
   ex->errmsg[0] = '\0';
   ex->run.in_step = true; /* the worker's edits are a policy's edits */
-  int rc = apply_edits(ex, phase, r);
+  int rc = pe__py_apply_edits(ex, phase, r);
   ex->run.in_step = false;
   if (rc < 0) {
     char why[PE__ERRMSG_SIZE];
@@ -394,6 +400,13 @@ int pe__py_collect_policies(pe_engine *e, const Policyexec__V1__HelloReply *hell
                (info->needs_response_body || (phases & PE_PHASE_BIT(PE_PHASE_RESPONSE_BODY))
                     ? PE_NEEDS_RESPONSE_BODY
                     : 0);
+    /* Bodies it takes in chunks (an older executor sends 0): streamed
+     * unless it also asked for them whole (the needs flags). */
+    unsigned chunked = info->chunk_phases & phases;
+    p->streams = (chunked & PE_PHASE_BIT(PE_PHASE_REQUEST_BODY) ? PE_NEEDS_REQUEST_BODY : 0) |
+                 (chunked & PE_PHASE_BIT(PE_PHASE_RESPONSE_BODY) ? PE_NEEDS_RESPONSE_BODY : 0);
+    p->buffers = (info->needs_request_body ? PE_NEEDS_REQUEST_BODY : 0) |
+                 (info->needs_response_body ? PE_NEEDS_RESPONSE_BODY : 0);
     p->name = pe__strndup(mem, info->name, strlen(info->name));
     p->version = pe__strndup(mem, info->version, strlen(info->version));
     if (!p->name || !p->version)

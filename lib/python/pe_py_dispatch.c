@@ -31,6 +31,13 @@ struct pe__py_call {
   /* Timed out with a coroutine step: ex has had its timeout, a Cancel has
    * been sent, and deadline_ns is now the end of the grace period. */
   bool cancelled;
+  /* A chunk of a streamed body (pe__py_stream_submit), not a batch: where
+   * the step's output goes and the body's worker (NULL once forgotten),
+   * and the body to abort once answered when its exchange was freed
+   * meanwhile (0: none). */
+  pe_body_chunk *chunk;
+  pe__py_body *sb;
+  uint64_t abort_body;
 };
 
 /* This backend's state on one dispatcher (a pe__dstate to the core). */
@@ -77,6 +84,9 @@ static pe__py_call *call_get(pe__py_dstate *d, const pe__batch *b) {
   k->next = k->prev = NULL;
   k->done = 0;
   k->cancelled = false;
+  k->chunk = NULL;
+  k->sb = NULL;
+  k->abort_body = 0;
   return k;
 }
 
@@ -94,6 +104,26 @@ static int complete(pe__py_dstate *d, pe__py_call *k) {
   call_put(d, k);
   return ex ? pe__dispatch_complete(ex) : 0;
 }
+
+/* The same for a stream chunk whose step ended with rc. */
+static int complete_stream(pe__py_dstate *d, pe__py_call *k, int rc) {
+  pe_exchange *ex = k->ex;
+  call_put(d, k);
+  return ex ? pe__dispatch_stream_done(ex, rc) : 0;
+}
+
+/* A stream chunk's call k failed with its connection: its step fails with
+ * rc (the worker's state of the body is gone if it was killed). */
+static int fail_stream(pe__py_dstate *d, pe__py_call *k, int rc, const char *why, bool killed) {
+  if (k->sb && killed)
+    k->sb->worker_done = true;
+  if (k->ex)
+    pe__exchange_fail(k->ex, rc, "%s", why);
+  return complete_stream(d, k, rc);
+}
+
+/* Queues a StreamAbort of body_id on c (answered by nothing). */
+static void queue_abort(pe__py_dstate *d, pe__py_conn *c, uint64_t body_id);
 
 /* ---- connections ---- */
 
@@ -167,7 +197,14 @@ static int conn_fail(pe__py_dstate *d, pe__py_conn *c, int rc, pe_step_outcome o
     if (now_ns && k->deadline_ns <= now_ns) {
       pe__errmsg_set(timed_out, "no answer from python worker %zu in time%s", w->index,
                      kill_reason ? " (worker replaced)" : "");
+      if (k->chunk) {
+        completed += fail_stream(d, k, PE_ERR_TIMEOUT, timed_out, kill_reason != NULL);
+        continue;
+      }
       pe__py_fail_steps(ex, &k->batch, k->done, PE_ERR_TIMEOUT, PE_STEP_TIMEOUT, timed_out);
+    } else if (k->chunk) {
+      completed += fail_stream(d, k, PE_ERR_WORKER, crashed, kill_reason != NULL);
+      continue;
     } else {
       pe__py_fail_steps(ex, &k->batch, k->done, rc, outcome, crashed);
     }
@@ -298,6 +335,87 @@ int pe__py_submit(pe__backend *self, pe__dstate *ds, pe_exchange *ex, const pe__
   return PE_OK;
 }
 
+/* ---- stream chunks ---- */
+
+static void queue_abort(pe__py_dstate *d, pe__py_conn *c, uint64_t body_id) {
+  Policyexec__V1__StreamAbort abort_msg = POLICYEXEC__V1__STREAM_ABORT__INIT;
+  abort_msg.body_id = body_id;
+  pe__py_request req = POLICYEXEC__V1__REQUEST__INIT;
+  req.body_case = POLICYEXEC__V1__REQUEST__BODY_STREAM_ABORT;
+  req.stream_abort = &abort_msg;
+  if (c->fd < 0 || pe__py_conn_queue(c, &req) != PE_OK)
+    return; /* the connection is going: so is the state, with its worker */
+  int rc = pe__py_conn_flush(c);
+  if (rc == PE_PENDING)
+    watch_out(d, c, true);
+}
+
+int pe__py_stream_submit(pe__backend *self, pe__dstate *ds, pe_exchange *ex, const pe__step *step,
+                         pe_body_chunk *chunk) {
+  pe__py_backend *be = (pe__py_backend *)(void *)self;
+  pe__py_dstate *d = py_ds(ds);
+  if (ensure_slots(d, be) != PE_OK)
+    return pe__exchange_fail(ex, PE_ERR_NOMEM, "out of memory");
+  pe__py_body *sb = NULL;
+  int rc = pe__py_stream_worker(be, ex, chunk, &sb);
+  if (rc != PE_OK)
+    return rc;
+  pe__py_worker *w = sb->w;
+  if ((rc = pe__py_inflight_take(be, w)) != PE_OK)
+    return pe__exchange_fail(ex, rc, "too many python batches in flight");
+  pe__py_conn *c = slot_conn(d, be, w);
+  pe__batch b = {.n = 1};
+  b.step[0] = step;
+  b.phase[0] = pe__py_body_phase(pe_body_chunk_dir(chunk));
+  pe__py_call *k = c && c->gen == sb->gen ? call_get(d, &b) : NULL;
+  if (!k) {
+    pe__py_inflight_give(be, w);
+    if (c && c->gen == sb->gen)
+      return pe__exchange_fail(ex, PE_ERR_NOMEM, "out of memory");
+    sb->worker_done = true;
+    return pe__exchange_fail(ex, PE_ERR_WORKER,
+                             "python worker %zu was replaced in the middle of the body (its "
+                             "state of the body is lost)",
+                             w->index);
+  }
+  Policyexec__V1__StreamChunk sc = POLICYEXEC__V1__STREAM_CHUNK__INIT;
+  sc.body_id = sb->body_id;
+  sc.last = pe_body_chunk_is_last(chunk) != 0;
+  c->stream = &sc;
+  c->stream_data = pe_body_chunk_data(chunk);
+  rc = pe__py_encode_run(c, ex, &b, &k->id);
+  c->stream = NULL;
+  if (rc == PE_OK)
+    rc = pe__py_conn_flush(c);
+  if (rc < 0) {
+    char why[PE__ERRMSG_SIZE];
+    pe__errmsg_set(why, "%s", c->why);
+    call_put(d, k);
+    pe__py_inflight_give(be, w);
+    if (rc != PE_ERR_WORKER)
+      return pe__exchange_fail(ex, rc, "cannot send the chunk: %s", why);
+    pe__py_worker_fail(w, c->gen, why);
+    conn_retire(d, c);
+    sb->worker_done = true;
+    return pe__exchange_fail(ex, PE_ERR_WORKER, "python worker %zu crashed: %s", w->index, why);
+  }
+  watch_out(d, c, rc == PE_PENDING);
+  k->ex = ex;
+  k->worker = w;
+  k->chunk = chunk;
+  k->sb = sb;
+  k->deadline_ns = pe__py_batch_deadline(&b, pe__now_ns());
+  k->prev = c->tail;
+  if (c->tail)
+    c->tail->next = k;
+  else
+    c->head = k;
+  c->tail = k;
+  c->calls++;
+  pe__dispatcher_arm(d->d, k->deadline_ns);
+  return PE_PENDING;
+}
+
 /* ---- dispatching ---- */
 
 /* The call that a reply with this id answers, or NULL. */
@@ -345,12 +463,31 @@ static int process_conn(pe__py_dstate *d, pe__py_conn *c) {
     if (!k) {
       pe__errmsg_set(why, "unexpected reply id %llu", (unsigned long long)resp->id);
       rc = PE_ERR_WORKER;
-    } else if (k->ex) {
+    } else if (k->ex && !k->chunk) {
       rc = pe__py_check_reply(resp, &k->batch, k->done, why);
-    } /* else forgotten or cancelled: the reply is dropped, whatever it says */
+    } /* else a chunk (checked below), or forgotten or cancelled: dropped */
     if (rc != PE_OK) {
       pe__py_conn_consume(c);
       return completed + conn_fail(d, c, PE_ERR_WORKER, PE_STEP_CRASHED, why, 0, why);
+    }
+    if (k->chunk) {
+      call_unlink(c, k);
+      pe__py_inflight_give(d->be, k->worker);
+      bool lied = false;
+      int step_rc = k->ex ? pe__py_stream_apply(k->ex, k->chunk, resp, k->sb, &lied) : PE_OK;
+      pe__py_conn_consume(c);
+      if (k->abort_body)
+        queue_abort(d, c, k->abort_body); /* after the chunk that made the state */
+      if (lied) {
+        pe__errmsg_set(why, "%s", k->ex->errmsg);
+        k->sb->worker_done = true;
+        completed += conn_fail(d, c, PE_ERR_WORKER, PE_STEP_CRASHED, why, 0, why);
+        return completed + complete_stream(d, k, PE_ERR_WORKER);
+      }
+      completed += complete_stream(d, k, step_rc);
+      if (c->fd < 0)
+        return completed;
+      continue;
     }
     if (pe__py_reply_partial(resp)) {
       /* A progress report: those steps are done; the call goes on. */
@@ -420,7 +557,7 @@ static int conn_expire(pe__py_dstate *d, pe__py_conn *c, uint64_t now, int *comp
     k = k->next;
   if (!k)
     return 0;
-  if (!k->cancelled && pe__py_batch_may_wait(&k->batch)) {
+  if (!k->cancelled && !k->chunk && pe__py_batch_may_wait(&k->batch)) {
     *completed += call_cancel(d, c, k, now);
     return 1;
   }
@@ -465,6 +602,15 @@ static bool forget_in(pe__py_conn *c, const pe_exchange *ex) {
   for (pe__py_call *k = c ? c->head : NULL; k; k = k->next)
     if (k->ex == ex) {
       k->ex = NULL; /* the call stays in line: its reply is still due */
+      if (k->sb) {
+        /* The body's state slot goes with ex: the worker's state is
+         * aborted here once the chunk is answered, on this connection so
+         * that the abort comes after the chunk. */
+        if (!k->sb->worker_done && k->sb->gen == c->gen)
+          k->abort_body = k->sb->body_id;
+        k->sb->worker_done = true;
+        k->sb = NULL;
+      }
       return true;
     }
   return false;

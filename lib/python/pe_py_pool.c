@@ -615,4 +615,7 @@ const pe__backend_ops pe__py_backend_ops = {
     .admit = py_admit,
     .ping = py_ping,
     .shutdown = py_shutdown,
+    .stream_chunk = pe__py_stream_chunk,
+    .stream_free = pe__py_stream_free,
+    .stream_submit = pe__py_stream_submit,
 };

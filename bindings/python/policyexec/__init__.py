@@ -30,6 +30,10 @@ a str. Bodies are ``bytes``, or from 64 KiB on (the engine's shared-memory
 threshold) a read-only :class:`Body` read in place, which concatenates and
 compares like ``bytes`` (see :mod:`policyexec.body`).
 
+Streamed bodies: a policy may define ``on_request_body_chunk(ctx, chunk)`` /
+``on_response_body_chunk(ctx, chunk)`` to take a body one chunk at a time
+instead of buffered (see :mod:`policyexec.chunk`).
+
 Safety: every setter checks its value at once (header names must be RFC 9110
 tokens, values must not contain CR, LF, NUL or DEL, statuses are 100..999) and
 raises ``ValueError``/``TypeError`` before changing anything. An exception
@@ -39,6 +43,7 @@ engine applies the step's failure mode (open: skip it; closed: answer 500).
 
 from ._text import decode as to_str, encode as to_bytes
 from .body import Body
+from .chunk import BodyChunk
 from .context import (Context, REQUEST_HEADERS, REQUEST_BODY, RESPONSE_HEADERS,
                       RESPONSE_BODY)
 from .headers import Headers
@@ -48,7 +53,7 @@ from .policy import Param, Policy, check_params, registered
 __version__ = "0.1.0"
 
 __all__ = [
-    "Body", "Context", "Headers", "Metadata", "Param", "Policy", "check_params", "registered",
+    "Body", "BodyChunk", "Context", "Headers", "Metadata", "Param", "Policy", "check_params", "registered",
     "to_bytes", "to_str", "REQUEST_HEADERS", "REQUEST_BODY", "RESPONSE_HEADERS",
     "RESPONSE_BODY",
 ]

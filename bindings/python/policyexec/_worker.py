@@ -17,13 +17,18 @@ import traceback
 from . import _aio
 from . import policy as _policy
 from .body import Body
+from .chunk import BodyChunk
 from .context import UNCHANGED, Context
 
 # realpath of each imported module file (imported once per process).
 _loaded = set()
 # instance_id -> (the bound method of each phase or None, ..., name@version):
-# entry[phase] is the hook of a phase (0..3), entry[4] the key for errors.
+# entry[phase] is the hook of a phase (0..3), entry[4] the key for errors,
+# entry[5] the instance, entry[6] its chunk methods by side (or None).
 _instances = {}
+# (body_id, instance_id) -> the per-body state of a streamed step
+# (BodyChunk.state), kept between the chunks of one body.
+_chunk_states = {}
 
 _NOTHING = UNCHANGED
 _FAILED_TAIL = _NOTHING[2:]
@@ -98,7 +103,8 @@ _TRACEBACK_FRAMES = 3
 def load_modules(paths):
     """Imports every ``*.py`` in each directory of ``paths`` (in name order,
     once per process) and returns, for every policy registered so far, a tuple
-    (name, version, phases mask, needs_request_body, needs_response_body)."""
+    (name, version, phases mask, needs_request_body, needs_response_body,
+    chunk phases mask)."""
     for directory in paths:
         directory = os.path.realpath(directory)
         if not os.path.isdir(directory):
@@ -112,7 +118,8 @@ def load_modules(paths):
     infos = []
     for cls in _policy.registered().values():
         needs_rq, needs_rs = cls.needs_bodies()
-        infos.append((cls.name, cls.version, cls.phases(), needs_rq, needs_rs))
+        infos.append((cls.name, cls.version, cls.phases(), needs_rq, needs_rs,
+                      cls.chunk_phases()))
     return infos
 
 
@@ -188,10 +195,100 @@ def create(instance_id, name, version, params_json, timeout_ms=0):
     if old is not None:
         _teardown(old)
     phases = cls.phases()
-    _instances[instance_id] = tuple(
-        getattr(instance, method) if phases & (1 << phase) else None
-        for phase, method in enumerate(_policy.PHASE_METHODS)) + (key, instance)
+    chunked = cls.chunk_phases()
+    chunk_methods = (
+        getattr(instance, _policy.CHUNK_METHODS[1]) if chunked & (1 << 1) else None,
+        getattr(instance, _policy.CHUNK_METHODS[3]) if chunked & (1 << 3) else None)
+    hooks = []
+    for phase, method in enumerate(_policy.PHASE_METHODS):
+        hook = None
+        if getattr(cls, method) is not getattr(_policy.Policy, method):
+            hook = getattr(instance, method)
+        elif phases & (1 << phase):
+            # Only a chunk method: in a buffered body phase it runs once on
+            # the whole body, as its last chunk.
+            hook = _whole_body(chunk_methods[phase // 2], phase // 2)
+        hooks.append(hook)
+    _instances[instance_id] = tuple(hooks) + (
+        key, instance, chunk_methods if chunked else None)
     return None
+
+
+def _whole_body(method, side):
+    """The body phase hook of a policy with only a chunk method for it."""
+    def hook(ctx):
+        body = ctx.request_body if side == 0 else ctx.response_body
+        chunk = BodyChunk(body, True, side)
+        waiting = method(ctx, chunk)
+        if waiting is not None and _is_awaitable(waiting):
+            if hasattr(waiting, "close"):
+                waiting.close()
+            raise TypeError("a chunk method must not be a coroutine")
+        chunk._finish(waiting)
+        if len(chunk._out) == 1 and type(chunk._out[0]) is tuple and \
+                chunk._out[0] == (0, len(body)):
+            return None  # passed on unchanged: no edit
+        if side == 0:
+            ctx.request_body = chunk._joined()
+        else:
+            ctx.response_body = chunk._joined()
+        return None
+    return hook
+
+
+def run_chunk(instance_id, side, fail_open, timeout_ms, method, path, authority, status,
+              request_headers, response_headers, data, metadata, body_id, last):
+    """Runs one chunk of a streamed body through the chunk method of
+    ``side`` of instance ``instance_id``. Returns (result, pieces, keep):
+    result as one item of :func:`run`'s list, pieces the output (input
+    runs as (start, end) tuples, or bytes), keep the bytes held back.
+    The per-body state is kept under (body_id, instance_id) until the last
+    chunk or a failure. Raises LookupError (nothing ran) when the instance
+    is unknown or has no chunk method for ``side``."""
+    entry = _instances.get(instance_id)
+    if entry is None or entry[6] is None or entry[6][side] is None:
+        raise LookupError(f"instance {instance_id} has no chunk method for side {side}")
+    hook = entry[6][side]
+    key = (body_id, instance_id)
+    phase = 1 if side == 0 else 3
+    ctx = _from_wire(phase, method, path, authority, status, request_headers,
+                     response_headers, None, None, metadata)
+    chunk = BodyChunk(data, last, side, _chunk_states.pop(key, None))
+    try:
+        try:
+            if timeout_ms:
+                _arm(timeout_ms / 1000.0, entry[4])
+            returned = hook(ctx, chunk)
+            if timeout_ms:
+                _disarm()
+            if returned is not None and _is_awaitable(returned):
+                if hasattr(returned, "close"):
+                    returned.close()
+                raise TypeError("a chunk method must not be a coroutine")
+            pieces, keep = chunk._finish(returned)
+            result = ctx._commit()
+        except _StepTimeout:
+            _disarm()
+            ctx._rollback()
+            return ((TIMED_OUT, f"{entry[4]}: exceeded its timeout of {timeout_ms} ms "
+                                "(interrupted by the worker)") + _FAILED_TAIL, None, 0)
+        except BaseException as exc:  # a policy never stops the worker
+            if timeout_ms:
+                _disarm()
+            ctx._rollback()
+            return ((False, _describe(entry[4], exc)) + _FAILED_TAIL, None, 0)
+    finally:
+        if type(data) is Body:
+            data._release()
+    if not last and result[8] is None and chunk.state is not None:
+        _chunk_states[key] = chunk.state
+    return result, pieces, keep
+
+
+def abort_body(body_id):
+    """The engine abandoned body ``body_id``: drops its per-body states."""
+    for key in [k for k in _chunk_states if k[0] == body_id]:
+        del _chunk_states[key]
 
 
 def async_phases(instance_id):
@@ -211,6 +308,8 @@ def destroy(instance_id):
     entry = _instances.pop(instance_id, None)
     if entry is None:
         return False
+    for key in [k for k in _chunk_states if k[1] == instance_id]:
+        del _chunk_states[key]
     _teardown(entry)
     return True
 

@@ -4,6 +4,8 @@ from .context import REQUEST_HEADERS, REQUEST_BODY, RESPONSE_HEADERS, RESPONSE_B
 
 PHASE_METHODS = ("on_request_headers", "on_request_body", "on_response_headers",
                  "on_response_body")
+# Streamed body methods, by phase (see policyexec.chunk).
+CHUNK_METHODS = {REQUEST_BODY: "on_request_body_chunk", RESPONSE_BODY: "on_response_body_chunk"}
 
 _REQUIRED = object()
 
@@ -50,7 +52,15 @@ class Policy:
       methods it overrides. Each receives the :class:`~policyexec.Context`.
     * ``needs_request_body`` / ``needs_response_body`` (optional bool):
       whether the proxy must buffer that body for this policy; by default
-      true exactly when the matching body method is overridden.
+      true exactly when the matching body method is overridden and the
+      streamed one is not.
+    * streamed body methods (optional): ``on_request_body_chunk(ctx, chunk)``
+      / ``on_response_body_chunk(ctx, chunk)`` take that body one chunk at a
+      time (:class:`~policyexec.chunk.BodyChunk`: read ``chunk.data``,
+      ``write`` / ``forward`` what goes on, ``keep`` a tail, per-body
+      ``chunk.state``), so the proxy need not buffer it. A policy may offer
+      both shapes: the buffered method runs when another step makes the
+      body buffered, else the chunk method runs once on the whole body.
 
     One instance is created per chain step, with the step's params
     (``self.params``, defaults filled in). Override :meth:`validate` to check
@@ -121,13 +131,28 @@ class Policy:
     def on_response_body(self, ctx):
         """Runs in the response body phase (``ctx.response_body`` is the whole body)."""
 
+    def on_request_body_chunk(self, ctx, chunk):
+        """Runs once per chunk of a streamed request body (policyexec.chunk)."""
+
+    def on_response_body_chunk(self, ctx, chunk):
+        """Runs once per chunk of a streamed response body (policyexec.chunk)."""
+
     # ---- what the worker reports about a class ----
 
     @classmethod
     def phases(cls):
         """Bit mask of the phases implemented: bit (1 << phase) for each."""
-        mask = 0
+        mask = cls.chunk_phases()
         for phase, method in enumerate(PHASE_METHODS):
+            if getattr(cls, method) is not getattr(Policy, method):
+                mask |= 1 << phase
+        return mask
+
+    @classmethod
+    def chunk_phases(cls):
+        """Bit mask of the body phases with a streamed (chunk) method."""
+        mask = 0
+        for phase, method in CHUNK_METHODS.items():
             if getattr(cls, method) is not getattr(Policy, method):
                 mask |= 1 << phase
         return mask
@@ -135,7 +160,7 @@ class Policy:
     @classmethod
     def needs_bodies(cls):
         """(needs_request_body, needs_response_body) with defaults applied."""
-        mask = cls.phases()
+        mask = cls.phases() & ~cls.chunk_phases()
         rq = cls.needs_request_body
         rs = cls.needs_response_body
         return (bool(mask & (1 << REQUEST_BODY)) if rq is None else bool(rq),

@@ -67,8 +67,11 @@ int pw_python_init(pw_python *py, const char *package_dir) {
   py->count = get_function(module, "count");
   py->run = get_function(module, "run");
   py->shm_body = get_function(module, "shm_body");
+  py->run_chunk = get_function(module, "run_chunk");
+  py->abort_body = get_function(module, "abort_body");
   Py_DECREF(module);
-  if (!py->load_modules || !py->create || !py->destroy || !py->count || !py->run || !py->shm_body) {
+  if (!py->load_modules || !py->create || !py->destroy || !py->count || !py->run || !py->shm_body ||
+      !py->run_chunk || !py->abort_body) {
     return -1;
   }
   /* Py_GetVersion() is "3.11.2 (main, ...) [GCC ...]": keep the number. */
@@ -100,6 +103,8 @@ void pw_python_finalize(pw_python *py) {
   Py_CLEAR(py->count);
   Py_CLEAR(py->run);
   Py_CLEAR(py->shm_body);
+  Py_CLEAR(py->run_chunk);
+  Py_CLEAR(py->abort_body);
   if (Py_IsInitialized()) {
     Py_FinalizeEx();
   }

@@ -12,8 +12,10 @@ typedef struct pw_python {
   PyObject *destroy;
   PyObject *count;
   PyObject *run;
-  PyObject *shm_body; /* (fd, offset, length) -> policyexec.Body */
-  char runtime[64];   /* "CPython 3.11.2" */
+  PyObject *shm_body;   /* (fd, offset, length) -> policyexec.Body */
+  PyObject *run_chunk;  /* one chunk of a streamed body (pw_chunk.c) */
+  PyObject *abort_body; /* body_id: drop its per-body states */
+  char runtime[64];     /* "CPython 3.11.2" */
 } pw_python;
 
 /* Starts CPython with an isolated configuration rooted at the system

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "policyexec/v1/executor.pb-c.h"
+#include "pw_chunk.h"
 #include "pw_instances.h"
 #include "pw_log.h"
 #include "pw_progress.h"
@@ -69,10 +70,10 @@ static PyObject *load_modules(pw_handler *h, char **paths, size_t n,
   for (Py_ssize_t i = 0; i < count; i++) {
     Policyexec__V1__PolicyInfo *p = pw_arena_alloc(&h->arena, sizeof(*p));
     const char *name, *version;
-    unsigned int phases;
+    unsigned int phases, chunk_phases = 0;
     int needs_rq, needs_rs;
-    if (p == NULL || !PyArg_ParseTuple(PyList_GET_ITEM(infos, i), "ssIpp", &name, &version, &phases,
-                                       &needs_rq, &needs_rs)) {
+    if (p == NULL || !PyArg_ParseTuple(PyList_GET_ITEM(infos, i), "ssIpp|I", &name, &version,
+                                       &phases, &needs_rq, &needs_rs, &chunk_phases)) {
       Py_DECREF(infos);
       return p == NULL ? PyErr_NoMemory() : NULL;
     }
@@ -82,6 +83,7 @@ static PyObject *load_modules(pw_handler *h, char **paths, size_t n,
     p->phases = phases;
     p->needs_request_body = needs_rq;
     p->needs_response_body = needs_rs;
+    p->chunk_phases = chunk_phases;
     reply->policies[i] = p;
     reply->n_policies = (size_t)i + 1;
   }
@@ -240,9 +242,11 @@ static PyObject *run(pw_handler *h, pw_conn *c, uint64_t id, const Policyexec__V
     Py_XDECREF(report);
     return NULL;
   }
-  PyObject *hold = pw_run_phase(h->py, req, r, &h->arena, report);
+  PyObject *hold = req->stream ? pw_run_chunk(h->py, req, r, &h->arena)
+                               : pw_run_phase(h->py, req, r, &h->arena, report);
   Py_XDECREF(report);
-  if (hold != NULL && PyList_Check(hold)) { /* else pending: see pw_handle_request */
+  /* else pending: see pw_handle_request (a chunk is never pending) */
+  if (hold != NULL && (req->stream || PyList_Check(hold))) {
     resp->body_case = POLICYEXEC__V1__RESPONSE__BODY_RUN;
     resp->run = r;
   }
@@ -307,6 +311,11 @@ int pw_handle_request(pw_handler *h, pw_conn *c, const uint8_t *msg, size_t len)
   /* pw_async.c: a Cancel has no reply of its own. */
   if (req->body_case == POLICYEXEC__V1__REQUEST__BODY_CANCEL) {
     pw_async_cancel(&h->async, c->serial, req->cancel->request_id);
+    return 0;
+  }
+  /* pw_chunk.c: nor has a StreamAbort. */
+  if (req->body_case == POLICYEXEC__V1__REQUEST__BODY_STREAM_ABORT) {
+    pw_abort_body(h->py, req->stream_abort->body_id);
     return 0;
   }
   /* The fds of its shared bodies came with the frame's first byte. */

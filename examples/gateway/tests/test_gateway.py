@@ -9,7 +9,7 @@ configuration on free ports, talks to it over real sockets, and stops both.
 
 Scenarios: smoke, admin, errors, chunked, shutdown, config, paths, framing,
 pipelining, slowloris, slow_reader, abandoned, fd_limit, spares, admin_async,
-downloads, uploads, stream_failures, redaction.
+downloads, uploads, stream_failures, redaction, python_stream.
 Exit status 0 on success, 1 on failure, 77 when the scenario cannot run here
 (CTest skip).
 """
@@ -989,21 +989,23 @@ def upload(gw, path, total, chunked=False):
     returns status and the parsed JSON answer of /sink (or the raw body)."""
     conn = gw.connect()
     try:
-        headers = {"Content-Type": "application/octet-stream"}
+        # Written by hand in both framings: a refusal (413) may close the
+        # connection while the body is still going out, and http.client's
+        # request() would then leave no way to read the answer.
+        conn.putrequest("POST", path)
+        conn.putheader("Content-Type", "application/octet-stream")
         if chunked:
-            body = (bytes(p) for p in echo_backend.pattern_pieces(total))
-            conn.request("POST", path, body=body, headers=headers, encode_chunked=True)
+            conn.putheader("Transfer-Encoding", "chunked")
         else:
-            headers["Content-Length"] = str(total)
-            conn.putrequest("POST", path)
-            for k, v in headers.items():
-                conn.putheader(k, v)
-            conn.endheaders()
-            try:
-                for piece in echo_backend.pattern_pieces(total):
-                    conn.send(piece)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # refused early (413): the answer is still there to read
+            conn.putheader("Content-Length", str(total))
+        conn.endheaders()
+        try:
+            for piece in echo_backend.pattern_pieces(total):
+                conn.send(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            if chunked:
+                conn.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused early (413): the answer is still there to read
         resp = conn.getresponse()
         raw = resp.read()
         # Through the chains the answer carries their marks too.
@@ -1183,6 +1185,103 @@ def scenario_gigabyte(args):
         # Growth, not the absolute peak: a sanitizer build starts far larger.
         grown = gw.status_kib("VmHWM") - start
         check(grown < 32 << 10, "gateway peak RSS grew by %d KiB moving 4 GiB" % grown)
+
+
+def echo_digest(gw, path, total, chunked):
+    """POSTs @total pattern bytes to @path (an echo), Content-Length or
+    chunked; returns status, headers, length and sha256 of the answer, read
+    in pieces."""
+    conn = gw.connect()
+    try:
+        if chunked:
+            body = (bytes(p) for p in echo_backend.pattern_pieces(total))
+            conn.request("POST", path, body=body, encode_chunked=True)
+        else:
+            conn.putrequest("POST", path)
+            conn.putheader("Content-Length", str(total))
+            conn.endheaders()
+            for piece in echo_backend.pattern_pieces(total):
+                conn.send(piece)
+        resp = conn.getresponse()
+        digest, length = hashlib.sha256(), 0
+        while True:
+            piece = resp.read(262144)
+            if not piece:
+                break
+            digest.update(piece)
+            length += len(piece)
+        return resp.status, resp.headers, length, digest.hexdigest()
+    finally:
+        conn.close()
+
+
+def scenario_python_stream(args):
+    """A route whose chain is the streamed Python sample (sample-python-redact,
+    both bodies): downloads and uploads of 0 B to 64 MiB come through byte
+    for byte, chunked; card numbers are masked where the upstream's chunks
+    split them and around 64 KiB pieces of an upload. A streamed Python
+    step failing mid-body: a clean 500 before any byte went out, a cut
+    connection after, the body complete when it fails open."""
+    if not args.python_available:
+        print("SKIP: the Python backend is not built here")
+        sys.exit(77)
+    apis = [{"name": "pyredact", "context": "/pyredact",
+             "policies": chain(["sample-python-redact"])}]
+    with Setup(args, apis, python=True, python_timeout_ms=30000) as gw:
+        for size in BODY_SIZES:
+            status, headers, length, digest = download(gw, "/pyredact/gen?bytes=%d" % size)
+            check(status == 200 and length == size and digest == pattern_digest(size),
+                  "download %d bytes: status %d, %d bytes, digest %s" %
+                  (size, status, length, "ok" if digest == pattern_digest(size) else "differs"))
+            check(headers.get("Transfer-Encoding") == "chunked" and
+                  headers.get("Content-Length") is None,
+                  "download %d bytes: framing %r" % (size, dict(headers)))
+        for size in BODY_SIZES[:-1]:
+            for chunked in (False, True):
+                status, headers, length, digest = echo_digest(gw, "/pyredact/echo", size, chunked)
+                check(status == 200 and length == size and digest == pattern_digest(size),
+                      "upload %d bytes%s: status %d, %d bytes" %
+                      (size, " chunked" if chunked else "", status, length))
+        card = b"4111111111111111"
+        masked = b"************1111"
+        for pad in range(0, 40, 3):
+            payload = b"a" * pad + b" card " + card + b" and 12345 ok " + card
+            status, headers, body = gw.request("POST", "/pyredact/chunked", body=payload)
+            want = b"a" * pad + b" card " + masked + b" and 12345 ok " + masked
+            check(status == 200 and body == want, "pad %d: %d %r" % (pad, status, body))
+        payload = b"".join(b"x" * 65530 + card for _ in range(20))
+        status, headers, body = gw.request("POST", "/pyredact/echo", body=payload)
+        check(status == 200 and body == b"".join(b"x" * 65530 + masked for _ in range(20)),
+              "long body: %d, %d bytes, %d masked" % (status, len(body), body.count(masked)))
+        log = gw.gateway_log()
+        check("failed in" not in log, "no step failed: %s" % log[-2000:])
+    # A streamed Python step failing mid-body, as scenario_stream_failures
+    # does with a native one.
+    def failing(after, mode):
+        return [{"name": "gw-test-py-stream-fail", "version": "1.0.0",
+                 "params": {"after": after}, "failure_mode": mode}]
+    apis = [{"name": "early", "context": "/early", "policies": failing(10, "closed")},
+            {"name": "late", "context": "/late", "policies": failing(1 << 20, "closed")},
+            {"name": "open", "context": "/open", "policies": failing(1 << 20, "open")}]
+    with Setup(args, apis, python=True, python_timeout_ms=30000) as gw:
+        status, headers, body = gw.request("GET", "/early/gen?bytes=100000")
+        check(status == 500, "early failure: status %d" % status)
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+            s.sendall(b"GET /late/gen?bytes=4194304 HTTP/1.1\r\nHost: x\r\n\r\n")
+            got, closed = read_until_close(s)
+        head, _, body = got.partition(b"\r\n\r\n")
+        check(closed and head.startswith(b"HTTP/1.1 200") and b"chunked" in head.lower(),
+              "late failure: closed=%s head %r" % (closed, head[:200]))
+        check(not body.endswith(b"0\r\n\r\n") and len(body) < (4 << 20),
+              "late failure: the body looks complete (%d bytes)" % len(body))
+        status, headers, length, digest = download(gw, "/open/gen?bytes=4194304")
+        check(status == 200 and length == 4 << 20 and digest == pattern_digest(4 << 20),
+              "open failure: %d, %d bytes" % (status, length))
+        status, answer = upload(gw, "/early/sink", 100000)
+        check(status == 500, "request stream failure: %d %r" % (status, answer))
+        log = gw.gateway_log()
+        check("gw-test-py-stream-fail" in log and "bytes seen" in log, "the failures are logged")
+        expect_plain(*gw.request("POST", "/open/echo", body=b"ok"), b"ok", "after")
 
 
 def main():

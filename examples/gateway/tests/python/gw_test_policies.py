@@ -22,3 +22,21 @@ class SlowInit(policyexec.Policy):
 
     def on_request_headers(self, ctx):
         pass
+
+
+class GwTestPyStreamFail(policyexec.Policy):
+    """Streamed, both bodies: passes chunks on until `after` bytes were
+    seen, then raises (the failure-mode tests of a streamed Python step)."""
+
+    name = "gw-test-py-stream-fail"
+    version = "1.0.0"
+    params = {"after": int}
+
+    def on_request_body_chunk(self, ctx, chunk):
+        seen = (chunk.state or 0) + len(chunk.data)
+        if seen >= self.params["after"]:
+            raise RuntimeError(f"failing after {seen} bytes seen")
+        chunk.state = seen
+        return chunk.data
+
+    on_response_body_chunk = on_request_body_chunk
