@@ -180,7 +180,9 @@ extern "C" {
   X(body_chunk_data_n)                                                                             \
   X(body_chunk_write_n)                                                                            \
   X(chain_stream_body_n)                                                                           \
-  X(python_options_set_shm_threshold)
+  X(python_options_set_shm_threshold)                                                              \
+  X(exchange_changes)                                                                              \
+  X(exchange_changes_clear)
 
 /** The revision of pe_api_routines this header describes. */
 #define PE_API_ROUTINES_VERSION 1
