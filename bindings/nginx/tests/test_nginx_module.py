@@ -306,6 +306,8 @@ def e2e_locations(env):
     locs.append(chain_loc("/redir/", CHAINS["native-4"],
                           f"{dead} error_page 502 = /native-4/fallback;"))
     locs.append(proxied("/srv/", CHAINS["native-4"], "proxy_pass_header Server;"))
+    # Only the body changes: nginx's head is kept, its Content-Length corrected.
+    locs.append(proxied("/rb-only/", [step(N + "response-body")]))
     locs.append("    location /status { policyexec_status; }\n")
     return "".join(locs)
 
@@ -392,6 +394,14 @@ def scenario_e2e(env):
     check(servers == ["echo-backend"] or (len(servers) == 1 and "echo-backend" in servers[0]),
           f"Server fields after the chain: {servers}")
     print("ok: an upstream Server field passed on is not doubled by nginx's own")
+
+    for suffix in ("x", "chunked"):
+        status, headers, data = request(env.port, "POST", f"/rb-only/{suffix}", b"only")
+        check(status == 200 and data == b"[sample-response-body]only" and
+              headers.get("content-length") == str(len(data)) and
+              headers.get("x-echo-method") == "POST" and PHASE_HEADER not in headers,
+              f"rb-only {suffix}: {status} {headers} {data!r}")
+    print("ok: a body-only change keeps the upstream's head with a new Content-Length")
 
     status, _, data = request(env.port, "GET", "/ret/x")
     check(status == 200 and data == b"returned\n", f"return: {status} {data!r}")
