@@ -108,7 +108,14 @@ static ngx_int_t ngx_http_pe_step(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx)
     case PE_NGX_REQ_HEADERS: /* the request-headers phase is complete */
       if (ngx_http_pe_responded(ctx))
         return ngx_http_pe_send_immediate(r, ctx);
-      if (ctx->spec->needs & PE_NEEDS_REQUEST_BODY) {
+      /* The body: PASS leaves it to nginx; STREAM too, with the request-body
+       * filter (ngx_http_policyexec_stream.c) running the streamed steps as
+       * nginx reads it for the content handler; BUFFER reads it here. */
+      if (ctx->spec->plan[PE_REQUEST] == PE_BODY_STREAM) {
+        ctx->req = PE_NGX_REQ_BODY;
+        break;
+      }
+      if (ctx->spec->plan[PE_REQUEST] == PE_BODY_BUFFER) {
         ctx->req = PE_NGX_REQ_READING;
         rc = ngx_http_read_client_request_body(r, ngx_http_pe_body_read);
         if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {

@@ -13,9 +13,10 @@ gateway tests' echo upstream:
               naming the location; nginx refuses to start with it
   lifecycle   reload under load (no failed request), a killed nginx worker,
               quit: no process, socket file or "open socket" alert left
+  stream      pass-through and streamed bodies (ngx_stream_tests.py)
 
 Usage: test_nginx_module.py --module SO --libdir DIR --plugin SO --pyworker BIN
-           --python-paths DIR... --echo echo_backend.py SCENARIO
+           --python-paths DIR... --echo echo_backend.py [--test-plugin SO] SCENARIO
 """
 
 import argparse
@@ -578,6 +579,12 @@ def scenario_lifecycle(env):
     print("ok: quit leaves no process, socket file or alert")
 
 
+def scenario_stream(env):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import ngx_stream_tests
+    ngx_stream_tests.scenario_stream(env, sys.modules[__name__])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--module", required=True)
@@ -586,15 +593,18 @@ def main():
     ap.add_argument("--pyworker", required=True)
     ap.add_argument("--python-paths", nargs="+", required=True)
     ap.add_argument("--echo", required=True)
+    ap.add_argument("--test-plugin", help="the gateway's test policies (stream scenario)")
     ap.add_argument("--preload", help="LD_PRELOAD for nginx (sanitizer runtimes)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    ap.add_argument("scenario", choices=["e2e", "configtest", "lifecycle"])
+    ap.add_argument("scenario", choices=["e2e", "configtest", "lifecycle", "stream"])
     args = ap.parse_args()
+    if args.scenario == "stream" and not args.test_plugin:
+        ap.error("the stream scenario needs --test-plugin")
     env = Env(args)
     failed = False
     try:
         {"e2e": scenario_e2e, "configtest": scenario_configtest,
-         "lifecycle": scenario_lifecycle}[args.scenario](env)
+         "lifecycle": scenario_lifecycle, "stream": scenario_stream}[args.scenario](env)
     except Failure as e:
         failed = True
         print(f"FAIL: {e}")
