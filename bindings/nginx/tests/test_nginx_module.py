@@ -307,6 +307,8 @@ def e2e_locations(env):
     locs.append(chain_loc("/redir/", CHAINS["native-4"],
                           f"{dead} error_page 502 = /native-4/fallback;"))
     locs.append(proxied("/srv/", CHAINS["native-4"], "proxy_pass_header Server;"))
+    # A request body read but not changed: nginx's own copy goes upstream.
+    locs.append(proxied("/measure/", [step("ngx-test-measure-body")]))
     # Only the body changes: nginx's head is kept, its Content-Length corrected.
     locs.append(proxied("/rb-only/", [step(N + "response-body")]))
     locs.append("    location /status { policyexec_status; }\n")
@@ -403,6 +405,14 @@ def scenario_e2e(env):
               headers.get("x-echo-method") == "POST" and PHASE_HEADER not in headers,
               f"rb-only {suffix}: {status} {headers} {data!r}")
     print("ok: a body-only change keeps the upstream's head with a new Content-Length")
+
+    for size in (50, 1 << 20, 8 << 20):  # 8 MiB: nginx's temp file is what goes upstream
+        payload = os.urandom(size)
+        status, headers, data = request(env.port, "POST", "/measure/x", payload)
+        check(status == 200 and data == payload and headers.get("x-measured") == str(size) and
+              headers.get("x-echo-length") == str(size),
+              f"measure {size}: {status} {headers.get('x-measured')} {len(data)}")
+    print("ok: a request body read and left unchanged goes upstream from nginx's own buffers")
 
     status, _, data = request(env.port, "GET", "/ret/x")
     check(status == 200 and data == b"returned\n", f"return: {status} {data!r}")
