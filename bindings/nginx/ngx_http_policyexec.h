@@ -9,6 +9,7 @@
  *   ngx_http_policyexec_request.c  request headers and body (precontent)
  *   ngx_http_policyexec_filter.c   response headers and body (filters)
  *   ngx_http_policyexec_headers.c  headers between nginx and the exchange
+ *   ngx_http_policyexec_stream.c   streamed bodies (pe_chain_stream_body)
  *   ngx_http_policyexec_status.c   step counters (shared memory), status page
  */
 #ifndef NGX_HTTP_POLICYEXEC_H
@@ -34,9 +35,10 @@ typedef struct {
   ngx_str_t where; /* "location /x", "server", "http": for messages */
   ngx_str_t file;  /* configuration file and line of the directive */
   ngx_uint_t line;
-  pe_chain *chain; /* per worker */
-  unsigned phases; /* pe_chain_phases() */
-  unsigned needs;  /* pe_chain_needs() */
+  pe_chain *chain;       /* per worker */
+  unsigned phases;       /* pe_chain_phases() */
+  unsigned needs;        /* pe_chain_needs() */
+  unsigned char plan[2]; /* pe_chain_body_plan() by pe_dir */
 } ngx_http_pe_spec_t;
 
 typedef struct {
@@ -74,6 +76,7 @@ typedef enum {
   PE_NGX_RESP_HOLD,    /* collecting the body into the exchange */
   PE_NGX_RESP_WAIT_H,  /* response-headers phase pending; output saved */
   PE_NGX_RESP_WAIT_HB, /* both response phases pending */
+  PE_NGX_RESP_STREAM,  /* the body goes through pe_chain_stream_body */
   PE_NGX_RESP_SENT     /* our own body is out; upstream bytes dropped */
 } ngx_http_pe_resp_state_t;
 
@@ -91,9 +94,18 @@ struct ngx_http_pe_ctx_s {
   ngx_http_pe_req_state_t req;
   ngx_http_pe_resp_state_t resp;
   ngx_str_t last_err; /* last step failure logged for this request */
+  /* Streamed bodies (ngx_http_policyexec_stream.c): our own output buffers
+   * (free, and handed on but not yet written), bytes handed on per pe_dir. */
+  ngx_chain_t *stream_free;
+  ngx_chain_t *stream_busy;
+  off_t streamed[2];
+  off_t request_in; /* request body bytes taken in (the client's) */
   unsigned pending : 1;
   unsigned body_read : 1;
-  unsigned responded : 1; /* answered from a request phase */
+  unsigned responded : 1;    /* answered from a request phase */
+  unsigned stream_ended : 2; /* bit per pe_dir: its last chunk went through */
+  unsigned answer : 1;       /* a streamed request body stopped: answer with the exchange */
+  unsigned head_held : 1;    /* a streamed response's head waits for its first bytes */
 };
 
 extern ngx_module_t ngx_http_policyexec_module;
@@ -117,6 +129,7 @@ ngx_int_t ngx_http_pe_run(ngx_http_pe_ctx_t *ctx, pe_phase first, pe_phase last,
                           ngx_http_pe_next_pt next);
 ngx_int_t ngx_http_pe_responded(ngx_http_pe_ctx_t *ctx);
 void ngx_http_pe_free_live(void);
+void ngx_http_pe_log_failure(ngx_http_pe_ctx_t *ctx);
 
 /* ngx_http_policyexec_headers.c */
 ngx_int_t ngx_http_pe_fill_request(ngx_http_request_t *r, pe_exchange *ex);
@@ -131,6 +144,18 @@ ngx_int_t ngx_http_pe_precontent_handler(ngx_http_request_t *r);
 
 /* ngx_http_policyexec_filter.c */
 ngx_int_t ngx_http_pe_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_pe_after_both(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx);
+
+/* ngx_http_policyexec_stream.c */
+/* Streams the buffers of @p in (body @p dir) through the chain's streamed
+ * steps; *@p out receives what to pass on. NGX_OK, or NGX_DECLINED when the
+ * stream stopped (pe_exchange_stream_state() says how), NGX_ERROR. */
+ngx_int_t ngx_http_pe_stream(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx, pe_dir dir,
+                             ngx_chain_t *in, ngx_chain_t **out);
+/* After the next filter took @p out: our buffers it wrote go back to the
+ * free list, and the input buffers they were copied from are released. */
+void ngx_http_pe_stream_sweep(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx, ngx_chain_t **out);
+ngx_int_t ngx_http_pe_request_body_filter_init(void);
 
 /* ngx_http_policyexec_status.c */
 ngx_int_t ngx_http_pe_status_zone(ngx_conf_t *cf, ngx_http_pe_main_conf_t *pmcf);

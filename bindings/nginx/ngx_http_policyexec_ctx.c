@@ -64,7 +64,7 @@ ngx_http_pe_ctx_t *ngx_http_pe_ctx_create(ngx_http_request_t *r, ngx_http_pe_spe
 
 /* Logs a step failure once per request, with the request's context (client,
  * request line) that the engine's own log line lacks. */
-static void ngx_http_pe_log_failure(ngx_http_pe_ctx_t *ctx) {
+void ngx_http_pe_log_failure(ngx_http_pe_ctx_t *ctx) {
   const char *msg = pe_exchange_errmsg(ctx->ex);
   size_t len = ngx_strlen(msg);
   if (len == 0 || (ctx->last_err.len == len && ngx_memcmp(ctx->last_err.data, msg, len) == 0))

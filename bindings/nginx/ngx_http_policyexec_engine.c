@@ -167,6 +167,8 @@ ngx_int_t ngx_http_pe_worker_start(ngx_cycle_t *cycle, ngx_http_pe_main_conf_t *
       return NGX_ERROR;
     spec[i]->phases = pe_chain_phases(spec[i]->chain);
     spec[i]->needs = pe_chain_needs(spec[i]->chain);
+    spec[i]->plan[PE_REQUEST] = (unsigned char)pe_chain_body_plan(spec[i]->chain, PE_REQUEST);
+    spec[i]->plan[PE_RESPONSE] = (unsigned char)pe_chain_body_plan(spec[i]->chain, PE_RESPONSE);
   }
   int rc = pe_dispatcher_new(&pe_worker.dispatcher, pe_worker.engine);
   if (rc != PE_OK) {

@@ -9,6 +9,13 @@
  * body passes through untouched; output that arrives while that phase is
  * pending is saved (its buffers stay busy, so the upstream waits) and sent
  * after it. While a phase is pending, r->buffered keeps the request open.
+ *
+ * A response body planned PE_BODY_STREAM goes through the streamed steps
+ * buffer by buffer (ngx_http_policyexec_stream.c): its head loses its
+ * Content-Length (nginx frames it chunked, or ends it by closing), and
+ * waits for the first bytes the steps let out, so that a step failing
+ * before that still gets a clean answer; a failure after it cuts the
+ * connection, so the client never takes a truncated body for a whole one.
  */
 #include "ngx_http_policyexec.h"
 
@@ -34,8 +41,9 @@ static ngx_int_t ngx_http_pe_send_body(ngx_http_request_t *r, ngx_http_pe_ctx_t 
   return out ? ngx_http_next_body_filter(r, out) : NGX_ERROR;
 }
 
-/* Both response phases are complete: the whole new response goes out. */
-static ngx_int_t ngx_http_pe_after_both(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx) {
+/* Both response phases are complete (or the exchange answers): the whole
+ * new response goes out. */
+ngx_int_t ngx_http_pe_after_both(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx) {
   pe_slice body = pe_exchange_body(ctx->ex, PE_RESPONSE);
   r->buffered &= ~NGX_HTTP_POLICYEXEC_BUFFERED;
   ctx->resp = PE_NGX_RESP_SENT;
@@ -55,10 +63,63 @@ static ngx_int_t ngx_http_pe_after_headers(ngx_http_request_t *r, ngx_http_pe_ct
     ctx->out = NULL;
     return ngx_http_pe_after_both(r, ctx);
   }
+  if (ctx->spec->plan[PE_RESPONSE] == PE_BODY_STREAM && !r->header_only) {
+    ctx->resp = PE_NGX_RESP_STREAM;
+    if (ngx_http_pe_apply_response(r, ctx->ex, -1) != NGX_OK)
+      return NGX_ERROR;
+    /* The steps may change the length, and the content with it. */
+    ngx_http_clear_content_length(r);
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_weak_etag(r);
+    r->allow_ranges = 0;
+    ctx->head_held = 1; /* until the first bytes come out */
+    return NGX_OK;
+  }
   ctx->resp = PE_NGX_RESP_PASS;
   if (ngx_http_pe_apply_response(r, ctx->ex, -1) != NGX_OK)
     return NGX_ERROR;
   return ngx_http_next_header_filter(r);
+}
+
+static ngx_int_t ngx_http_pe_has_data(ngx_chain_t *cl) {
+  for (; cl; cl = cl->next)
+    if (ngx_buf_size(cl->buf) > 0 || cl->buf->last_buf)
+      return 1;
+  return 0;
+}
+
+/* A streamed response body: each buffer through the streamed steps, what
+ * comes out passed on; the held head goes first, with the first bytes. */
+static ngx_int_t ngx_http_pe_stream_response(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx,
+                                             ngx_chain_t *in) {
+  ngx_chain_t *out;
+  ngx_int_t rc = ngx_http_pe_stream(r, ctx, PE_RESPONSE, in, &out);
+  if (rc == NGX_DECLINED && ctx->head_held &&
+      pe_exchange_stream_state(ctx->ex, PE_RESPONSE) == PE_STREAM_STOPPED_CLEAN) {
+    ctx->head_held = 0; /* nothing went out: the exchange's answer does */
+    return ngx_http_pe_after_both(r, ctx);
+  }
+  if (rc != NGX_OK) { /* bytes went out: cut, never end the message */
+    ctx->resp = PE_NGX_RESP_SENT;
+    r->connection->error = 1;
+    return NGX_ERROR;
+  }
+  if (ctx->head_held) {
+    if (!ngx_http_pe_has_data(out)) {
+      ngx_http_pe_stream_sweep(r, ctx, &out);
+      return NGX_OK;
+    }
+    ctx->head_held = 0;
+    rc = ngx_http_next_header_filter(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+      ngx_http_pe_consume(out);
+      ngx_http_pe_stream_sweep(r, ctx, &out);
+      return rc;
+    }
+  }
+  rc = ngx_http_next_body_filter(r, out);
+  ngx_http_pe_stream_sweep(r, ctx, &out);
+  return rc;
 }
 
 /* Continuation when a response phase completes from the dispatcher: send
@@ -72,10 +133,12 @@ static void ngx_http_pe_resp_resume(ngx_http_pe_ctx_t *ctx) {
     rc = ngx_http_pe_after_both(r, ctx);
   } else {
     rc = ngx_http_pe_after_headers(r, ctx);
-    if (rc != NGX_ERROR && rc <= NGX_OK && ctx->resp == PE_NGX_RESP_PASS && ctx->out) {
+    if (rc != NGX_ERROR && rc <= NGX_OK && ctx->out &&
+        (ctx->resp == PE_NGX_RESP_PASS || ctx->resp == PE_NGX_RESP_STREAM)) {
       ngx_chain_t *out = ctx->out;
       ctx->out = NULL;
-      rc = ngx_http_next_body_filter(r, out);
+      rc = ctx->resp == PE_NGX_RESP_PASS ? ngx_http_next_body_filter(r, out)
+                                         : ngx_http_pe_stream_response(r, ctx, out);
     }
   }
   if (rc == NGX_ERROR) {
@@ -88,6 +151,11 @@ static void ngx_http_pe_resp_resume(ngx_http_pe_ctx_t *ctx) {
 
 static ngx_int_t ngx_http_pe_header_filter(ngx_http_request_t *r) {
   ngx_http_pe_ctx_t *ctx;
+  /* A streamed request body stopped: nginx's error page gives way to the
+   * exchange's answer. */
+  if (r == r->main && (ctx = ngx_http_get_module_ctx(r, ngx_http_policyexec_module)) != NULL &&
+      ctx->answer && ctx->ex && ctx->resp != PE_NGX_RESP_SENT)
+    return ngx_http_pe_after_both(r, ctx);
   if (r != r->main || (ctx = ngx_http_get_module_ctx(r, ngx_http_policyexec_module)) == NULL ||
       ctx->resp != PE_NGX_RESP_NONE || ctx->ex == NULL ||
       !(ctx->spec->phases & PE_NGX_RESPONSE_PHASES))
@@ -101,14 +169,17 @@ static ngx_int_t ngx_http_pe_header_filter(ngx_http_request_t *r) {
     ctx->resp = PE_NGX_RESP_WAIT_H;
     return ngx_http_pe_after_headers(r, ctx);
   }
-  if ((ctx->spec->needs & PE_NEEDS_RESPONSE_BODY) && !r->header_only) {
+  pe_body_plan plan = (pe_body_plan)ctx->spec->plan[PE_RESPONSE];
+  if (plan == PE_BODY_BUFFER && !r->header_only) {
     ctx->resp = PE_NGX_RESP_HOLD; /* the body filter takes it from here */
     return NGX_OK;
   }
-  /* No body to wait for (or none needed): the headers phase, and for a
-   * bodiless answer the body phase too, on an empty body. */
-  pe_phase last = (ctx->spec->needs & PE_NEEDS_RESPONSE_BODY) ? PE_PHASE_RESPONSE_BODY
-                                                              : PE_PHASE_RESPONSE_HEADERS;
+  if (plan == PE_BODY_STREAM)
+    r->filter_need_in_memory = 1; /* the copy filter reads files for the steps */
+  /* No body to hold: the headers phase, and for a bodiless answer to a
+   * buffering chain the body phase too, on an empty body (a streamed body
+   * phase has nothing to run: there is no body to stream). */
+  pe_phase last = plan == PE_BODY_BUFFER ? PE_PHASE_RESPONSE_BODY : PE_PHASE_RESPONSE_HEADERS;
   ctx->resp = PE_NGX_RESP_WAIT_H;
   if (ngx_http_pe_run(ctx, PE_PHASE_RESPONSE_HEADERS, last, ngx_http_pe_resp_resume) == NGX_AGAIN) {
     r->buffered |= NGX_HTTP_POLICYEXEC_BUFFERED;
@@ -132,6 +203,8 @@ static ngx_int_t ngx_http_pe_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
   case PE_NGX_RESP_WAIT_HB:
     ngx_http_pe_consume(in);
     return NGX_AGAIN;
+  case PE_NGX_RESP_STREAM:
+    return ngx_http_pe_stream_response(r, ctx, in);
   case PE_NGX_RESP_SENT:
     ngx_http_pe_consume(in);
     return ngx_http_next_body_filter(r, NULL);
@@ -172,5 +245,5 @@ ngx_int_t ngx_http_pe_filter_init(ngx_conf_t *cf) {
   ngx_http_top_header_filter = ngx_http_pe_header_filter;
   ngx_http_next_body_filter = ngx_http_top_body_filter;
   ngx_http_top_body_filter = ngx_http_pe_body_filter;
-  return NGX_OK;
+  return ngx_http_pe_request_body_filter_init();
 }

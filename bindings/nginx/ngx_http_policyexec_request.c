@@ -108,7 +108,14 @@ static ngx_int_t ngx_http_pe_step(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx)
     case PE_NGX_REQ_HEADERS: /* the request-headers phase is complete */
       if (ngx_http_pe_responded(ctx))
         return ngx_http_pe_send_immediate(r, ctx);
-      if (ctx->spec->needs & PE_NEEDS_REQUEST_BODY) {
+      /* The body: PASS leaves it to nginx; STREAM too, with the request-body
+       * filter (ngx_http_policyexec_stream.c) running the streamed steps as
+       * nginx reads it for the content handler; BUFFER reads it here. */
+      if (ctx->spec->plan[PE_REQUEST] == PE_BODY_STREAM) {
+        ctx->req = PE_NGX_REQ_BODY;
+        break;
+      }
+      if (ctx->spec->plan[PE_REQUEST] == PE_BODY_BUFFER) {
         ctx->req = PE_NGX_REQ_READING;
         rc = ngx_http_read_client_request_body(r, ngx_http_pe_body_read);
         if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
@@ -129,12 +136,12 @@ static ngx_int_t ngx_http_pe_step(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx)
       if (ngx_http_pe_responded(ctx))
         return ngx_http_pe_send_immediate(r, ctx);
       ctx->req = PE_NGX_REQ_DONE;
-      if (ctx->spec->phases &
-          (PE_PHASE_BIT(PE_PHASE_REQUEST_HEADERS) | PE_PHASE_BIT(PE_PHASE_REQUEST_BODY))) {
-        if (ngx_http_pe_apply_request(r, ctx->ex) != NGX_OK ||
-            (ctx->body_read && ngx_http_pe_store_body(r, ctx) != NGX_OK))
-          return NGX_HTTP_INTERNAL_SERVER_ERROR;
-      }
+      /* Only what the phases changed goes back; an unchanged body stays in
+       * nginx's own buffers (or temp file). */
+      if (ngx_http_pe_apply_request(r, ctx->ex) != NGX_OK ||
+          (ctx->body_read && (pe_exchange_changes(ctx->ex) & PE_CHANGE_REQUEST_BODY) &&
+           ngx_http_pe_store_body(r, ctx) != NGX_OK))
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
       return NGX_DECLINED;
     case PE_NGX_REQ_DONE:
       return NGX_DECLINED;

@@ -231,6 +231,58 @@ PE_API int pe_exchange_respond(pe_exchange *ex, int status, pe_slice body);
 /** The verdict so far (PE_VERDICT_CONTINUE for a new or reset exchange). */
 PE_API pe_verdict pe_exchange_verdict(const pe_exchange *ex);
 
+/* ---- what the chain changed ---- */
+
+/**
+ * Parts of an exchange, as bits of pe_exchange_changes(). A host that
+ * mirrors the exchange into its own structures (an nginx request, a
+ * gateway's message) rebuilds only the parts whose bit is set.
+ */
+typedef enum pe_change {
+  PE_CHANGE_METHOD = 1u << 0,           /**< pe_exchange_set_method() */
+  PE_CHANGE_PATH = 1u << 1,             /**< pe_exchange_set_path() */
+  PE_CHANGE_AUTHORITY = 1u << 2,        /**< pe_exchange_set_authority() */
+  PE_CHANGE_REQUEST_HEADERS = 1u << 3,  /**< a request header set, added or removed */
+  PE_CHANGE_REQUEST_BODY = 1u << 4,     /**< the buffered request body */
+  PE_CHANGE_STATUS = 1u << 5,           /**< the response status */
+  PE_CHANGE_RESPONSE_HEADERS = 1u << 6, /**< a response header set, added or removed */
+  PE_CHANGE_RESPONSE_BODY = 1u << 7,    /**< the buffered response body */
+  PE_CHANGE_METADATA = 1u << 8          /**< a metadata entry set or removed */
+} pe_change;
+
+/** Every ::pe_change bit. */
+#define PE_CHANGE_ALL 0x1ffu
+
+/**
+ * Which parts of @p ex policy steps changed (::pe_change bits) since the
+ * exchange was created or reset, or since the host cleared those bits with
+ * pe_exchange_changes_clear().
+ *
+ * Only edits made by policies count: native callbacks (buffered or
+ * streamed), out-of-process steps' replies, and the 500/504 answer of a
+ * step failing closed or pe_exchange_respond() from a step (status,
+ * response headers and body). The host's own calls (filling the exchange
+ * from its request) set no bit, so a host fills, runs, and then asks. A
+ * bit means "a setter succeeded on this part", not "the value differs": a
+ * policy that writes a header back unchanged sets its bit. The edits of a
+ * fail-open step that failed are rolled back, and so are its bits. The
+ * bytes a streamed body hands out through pe_chain_stream_body() are not
+ * edits of the buffered body and set no bit.
+ *
+ * Cheap (a field read): call it after every phase.
+ * @return the bits; 0 for NULL.
+ * @note Thread-safety: as every exchange function, one thread at a time.
+ */
+PE_API unsigned pe_exchange_changes(const pe_exchange *ex);
+
+/**
+ * Clears the ::pe_change bits in @p mask (PE_CHANGE_ALL: all of them), for
+ * a host that mirrors a part, then runs more phases and wants to know what
+ * changed since. pe_exchange_reset() clears them all.
+ * @return PE_OK, or PE_ERR_INVALID_ARGUMENT for NULL @p ex.
+ */
+PE_API int pe_exchange_changes_clear(pe_exchange *ex, unsigned mask);
+
 /* ---- errors ---- */
 
 /**

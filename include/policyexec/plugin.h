@@ -217,6 +217,8 @@ __attribute__((weak, visibility("default"))) int pe_plugin_init_v2(pe_engine *en
 #define pe_chain_stream_body_async (pe__api->chain_stream_body_async)
 #define pe_chain_stream_body_async_n (pe__api->chain_stream_body_async_n)
 #define pe_python_options_set_shm_threshold (pe__api->python_options_set_shm_threshold)
+#define pe_exchange_changes (pe__api->exchange_changes)
+#define pe_exchange_changes_clear (pe__api->exchange_changes_clear)
 /** @endcond */
 
 #endif /* POLICYEXEC_PLUGIN_H */

@@ -182,7 +182,9 @@ extern "C" {
   X(chain_stream_body_n)                                                                           \
   X(python_options_set_shm_threshold)                                                              \
   X(chain_stream_body_async)                                                                       \
-  X(chain_stream_body_async_n)
+  X(chain_stream_body_async_n)                                                                     \
+  X(exchange_changes)                                                                              \
+  X(exchange_changes_clear)
 
 /** The revision of pe_api_routines this header describes. */
 #define PE_API_ROUTINES_VERSION 1

@@ -35,6 +35,7 @@ static int change_body(pe_exchange *ex, pe_dir dir, pe_slice data, body_op op) {
   if (rc != PE_OK)
     return pe__exchange_fail(ex, rc, "out of memory for a %s body of %zu bytes", side(dir),
                              kept + data.len);
+  pe__changed(ex, dir == PE_REQUEST ? PE_CHANGE_REQUEST_BODY : PE_CHANGE_RESPONSE_BODY);
   return PE_OK;
 }
 

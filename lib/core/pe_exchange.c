@@ -82,6 +82,7 @@ int pe_exchange_reset(pe_exchange *ex) {
   pe__fields_clear(&ex->meta);
   ex->status = 0;
   ex->verdict = PE_VERDICT_CONTINUE;
+  ex->changes = 0;
   ex->errmsg[0] = '\0';
   ex->txn_active = false;
   ex->snap.saved = 0;
@@ -97,12 +98,13 @@ pe_engine *pe_exchange_engine(const pe_exchange *ex) {
 
 /* ---- request line ---- */
 
-static int set_request_part(pe_exchange *ex, pe__buf *dst, pe_slice v) {
+static int set_request_part(pe_exchange *ex, pe__buf *dst, pe_slice v, unsigned change) {
   int rc = pe__txn_touch(ex, PE__PART_REQUEST_LINE);
   if (rc == PE_OK)
     rc = pe__buf_set(dst, ex->mem, v.ptr, v.len);
   if (rc != PE_OK)
     return pe__exchange_fail(ex, rc, "out of memory setting the request line");
+  pe__changed(ex, change);
   return PE_OK;
 }
 
@@ -114,7 +116,7 @@ int pe_exchange_set_method(pe_exchange *ex, pe_slice method) {
     return pe__exchange_fail(ex, PE_ERR_INVALID_VALUE, "method '%s' is not a valid token",
                              pe__escape(shown, sizeof shown, method));
   }
-  return set_request_part(ex, &ex->method, method);
+  return set_request_part(ex, &ex->method, method, PE_CHANGE_METHOD);
 }
 
 int pe_exchange_set_path(pe_exchange *ex, pe_slice path) {
@@ -126,7 +128,7 @@ int pe_exchange_set_path(pe_exchange *ex, pe_slice path) {
                              "path '%s' is empty or has a control, space or non-ASCII byte",
                              pe__escape(shown, sizeof shown, path));
   }
-  return set_request_part(ex, &ex->path, path);
+  return set_request_part(ex, &ex->path, path, PE_CHANGE_PATH);
 }
 
 int pe_exchange_set_authority(pe_exchange *ex, pe_slice authority) {
@@ -138,7 +140,7 @@ int pe_exchange_set_authority(pe_exchange *ex, pe_slice authority) {
                              "authority '%s' has a control, space or non-ASCII byte",
                              pe__escape(shown, sizeof shown, authority));
   }
-  return set_request_part(ex, &ex->authority, authority);
+  return set_request_part(ex, &ex->authority, authority, PE_CHANGE_AUTHORITY);
 }
 
 pe_slice pe_exchange_method(const pe_exchange *ex) {
@@ -166,6 +168,7 @@ int pe_exchange_set_status(pe_exchange *ex, int status) {
   if (!status_ok(status))
     return pe__exchange_fail(ex, PE_ERR_INVALID_VALUE, "status %d is outside 100..999", status);
   ex->status = status;
+  pe__changed(ex, PE_CHANGE_STATUS);
   return PE_OK;
 }
 
@@ -194,11 +197,25 @@ int pe_exchange_respond(pe_exchange *ex, int status, pe_slice body) {
   pe__fields_clear(&ex->headers[PE_RESPONSE]);
   ex->status = status;
   ex->verdict = PE_VERDICT_RESPOND;
+  pe__changed(ex, PE__CHANGE_ANSWER);
   return PE_OK;
 }
 
 pe_verdict pe_exchange_verdict(const pe_exchange *ex) {
   return ex ? ex->verdict : PE_VERDICT_CONTINUE;
+}
+
+/* ---- what the chain changed ---- */
+
+unsigned pe_exchange_changes(const pe_exchange *ex) {
+  return ex ? ex->changes : 0;
+}
+
+int pe_exchange_changes_clear(pe_exchange *ex, unsigned mask) {
+  if (!ex)
+    return PE_ERR_INVALID_ARGUMENT;
+  ex->changes &= ~mask;
+  return PE_OK;
 }
 
 /* ---- errors ---- */

@@ -13,6 +13,10 @@ static unsigned header_part(pe_dir dir) {
   return dir == PE_REQUEST ? PE__PART_REQ_HEADERS : PE__PART_RESP_HEADERS;
 }
 
+static unsigned header_change(pe_dir dir) {
+  return dir == PE_REQUEST ? PE_CHANGE_REQUEST_HEADERS : PE_CHANGE_RESPONSE_HEADERS;
+}
+
 /* Index of the first CR, LF, NUL or DEL in v (v is known to hold one). */
 static size_t bad_value_byte(pe_slice v) {
   size_t i = 0;
@@ -66,6 +70,7 @@ static int write_header(pe_exchange *ex, pe_dir dir, pe_slice name, pe_slice val
                : pe__fields_add(f, ex->mem, name, value, max_count, max_bytes);
   switch (rc) {
   case PE_OK:
+    pe__changed(ex, header_change(dir));
     return PE_OK;
   case PE_ERR_TOO_MANY_HEADERS:
     return pe__exchange_fail(ex, rc, "%s header '%s' refused: more than %zu %s headers", side(dir),
@@ -101,7 +106,10 @@ int pe_exchange_header_remove(pe_exchange *ex, pe_dir dir, pe_slice name) {
   int rc = pe__txn_touch(ex, header_part(dir));
   if (rc != PE_OK)
     return pe__exchange_fail(ex, rc, "out of memory saving %s headers", side(dir));
-  return pe__fields_remove(f, name);
+  rc = pe__fields_remove(f, name);
+  if (rc > 0)
+    pe__changed(ex, header_change(dir));
+  return rc;
 }
 
 size_t pe_exchange_header_count(const pe_exchange *ex, pe_dir dir) {
@@ -175,6 +183,7 @@ int pe_exchange_meta_set(pe_exchange *ex, pe_slice key, pe_slice value) {
   rc = pe__fields_set(&ex->meta, ex->mem, key, value, max_count, max_bytes);
   switch (rc) {
   case PE_OK:
+    pe__changed(ex, PE_CHANGE_METADATA);
     return PE_OK;
   case PE_ERR_TOO_MANY_HEADERS:
     return pe__exchange_fail(ex, rc, "metadata '%s' refused: more than %zu entries",
@@ -198,5 +207,8 @@ int pe_exchange_meta_remove(pe_exchange *ex, pe_slice key) {
   int rc = pe__txn_touch(ex, PE__PART_META);
   if (rc != PE_OK)
     return pe__exchange_fail(ex, rc, "out of memory saving metadata");
-  return pe__fields_remove(&ex->meta, key) > 0 ? 1 : 0;
+  if (pe__fields_remove(&ex->meta, key) <= 0)
+    return 0;
+  pe__changed(ex, PE_CHANGE_METADATA);
+  return 1;
 }

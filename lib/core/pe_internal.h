@@ -290,6 +290,7 @@ typedef struct pe__snapshot {
   pe__fields meta;
   int status;
   pe_verdict verdict;
+  unsigned changes; /* pe_exchange.changes when the step began */
 } pe__snapshot;
 
 /* State of a phase run, kept on the exchange so that a pending run can
@@ -327,7 +328,8 @@ struct pe_exchange {
   int status;
   pe_verdict verdict;
   char errmsg[PE__ERRMSG_SIZE];
-  bool txn_active; /* a fail-open step is running: snapshot before writes */
+  unsigned changes; /* pe_change bits of policies' edits (pe_exchange_changes) */
+  bool txn_active;  /* a fail-open step is running: snapshot before writes */
   pe__snapshot snap;
   pe__run_state run;
   struct pe__stream *stream[2]; /* streamed bodies by pe_dir (pe_stream.c), made on first use */
@@ -344,6 +346,16 @@ static inline int pe__txn_touch(pe_exchange *ex, unsigned part) {
 void pe__txn_commit(pe_exchange *ex);
 void pe__txn_rollback(pe_exchange *ex);
 void pe__snapshot_free(pe__snapshot *s, const pe_mem *mem);
+
+/* Records a successful edit of the parts in `bits` (pe_change) when a
+ * policy made it: the host's own edits are not "changes of the chain". */
+static inline void pe__changed(pe_exchange *ex, unsigned bits) {
+  if (ex->run.in_step)
+    ex->changes |= bits;
+}
+
+/* What an immediate answer replaces (pe_exchange_respond, a closed failure). */
+#define PE__CHANGE_ANSWER (PE_CHANGE_STATUS | PE_CHANGE_RESPONSE_HEADERS | PE_CHANGE_RESPONSE_BODY)
 
 /* pe_exchange.c: records a refused call's message on ex and returns rc. */
 int pe__exchange_fail(pe_exchange *ex, int rc, const char *fmt, ...) PE_PRINTF(3, 4);

@@ -38,6 +38,7 @@ static void respond_failure(pe_exchange *ex, int rc) {
   ex->body[PE_RESPONSE].len = 0;
   ex->status = rc == PE_ERR_TIMEOUT ? 504 : 500;
   ex->verdict = PE_VERDICT_RESPOND;
+  ex->changes |= PE__CHANGE_ANSWER; /* a step's failure: the chain changed them */
 }
 
 void pe__step_failed(pe_exchange *ex, const pe__step *step, pe_phase phase, int rc,

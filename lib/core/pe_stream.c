@@ -449,6 +449,7 @@ static int chunk_begin(const pe_chain *chain, pe_exchange *ex, pe_dir dir, pe_sl
     int rc = stream_begin(ex, chain, dir);
     if (rc != PE_OK) { /* nothing went out yet: the host may answer */
       pe_exchange_respond(ex, 500, PE_LIT(""));
+      ex->changes |= PE__CHANGE_ANSWER; /* the chain's answer, not the host's */
       if (ex->stream[dir])
         ex->stream[dir]->state = PE_STREAM_STOPPED_CLEAN;
       return pe__exchange_fail(ex, rc, "%s: out of memory", fn);

@@ -9,6 +9,7 @@ void pe__txn_begin(pe_exchange *ex) {
   ex->snap.saved = 0;
   ex->snap.status = ex->status;
   ex->snap.verdict = ex->verdict;
+  ex->snap.changes = ex->changes;
 }
 
 static int save_part(pe_exchange *ex, unsigned part) {
@@ -91,6 +92,7 @@ void pe__txn_rollback(pe_exchange *ex) {
     pe__fields_swap(&ex->meta, &s->meta);
   ex->status = s->status;
   ex->verdict = s->verdict;
+  ex->changes = s->changes; /* the edits are undone: so are their bits */
   s->saved = 0;
   ex->txn_active = false;
 }

@@ -13,9 +13,10 @@ gateway tests' echo upstream:
               naming the location; nginx refuses to start with it
   lifecycle   reload under load (no failed request), a killed nginx worker,
               quit: no process, socket file or "open socket" alert left
+  stream      pass-through and streamed bodies (ngx_stream_tests.py)
 
 Usage: test_nginx_module.py --module SO --libdir DIR --plugin SO --pyworker BIN
-           --python-paths DIR... --echo echo_backend.py SCENARIO
+           --python-paths DIR... --echo echo_backend.py [--test-plugin SO] SCENARIO
 """
 
 import argparse
@@ -306,6 +307,10 @@ def e2e_locations(env):
     locs.append(chain_loc("/redir/", CHAINS["native-4"],
                           f"{dead} error_page 502 = /native-4/fallback;"))
     locs.append(proxied("/srv/", CHAINS["native-4"], "proxy_pass_header Server;"))
+    # A request body read but not changed: nginx's own copy goes upstream.
+    locs.append(proxied("/measure/", [step("ngx-test-measure-body")]))
+    # Only the body changes: nginx's head is kept, its Content-Length corrected.
+    locs.append(proxied("/rb-only/", [step(N + "response-body")]))
     locs.append("    location /status { policyexec_status; }\n")
     return "".join(locs)
 
@@ -392,6 +397,22 @@ def scenario_e2e(env):
     check(servers == ["echo-backend"] or (len(servers) == 1 and "echo-backend" in servers[0]),
           f"Server fields after the chain: {servers}")
     print("ok: an upstream Server field passed on is not doubled by nginx's own")
+
+    for suffix in ("x", "chunked"):
+        status, headers, data = request(env.port, "POST", f"/rb-only/{suffix}", b"only")
+        check(status == 200 and data == b"[sample-response-body]only" and
+              headers.get("content-length") == str(len(data)) and
+              headers.get("x-echo-method") == "POST" and PHASE_HEADER not in headers,
+              f"rb-only {suffix}: {status} {headers} {data!r}")
+    print("ok: a body-only change keeps the upstream's head with a new Content-Length")
+
+    for size in (50, 1 << 20, 8 << 20):  # 8 MiB: nginx's temp file is what goes upstream
+        payload = os.urandom(size)
+        status, headers, data = request(env.port, "POST", "/measure/x", payload)
+        check(status == 200 and data == payload and headers.get("x-measured") == str(size) and
+              headers.get("x-echo-length") == str(size),
+              f"measure {size}: {status} {headers.get('x-measured')} {len(data)}")
+    print("ok: a request body read and left unchanged goes upstream from nginx's own buffers")
 
     status, _, data = request(env.port, "GET", "/ret/x")
     check(status == 200 and data == b"returned\n", f"return: {status} {data!r}")
@@ -568,6 +589,12 @@ def scenario_lifecycle(env):
     print("ok: quit leaves no process, socket file or alert")
 
 
+def scenario_stream(env):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import ngx_stream_tests
+    ngx_stream_tests.scenario_stream(env, sys.modules[__name__])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--module", required=True)
@@ -576,15 +603,18 @@ def main():
     ap.add_argument("--pyworker", required=True)
     ap.add_argument("--python-paths", nargs="+", required=True)
     ap.add_argument("--echo", required=True)
+    ap.add_argument("--test-plugin", help="the gateway's test policies (stream scenario)")
     ap.add_argument("--preload", help="LD_PRELOAD for nginx (sanitizer runtimes)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    ap.add_argument("scenario", choices=["e2e", "configtest", "lifecycle"])
+    ap.add_argument("scenario", choices=["e2e", "configtest", "lifecycle", "stream"])
     args = ap.parse_args()
+    if args.scenario == "stream" and not args.test_plugin:
+        ap.error("the stream scenario needs --test-plugin")
     env = Env(args)
     failed = False
     try:
         {"e2e": scenario_e2e, "configtest": scenario_configtest,
-         "lifecycle": scenario_lifecycle}[args.scenario](env)
+         "lifecycle": scenario_lifecycle, "stream": scenario_stream}[args.scenario](env)
     except Failure as e:
         failed = True
         print(f"FAIL: {e}")

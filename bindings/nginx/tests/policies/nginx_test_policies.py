@@ -82,3 +82,17 @@ class RewritePath(policyexec.Policy):
     def on_request_headers(self, ctx):
         ctx.path = "/rewritten/a%20b?x=1"
         ctx.request_headers["content-type"] = "text/x-rewritten"
+
+
+class MeasureBody(policyexec.Policy):
+    """Reads the request body without changing it (the module then forwards
+    nginx's own copy of it) and shows its length in a response header."""
+
+    name = "ngx-test-measure-body"
+    version = "1.0.0"
+
+    def on_request_body(self, ctx):
+        ctx.metadata["measured"] = str(len(ctx.request_body))
+
+    def on_response_headers(self, ctx):
+        ctx.response_headers["x-measured"] = ctx.metadata.get("measured", "none")
