@@ -73,6 +73,7 @@ typedef struct bh_result {
   uint64_t failures;
   double elapsed_s;
   uint64_t allocs; /* heap allocations during the measured part */
+  uint64_t cpu_ns; /* CPU time of this process and its children, measured part */
   char first_failure[256];
 } bh_result;
 
@@ -119,6 +120,12 @@ int bh_uds_roundtrip(uint64_t iterations, int cpu_self, int cpu_child, uint64_t 
 int bh_nth_allowed_cpu(int i);
 /* Pins the calling thread (tid 0) or thread tid to CPU cpu; -1 does nothing. */
 void bh_pin(pthread_t tid, int cpu);
+
+/* ---- bh_cpu.c ---- */
+
+/* CPU time used so far by this process and its live children (workers,
+ * executors), in ns; *children_ns (if not NULL): the children's part. */
+uint64_t bh_cpu_ns(uint64_t *children_ns);
 
 /* ---- bh_clock ---- */
 

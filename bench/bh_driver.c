@@ -217,6 +217,7 @@ int bh_run(pe_engine *engine, const pe_chain *chain, const bh_config *cfg, bh_re
   }
   pthread_barrier_wait(&ready);
   unsigned long allocs0 = atomic_load(&bh_alloc_count);
+  uint64_t cpu0 = bh_cpu_ns(NULL);
   uint64_t t0 = bh_now_ns();
   pthread_barrier_wait(&go);
   memset(out, 0, sizeof *out);
@@ -230,6 +231,7 @@ int bh_run(pe_engine *engine, const pe_chain *chain, const bh_config *cfg, bh_re
   }
   out->elapsed_s = (double)(bh_now_ns() - t0) / 1e9;
   out->allocs = atomic_load(&bh_alloc_count) - allocs0;
+  out->cpu_ns = bh_cpu_ns(NULL) - cpu0;
   pthread_barrier_destroy(&ready);
   pthread_barrier_destroy(&go);
   rc = 0;

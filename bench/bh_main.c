@@ -233,23 +233,26 @@ static void report_floor(bool json) {
 }
 
 /* The floor of each remote executor's transport, in the same run. */
-static void report_remote_floors(const bh_remote *remotes, int n, bool json) {
+static void report_remote_floors(const bh_remote *remotes, int n, bool pin, bool json) {
   for (int i = 0; i < n; i++) {
     for (int blocking = 0; blocking < 2; blocking++) {
-      uint64_t p50, p99;
-      if (bh_grpc_floor(remotes[i].target, 10000, blocking, &p50, &p99) != 0) {
+      uint64_t p50, p99, cpu;
+      if (bh_grpc_floor(remotes[i].target, 10000, blocking, pin ? bh_nth_allowed_cpu(0) : -1, &p50,
+                        &p99, &cpu) != 0) {
         fprintf(stderr, "bench_hooks: %s: the floor could not be measured\n", remotes[i].name);
         continue;
       }
       const char *how = blocking ? "blocking" : "async";
       if (json)
         printf("{\"profile\":\"grpc-roundtrip-%s@%s\",\"payload_bytes\":0,\"per_request_ns\":"
-               "{\"p50\":%llu,\"p99\":%llu}}\n",
-               how, remotes[i].name, (unsigned long long)p50, (unsigned long long)p99);
+               "{\"p50\":%llu,\"p99\":%llu},\"cpu_per_request_ns\":%llu}\n",
+               how, remotes[i].name, (unsigned long long)p50, (unsigned long long)p99,
+               (unsigned long long)cpu);
       else
-        printf("  gRPC empty call to %-8s %-8s p50 %.1f us, p99 %.1f us (Health/Check, no "
-               "Python)\n",
-               remotes[i].name, how, (double)p50 / 1000, (double)p99 / 1000);
+        printf(
+            "  gRPC empty call to %-8s %-8s p50 %.1f us, p99 %.1f us, cpu %.1f us (Health/Check, "
+            "no Python)\n",
+            remotes[i].name, how, (double)p50 / 1000, (double)p99 / 1000, (double)cpu / 1000);
     }
   }
 }
@@ -263,7 +266,9 @@ static int start_remotes(pe_engine *engine, const bh_args *a, bh_remote *remotes
       continue;
     bh_remote *r = &remotes[*n];
     const char *samples = a->eng.python_path ? a->eng.python_path : BH_PY_SAMPLES_BUILD;
-    if (bh_remote_spawn(a->executors[i], samples, r, err, errlen) != 0)
+    /* Where the local pool's first worker goes (beside host thread 0). */
+    int cpu = a->cfg.pin ? bh_nth_allowed_cpu(0) : -1;
+    if (bh_remote_spawn(a->executors[i], samples, cpu, r, err, errlen) != 0)
       return -1;
     (*n)++;
     pe_grpc_options *o = NULL;
@@ -376,7 +381,7 @@ int main(int argc, char **argv) {
 
   if (a.floor && status == 0) {
     report_floor(a.json);
-    report_remote_floors(remotes, nremotes, a.json);
+    report_remote_floors(remotes, nremotes, a.cfg.pin, a.json);
   }
   if (!a.json)
     printf("per-hook p50 = (p50 of the profile - p50 of empty, same run) / hooks; published "

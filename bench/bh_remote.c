@@ -8,6 +8,8 @@
  * channel to the same executor.
  */
 #include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -22,7 +24,7 @@
 #include "bh_remote.h"
 #include "pe_grpc_transport.h"
 
-int bh_remote_spawn(const char *kind, const char *python_path, bh_remote *out, char *err,
+int bh_remote_spawn(const char *kind, const char *python_path, int cpu, bh_remote *out, char *err,
                     size_t errlen) {
   int p[2];
   if (pipe(p) != 0) {
@@ -32,6 +34,7 @@ int bh_remote_spawn(const char *kind, const char *python_path, bh_remote *out, c
   pid_t pid = fork();
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    bh_pin(pthread_self(), cpu); /* inherited by the executor's threads */
     dup2(p[1], 1);
     close(p[0]);
     close(p[1]);
@@ -93,8 +96,8 @@ static void floor_done(void *tag, pe__grpc_result *r, void *ud) {
   f->status = r->status;
 }
 
-int bh_grpc_floor(const char *target, uint64_t iterations, bool blocking, uint64_t *p50_ns,
-                  uint64_t *p99_ns) {
+int bh_grpc_floor(const char *target, uint64_t iterations, bool blocking, int cpu, uint64_t *p50_ns,
+                  uint64_t *p99_ns, uint64_t *cpu_ns) {
   void *h = dlopen(BH_GRPC_MODULE_BUILD, RTLD_NOW | RTLD_LOCAL);
   pe__grpc_transport_init_fn init =
       h ? (pe__grpc_transport_init_fn)(uintptr_t)dlsym(h, PE__GRPC_TRANSPORT_INIT) : NULL;
@@ -119,7 +122,13 @@ int bh_grpc_floor(const char *target, uint64_t iterations, bool blocking, uint64
   bh_hist *hist = calloc(1, sizeof *hist);
   int rc = hist ? 0 : -1;
   floor_state f;
+  cpu_set_t saved;
+  int have_saved = pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) == 0;
+  bh_pin(pthread_self(), cpu);
+  uint64_t cpu0 = 0;
   for (uint64_t i = 0; rc == 0 && i < iterations + iterations / 10; i++) {
+    if (i == iterations / 10)
+      cpu0 = bh_cpu_ns(NULL);
     uint64_t t0 = bh_now_ns();
     f.done = 0;
     if (blocking) {
@@ -144,9 +153,12 @@ int bh_grpc_floor(const char *target, uint64_t iterations, bool blocking, uint64
       bh_hist_record(hist, bh_now_ns() - t0);
   }
   if (rc == 0) {
+    *cpu_ns = (bh_cpu_ns(NULL) - cpu0) / iterations;
     *p50_ns = bh_hist_percentile(hist, 50);
     *p99_ns = bh_hist_percentile(hist, 99);
   }
+  if (have_saved)
+    pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
   free(hist);
   t->queue_free(q, floor_done, &f);
   t->channel_free(ch);

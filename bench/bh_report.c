@@ -16,6 +16,10 @@ double bh_per_hook_ns(const bh_row *row) {
   return diff / (double)row->profile->hooks;
 }
 
+static double per_request_cpu_ns(const bh_row *row) {
+  return row->result->requests ? (double)row->result->cpu_ns / (double)row->result->requests : 0;
+}
+
 static double per_request_allocs(const bh_row *row) {
   return row->result->requests ? (double)row->result->allocs / (double)row->result->requests : 0;
 }
@@ -27,7 +31,8 @@ void bh_report_json(FILE *out, const bh_row *row) {
           "\"inflight\":%d,\"pinned\":%s,\"hooks\":%zu,\"requests\":%llu,\"failures\":%llu,\"rps\":"
           "%.1f,"
           "\"per_request_ns\":{\"mean\":%.1f,\"p50\":%llu,\"p95\":%llu,\"p99\":%llu,\"max\":%llu},"
-          "\"per_hook_ns\":{\"p50\":%.1f},\"allocs_per_request\":%.3f",
+          "\"per_hook_ns\":{\"p50\":%.1f},\"allocs_per_request\":%.3f,"
+          "\"cpu_per_request_ns\":%.1f",
           row->profile->name, row->cfg->payload_bytes, row->cfg->threads, row->workers,
           row->cfg->inflight, row->cfg->pin ? "true" : "false", row->profile->hooks,
           (unsigned long long)r->requests, (unsigned long long)r->failures,
@@ -35,7 +40,7 @@ void bh_report_json(FILE *out, const bh_row *row) {
           (unsigned long long)bh_hist_percentile(&r->hist, 50),
           (unsigned long long)bh_hist_percentile(&r->hist, 95),
           (unsigned long long)bh_hist_percentile(&r->hist, 99), (unsigned long long)r->hist.max_ns,
-          bh_per_hook_ns(row), per_request_allocs(row));
+          bh_per_hook_ns(row), per_request_allocs(row), per_request_cpu_ns(row));
   if (r->failures)
     fprintf(out, ",\"first_failure\":\"%s\"", r->first_failure);
   fprintf(out, "}\n");
@@ -52,16 +57,18 @@ static void fmt_ns(char *buf, size_t len, double ns) {
 }
 
 void bh_report_table_header(FILE *out) {
-  fprintf(out, "%-10s %8s %5s %11s %10s %10s %10s %13s %10s %s\n", "profile", "payload", "hooks",
-          "req/s", "mean", "p50", "p99", "per-hook p50", "allocs/req", "published per hook");
+  fprintf(out, "%-10s %8s %5s %11s %10s %10s %10s %13s %10s %10s %s\n", "profile", "payload",
+          "hooks", "req/s", "mean", "p50", "p99", "per-hook p50", "allocs/req", "cpu/req",
+          "published per hook");
 }
 
 void bh_report_table_row(FILE *out, const bh_row *row) {
   const bh_result *r = row->result;
-  char mean[32], p50[32], p99[32], hook[32] = "-", vs[96] = "";
+  char mean[32], p50[32], p99[32], hook[32] = "-", cpu[32], vs[96] = "";
   fmt_ns(mean, sizeof mean, bh_hist_mean(&r->hist));
   fmt_ns(p50, sizeof p50, (double)bh_hist_percentile(&r->hist, 50));
   fmt_ns(p99, sizeof p99, (double)bh_hist_percentile(&r->hist, 99));
+  fmt_ns(cpu, sizeof cpu, per_request_cpu_ns(row));
   if (row->profile->hooks) {
     double h = bh_per_hook_ns(row);
     fmt_ns(hook, sizeof hook, h);
@@ -70,8 +77,8 @@ void bh_report_table_row(FILE *out, const bh_row *row) {
       snprintf(vs, sizeof vs, "%s %.1f ms: %.0fx ours", row->profile->uses_python ? "Python" : "Go",
                published / 1e6, published / h);
   }
-  fprintf(out, "%-10s %7zuB %5zu %11.0f %10s %10s %10s %13s %10.2f %s%s\n", row->profile->name,
+  fprintf(out, "%-10s %7zuB %5zu %11.0f %10s %10s %10s %13s %10.2f %10s %s%s\n", row->profile->name,
           row->cfg->payload_bytes, row->profile->hooks,
           r->elapsed_s > 0 ? (double)r->requests / r->elapsed_s : 0, mean, p50, p99, hook,
-          per_request_allocs(row), vs, r->failures ? "  FAILURES" : "");
+          per_request_allocs(row), cpu, vs, r->failures ? "  FAILURES" : "");
 }

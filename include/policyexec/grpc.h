@@ -99,7 +99,10 @@ PE_API int pe_grpc_options_set_keepalive(pe_grpc_options *opts, uint32_t interva
 /**
  * Sets the reconnect back-off: after a failed connection gRPC waits
  * @p initial_ms, growing up to @p max_ms. Calls made while no executor is
- * reachable fail at once (PE_STEP_CRASHED) instead of waiting.
+ * reachable fail at once (PE_STEP_CRASHED) instead of waiting. These are
+ * not connection timeouts: a connection attempt (TCP and HTTP/2 handshake,
+ * TLS included) may take gRPC's default 20 s; calls made while it is under
+ * way wait for it, up to their own deadline (then PE_STEP_TIMEOUT).
  * @return PE_OK, or PE_ERR_INVALID_ARGUMENT (0, or @p initial_ms > @p max_ms).
  */
 PE_API int pe_grpc_options_set_reconnect_backoff(pe_grpc_options *opts, uint32_t initial_ms,

@@ -648,6 +648,38 @@ START_TEST(freeing_while_calls_are_in_flight) {
 }
 END_TEST
 
+/* A connection whose HTTP/2 handshake is slow is not a failure. gRPC 1.51
+ * takes GRPC_ARG_MIN_RECONNECT_BACKOFF_MS as its connection timeout, so with
+ * the reconnect back-off (50-100 ms) passed there, an executor whose
+ * SETTINGS frame came later (a loaded host, a TLS handshake over a WAN)
+ * failed every call ("connection attempt timed out before receiving
+ * SETTINGS frame") until the back-off had grown. Here the executor sleeps
+ * 400 ms (SIGSTOP; the kernel still accepts the TCP connection). */
+START_TEST(slow_handshake_is_not_a_failure) {
+  gx x;
+  gx_start(&x, 0, 0);
+  ck_assert_int_eq(kill(x.pid, SIGSTOP), 0);
+  pid_t waker = fork();
+  ck_assert_int_ge(waker, 0);
+  if (waker == 0) {
+    usleep(400 * 1000);
+    kill(x.pid, SIGCONT);
+    _exit(0);
+  }
+  pe_engine *e = gx_bare_engine();
+  int rc = gx_start_grpc(e, "remote", x.target, 500);
+  while (waitpid(waker, NULL, 0) < 0 && errno == EINTR) {
+  }
+  kill(x.pid, SIGCONT);
+  ck_assert_msg(rc == PE_OK, "pe_engine_start_grpc: %s: %s", pe_errname(rc), pe_engine_errmsg(e));
+  size_t alive = 0;
+  ck_assert_int_eq(pe_engine_grpc_ping(e, "remote", &alive), PE_OK);
+  ck_assert_uint_eq(alive, 1);
+  pe_engine_free(e);
+  gx_stop(&x, SIGKILL);
+}
+END_TEST
+
 START_TEST(start_errors) {
   pe_engine *e = gx_bare_engine();
   pe_grpc_options *o = NULL;
@@ -691,6 +723,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, large_body_passes);
   tcase_add_test(tc, freeing_while_calls_are_in_flight);
   tcase_add_test(tc, start_errors);
+  tcase_add_test(tc, slow_handshake_is_not_a_failure);
   suite_add_tcase(s, tc);
   return pe_test_run_suite(s);
 }

@@ -111,8 +111,12 @@ static int channel_new(const pe__grpc_settings *s, pe__grpc_channel **out, char 
   size_t n = 0;
   args[n++] = int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (long)s->max_message);
   args[n++] = int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (long)s->max_message);
+  /* Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC 1.51 takes it as the
+   * timeout of each connection attempt (TCP and HTTP/2 handshake), so the
+   * back-off there (~100 ms) failed every call to an executor whose
+   * handshake took longer (a loaded host, TLS over a WAN). Its default,
+   * 20 s, applies; a refused or reset connection still fails at once. */
   args[n++] = int_arg(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, s->backoff_initial_ms);
-  args[n++] = int_arg(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, s->backoff_initial_ms);
   args[n++] = int_arg(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, s->backoff_max_ms);
   args[n++] = string_arg(GRPC_ARG_SERVICE_CONFIG, service_config);
   /* Each engine its own connections: two engines in one process (or a
