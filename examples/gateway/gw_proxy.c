@@ -167,6 +167,29 @@ static void after_request_body(gw_request *r) {
   send_upstream(r);
 }
 
+/* The streamed steps saw the end of a request without a body. */
+static void after_empty_body(gw_request *r) {
+  if (r->req_chunk_rc != PE_OK) {
+    pe_engine_log(r->thread->ctx->engine, PE_LOG_WARN, "api %s: request body stream stopped: %s",
+                  r->route->spec.name, pe_exchange_errmsg(r->ex));
+    gw_req_reply_from_exchange(r); /* nothing went upstream yet */
+    gw_req_maybe_finish(r);
+    return;
+  }
+  if (gw_buf_append(&r->streamed, r->req_out.ptr, r->req_out.len) < 0) {
+    gw_req_reply_error(r, 500, "internal error: out of memory\n");
+    gw_req_maybe_finish(r);
+    return;
+  }
+  send_upstream(r);
+}
+
+static void on_empty_body_done(pe_exchange *ex, int rc, void *user_data) {
+  gw_request *r = user_data;
+  r->req_chunk_rc = rc;
+  gw_req_on_phase_done(ex, PE_OK, user_data);
+}
+
 static void after_request_headers(gw_request *r) {
   if (gw_req_responded(r)) {
     gw_req_reply_from_exchange(r);
@@ -178,23 +201,18 @@ static void after_request_headers(gw_request *r) {
     return;
   }
   if (r->route->plan[PE_REQUEST] == PE_BODY_STREAM) {
-    /* A request without a body: the steps still see its (empty) end. */
-    pe_slice out;
-    if (pe_chain_stream_body(r->route->chain, r->ex, PE_REQUEST,
-                             pe_bytes(gw_buf_ptr(r->client_body), r->client_body->len), 1,
-                             &out) != PE_OK) {
-      pe_engine_log(r->thread->ctx->engine, PE_LOG_WARN, "api %s: request body stream stopped: %s",
-                    r->route->spec.name, pe_exchange_errmsg(r->ex));
-      gw_req_reply_from_exchange(r); /* nothing went upstream yet */
-      gw_req_maybe_finish(r);
+    /* A request without a body: the steps still see its (empty) end,
+     * without blocking on a worker either. */
+    pe_slice body = pe_bytes(gw_buf_ptr(r->client_body), r->client_body->len);
+    int rc = pe_chain_stream_body_async(r->route->chain, r->ex, PE_REQUEST, body, 1, &r->req_out,
+                                        r->thread->dispatcher, on_empty_body_done, r);
+    if (rc == PE_PENDING) {
+      r->resume = after_empty_body;
+      r->phase_pending = 1;
       return;
     }
-    if (gw_buf_append(&r->streamed, out.ptr, out.len) < 0) {
-      gw_req_reply_error(r, 500, "internal error: out of memory\n");
-      gw_req_maybe_finish(r);
-      return;
-    }
-    send_upstream(r);
+    r->req_chunk_rc = rc;
+    after_empty_body(r);
     return;
   }
   if (r->route->plan[PE_REQUEST] == PE_BODY_BUFFER) {

@@ -82,14 +82,9 @@ static int stream_out(gw_request *r, const char *data, size_t len, int last) {
     gw_client_send_body(r->client, data, len);
     return 0;
   }
-  if (r->req_stream && !r->req_ended && !r->req_stopped) {
-    /* The request body still streams (the upstream answered early): its
-     * pieces need the exchange at any time, so this chunk runs blocking. */
-    pe_slice out;
-    int rc =
-        pe_chain_stream_body(r->route->chain, r->ex, PE_RESPONSE, pe_bytes(data, len), last, &out);
-    return stream_out_result(r, rc, out, last);
-  }
+  /* A request body still streaming (the upstream answered early) is no
+   * obstacle: its pieces wait in a queue while this chunk is pending (see
+   * gw_proxy_request_body.c). */
   int rc = pe_chain_stream_body_async(r->route->chain, r->ex, PE_RESPONSE, pe_bytes(data, len),
                                       last, &r->chunk_out, r->thread->dispatcher, on_chunk_done, r);
   if (rc == PE_PENDING) {
@@ -195,7 +190,12 @@ static void after_response_chunk(gw_request *r) {
     gw_req_maybe_finish(r);
     return;
   }
-  if (r->chunk_paused) {
+  if (r->chunk_paused && gw_req_body_waiting(r)) {
+    /* Request bytes wait for the exchange: they go first, and the upstream
+     * stays paused until they are through (gw_req_body_kick resumes it). */
+    r->chunk_paused = 0;
+    r->req_gated = 1;
+  } else if (r->chunk_paused) {
     r->chunk_paused = 0;
     /* A slow client keeps the upstream paused (gw_proxy_client_drained). */
     if (gw_client_pending_output(r->client) > r->thread->stream_buffer_bytes)
@@ -224,6 +224,12 @@ static int on_upstream_head(void *user, const gw_head *head) {
   gw_request *r = user;
   gw_framing framing;
   uint64_t length;
+  if (r->phase_pending) {
+    /* Upstream reads are paused while a request chunk is pending, so a
+     * head cannot come then; were it to, the exchange is not ours. */
+    gw_req_reply_error(r, 502, "bad gateway: upstream answered while a policy ran\n");
+    return upstream_dropped(r);
+  }
   int rc = pe_exchange_set_status(r->ex, head->status);
   if (rc == PE_OK)
     rc = gw_headers_to_exchange(head, r->ex, PE_RESPONSE);
@@ -284,6 +290,10 @@ static void on_upstream_done(void *user, gw_upstream_result result) {
   r->upstream_result = result;
   if (r->phase_pending) /* the phase's continuation takes it from here */
     return;
+  gw_req_upstream_ended(r);
+}
+
+void gw_req_upstream_ended(gw_request *r) {
   if (r->client_done) {
     gw_req_maybe_finish(r);
   } else if (r->streaming) {
@@ -301,7 +311,9 @@ static void on_upstream_drain(void *user) {
   gw_request *r = user;
   if (r->body_paused && !r->client_done) {
     r->body_paused = 0;
-    gw_client_body_resume(r->client);
+    /* Bytes held for a request chunk in flight keep the client paused. */
+    if (!r->req_policy_paused)
+      gw_client_body_resume(r->client);
   }
 }
 

@@ -19,11 +19,12 @@ static void gw_req_free(gw_request *r) {
   gw_route_unref(r->route);
   gw_buf_free(&r->held);
   gw_buf_free(&r->streamed);
+  gw_buf_free(&r->req_held);
   free(r);
 }
 
 void gw_req_maybe_finish(gw_request *r) {
-  if (!r->client_done || r->upstream_state == UPSTREAM_ACTIVE || r->phase_pending)
+  if (!r->client_done || r->upstream_state == UPSTREAM_ACTIVE || r->phase_pending || r->pinned)
     return;
   gw_thread *t = r->thread;
   gw_metrics_observe(r->route->metrics, r->status, gw_now_ns() - r->start_ns);
@@ -93,8 +94,16 @@ void gw_req_on_phase_done(pe_exchange *ex, int rc, void *user_data) {
   (void)ex;
   (void)rc; /* always PE_OK: step failures show in the verdict */
   r->phase_pending = 0;
-  if (!r->thread->closing) /* at shutdown the request is only freed */
-    r->resume(r);
+  if (r->thread->closing) /* at shutdown the request is only freed */
+    return;
+  /* The continuation may end the request; the request bytes held while
+   * the exchange was busy still need it afterwards, so it stays
+   * allocated until both are done. */
+  r->pinned++;
+  r->resume(r);
+  gw_req_body_kick(r);
+  r->pinned--;
+  gw_req_maybe_finish(r);
 }
 
 /* Runs phases @p first to @p last if the chain has steps there, then
