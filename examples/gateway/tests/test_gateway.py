@@ -1322,6 +1322,15 @@ def scenario_python_upload(args):
             check(status == 200 and body == b"".join(b"x" * 65530 + masked for _ in range(40)),
                   "long body: %d, %d bytes, %d masked" % (status, len(body), body.count(masked)))
 
+        # The upstream answers before it reads the body: response chunks go
+        # through the Python step while request chunks still stream.
+        want = b"".join(bytes(p) for p in echo_backend.pattern_pieces(200000))
+        for chunked in (False, True):
+            status, raw = upload(gw, "/pyredact/early?bytes=200000", 4 << 20, chunked)
+            check(status == 200 and raw == want,
+                  "early answer%s: %d, %d bytes" % (" chunked" if chunked else "", status,
+                                                    len(raw)))
+
         # An upload whose first chunk waits sleep_ms on its worker; a GET on
         # the same thread meanwhile must not wait for it.
         with socket.create_connection(("127.0.0.1", gw.port), timeout=60) as s:
