@@ -72,7 +72,8 @@ void gw_proxy_client_drained(void *owner) {
   gw_request *r = owner;
   if (r->paused && r->upstream_state == UPSTREAM_ACTIVE) {
     r->paused = 0;
-    gw_upstream_resume(r->upstream); /* may complete, and finish, r */
+    if (!r->gated)                     /* else the exchange is busy: gw_req_body_kick resumes it */
+      gw_upstream_resume(r->upstream); /* may complete, and finish, r */
   }
 }
 

@@ -97,8 +97,8 @@ static void push_chunk(gw_request *r, const char *data, size_t len, int last) {
     r->req_policy_paused = 1;
     gw_client_body_pause(r->client);
   }
-  if (r->upstream_state == UPSTREAM_ACTIVE && !r->req_gated) {
-    r->req_gated = 1;
+  if (r->upstream_state == UPSTREAM_ACTIVE && !r->gated) {
+    r->gated = 1;
     gw_upstream_pause(r->upstream);
   }
 }
@@ -140,8 +140,8 @@ void gw_req_body_kick(gw_request *r) {
   }
   /* Nothing waits for the exchange any more: both sides go on. Either may
    * bring more work (pieces, a head) at once, which finds the exchange free. */
-  if (r->req_gated) {
-    r->req_gated = 0;
+  if (r->gated) {
+    r->gated = 0;
     if (r->upstream_state == UPSTREAM_ACTIVE && !r->paused && !r->chunk_paused)
       gw_upstream_resume(r->upstream);
   }

@@ -194,7 +194,7 @@ static void after_response_chunk(gw_request *r) {
     /* Request bytes wait for the exchange: they go first, and the upstream
      * stays paused until they are through (gw_req_body_kick resumes it). */
     r->chunk_paused = 0;
-    r->req_gated = 1;
+    r->gated = 1;
   } else if (r->chunk_paused) {
     r->chunk_paused = 0;
     /* A slow client keeps the upstream paused (gw_proxy_client_drained). */
@@ -259,6 +259,12 @@ static int on_upstream_body(void *user, const char *data, size_t len) {
     if (gw_buf_append(&r->held, data, len) < 0) {
       gw_req_reply_error(r, 502, "bad gateway: out of memory\n");
       return upstream_dropped(r);
+    }
+    if (r->phase_pending && !r->paused && !r->chunk_paused && !r->gated) {
+      /* No more reads until the phase is over (gw_req_body_kick resumes
+       * them), so what is held stays within one read. */
+      gw_upstream_pause(r->upstream);
+      r->gated = 1;
     }
     return 0;
   }

@@ -54,7 +54,7 @@ struct gw_request {
   unsigned req_ended : 1;         /* the streamed request body was read whole */
   unsigned req_chunk_last : 1;    /* the pending request chunk ends the body */
   unsigned req_held_last : 1;     /* the body's end is in req_held's wake */
-  unsigned req_gated : 1;         /* upstream reads paused for request chunks */
+  unsigned gated : 1;             /* upstream reads paused while the exchange is busy */
   unsigned req_policy_paused : 1; /* client reads paused while request bytes wait */
   unsigned pinned;                /* > 0: gw_req_maybe_finish() leaves r alone */
   int req_chunk_rc;               /* the pending request chunk's result */
