@@ -1340,6 +1340,7 @@ def scenario_python_upload(args):
             began = time.monotonic()
             status, _, body = gw.request("GET", "/plain/gen?bytes=10")
             took = time.monotonic() - began
+            print("GET during a slow upload answered in %.3f s" % took)
             check(status == 200, "GET during a slow upload: %d" % status)
             check(took < sleep_ms / 2000.0,
                   "GET during a slow upload took %.2f s (the step sleeps %d ms)" % (took, sleep_ms))
