@@ -311,6 +311,10 @@ def main():
                         default='{"name": "sample-native-redact", "version": "1.0.0"}',
                         help="the streamed step of the stream case, as JSON (it must keep "
                              "the body unchanged)")
+    parser.add_argument("--directions", default="download,upload",
+                        help="which directions to run, comma-separated")
+    parser.add_argument("--cases", default="nginx,pass,stream",
+                        help="which cases to run, comma-separated")
     parser.add_argument("--python", help="a directory of Python policies (starts one worker)")
     parser.add_argument("--extra-plugin", action="append", default=[],
                         help="another plugin to load (for --stream-policy)")
@@ -344,8 +348,8 @@ def main():
     results = {}
     try:
         wait_port(proxy_port, nginx, "nginx")
-        for direction in ("download", "upload"):
-            for case in ("nginx", "pass", "stream"):
+        for direction in args.directions.split(","):
+            for case in args.cases.split(","):
                 times, rss, worker_rss = [], 0, 0
                 for i in range(args.runs + 1):  # run 0 checks the bytes, the others are timed
                     gw = None
@@ -378,9 +382,13 @@ def main():
                        "%.1f MiB" % (rss / 1024) if rss else "-",
                        "  worker peak RSS %.1f MiB" % (worker_rss / 1024) if worker_rss else ""),
                       flush=True)
-        for direction in ("download", "upload"):
+        for direction in args.directions.split(","):
+            if (direction, "nginx") not in results:
+                continue  # no anchor to compare with
             anchor = results[(direction, "nginx")][0]
             for case in ("pass", "stream"):
+                if (direction, case) not in results:
+                    continue
                 t, rss = results[(direction, case)]
                 print("%-8s %-6s throughput %.0f %% of nginx, peak RSS %.1f MiB" %
                       (direction, case, 100 * anchor / t, rss / 1024))

@@ -121,6 +121,25 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
             left -= len(piece)
             yield piece
 
+    def _early(self, url):
+        """Answers before reading the request body: the head and the first
+        half of `bytes` pattern bytes, then reads the body, then the rest
+        (so the response streams while the request still does, and ends
+        after it)."""
+        total = int(urllib.parse.parse_qs(url.query).get("bytes", ["0"])[0])
+        data = b"".join(bytes(p) for p in pattern_pieces(total))
+        self.send_response(200)
+        self.send_header("Content-Length", str(total))
+        self.end_headers()
+        try:
+            self.wfile.write(data[:total // 2])
+            self.wfile.flush()
+            for _ in self._read_pieces():
+                pass
+            self.wfile.write(data[total // 2:])
+        except (OSError, ValueError):
+            self.close_connection = True
+
     def _sink(self):
         digest, length = hashlib.sha256(), 0
         try:
@@ -152,6 +171,8 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         if url.path.endswith("/sink"):
             return self._sink()
+        if url.path.endswith("/early"):
+            return self._early(url)
         body = self._read_body()
         if url.path.endswith("/gen"):
             return self._gen(url)

@@ -40,3 +40,16 @@ class GwTestPyStreamFail(policyexec.Policy):
         return chunk.data
 
     on_response_body_chunk = on_request_body_chunk
+
+
+class GwTestPySlowChunk(policyexec.Policy):
+    """Streamed request body: sleeps `sleep_ms` on each chunk, then passes
+    it on unchanged (a slow worker: the gateway must not wait for it)."""
+
+    name = "gw-test-py-slow-chunk"
+    version = "1.0.0"
+    params = {"sleep_ms": int}
+
+    def on_request_body_chunk(self, ctx, chunk):
+        time.sleep(self.params["sleep_ms"] / 1000.0)
+        return chunk.data
