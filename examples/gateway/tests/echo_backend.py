@@ -58,13 +58,13 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
 
     def _read_body(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            body = b""
+            body = bytearray()  # grows in place: bytes += bytes is quadratic
             while True:
                 size = int(self.rfile.readline().split(b";")[0], 16)
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
-                    return body
+                    return bytes(body)
                 body += self.rfile.read(size)
                 self.rfile.readline()
         return self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))

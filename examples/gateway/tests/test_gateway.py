@@ -1163,11 +1163,11 @@ def scenario_redaction(args):
               "long body: %d, %d bytes, %d masked" % (status, len(body), body.count(masked)))
 
 
-def scenario_gigabyte(args):
+def scenario_gigabyte(args, size=1 << 30):
     """1 GiB down and up, byte for byte, through a pass-through chain and a
-    streamed native chain (no limit applies to either); the gateway's peak
-    RSS stays far below the body (it never holds it)."""
-    size = 1 << 30
+    streamed native chain (no limit applies to either; the gateway's peak
+    RSS stays far below the body: it never holds it), a streamed Python
+    chain, and a buffered chain whose limit allows 1 GiB."""
     plain = pattern_digest(size)
     tagged = pattern_digest(size, suffix=TAG)
     with Setup(args, BODY_APIS, limits={"body_bytes": 1 << 20}) as gw:
@@ -1185,6 +1185,31 @@ def scenario_gigabyte(args):
         # Growth, not the absolute peak: a sanitizer build starts far larger.
         grown = gw.status_kib("VmHWM") - start
         check(grown < 32 << 10, "gateway peak RSS grew by %d KiB moving 4 GiB" % grown)
+    # A streamed Python step (sample-python-redact, both bodies): the same
+    # bytes come back, the worker never holds the body.
+    if args.python_available:
+        apis = [{"name": "pyredact", "context": "/pyredact",
+                 "policies": chain(["sample-python-redact"])}]
+        with Setup(args, apis, python=True, python_timeout_ms=30000) as gw:
+            status, _, got_len, got = download(gw, "/pyredact/gen?bytes=%d" % size)
+            check(status == 200 and got_len == size and got == plain,
+                  "Python stream 1 GiB down: status %d, %d bytes, digest %s" %
+                  (status, got_len, "ok" if got == plain else "differs"))
+            status, _, got_len, got = echo_digest(gw, "/pyredact/echo", size, False)
+            check(status == 200 and got_len == size and got == plain,
+                  "Python stream 1 GiB up and back: status %d, %d bytes" % (status, got_len))
+    # Buffered chains hold the whole body: 1 GiB passes under a limit that
+    # allows it (the body steps mark it, so the bytes are checked changed).
+    with Setup(args, BODY_APIS, limits={"body_bytes": (1 << 30) + 64}) as gw:
+        status, _, got_len, got = download(gw, "/buffer/gen?bytes=%d" % size)
+        want = pattern_digest(size, prefix=b"[sample-response-body]")
+        check(status == 200 and got_len == size + 22 and got == want,
+              "buffered 1 GiB down: status %d, %d bytes, digest %s" %
+              (status, got_len, "ok" if got == want else "differs"))
+        status, answer = upload(gw, "/buffer/sink", size)
+        want = pattern_digest(size, prefix=b"[sample-request-body]")
+        check(status == 200 and isinstance(answer, dict) and answer["length"] == size + 21 and
+              answer["sha256"] == want, "buffered 1 GiB up: status %d, %r" % (status, answer))
 
 
 def echo_digest(gw, path, total, chunked):
