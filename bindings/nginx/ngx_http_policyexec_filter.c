@@ -108,6 +108,7 @@ static ngx_int_t ngx_http_pe_stream_response(ngx_http_request_t *r, ngx_http_pe_
   ngx_int_t waiting = rc == NGX_AGAIN;
   if (rc != NGX_OK && !waiting) { /* bytes went out: cut, never end the message */
     ctx->resp = PE_NGX_RESP_SENT;
+    r->keepalive = 0; /* a request finalized from a completion must not keep it */
     r->connection->error = 1;
     return NGX_ERROR;
   }
