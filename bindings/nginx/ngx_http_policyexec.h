@@ -109,6 +109,7 @@ struct ngx_http_pe_ctx_s {
   pe_slice stream_o;
   int stream_rc;
   unsigned stream_wait : 2; /* bit per pe_dir */
+  unsigned stream_dir : 1;  /* the pe_dir of the chunk in flight */
   unsigned pending : 1;
   unsigned body_read : 1;
   unsigned responded : 1;    /* answered from a request phase */

@@ -222,6 +222,7 @@ ngx_int_t ngx_http_pe_stream(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx, pe_d
       }
       ctx->stream_chunk = chunk;
       ctx->stream_wait |= 1u << dir;
+      ctx->stream_dir = dir;
       ctx->pending = 1;
       ngx_http_pe_wait_start(ctx);
       return NGX_AGAIN;
@@ -266,7 +267,7 @@ static void ngx_http_pe_stream_done(pe_exchange *ex, int rc, void *user_data) {
     return; /* fast shutdown: the request is only freed */
   ngx_http_request_t *r = ctx->request;
   ngx_connection_t *c = r->connection;
-  pe_dir dir = (ctx->stream_wait & (1u << PE_RESPONSE)) ? PE_RESPONSE : PE_REQUEST;
+  pe_dir dir = (pe_dir)ctx->stream_dir;
   pe_dir other = dir == PE_REQUEST ? PE_RESPONSE : PE_REQUEST;
   if (ctx->stream_q[other] == NULL) {
     ngx_http_pe_stream_kick(ctx, dir);
