@@ -9,7 +9,7 @@
  *   ngx_http_policyexec_request.c  request headers and body (precontent)
  *   ngx_http_policyexec_filter.c   response headers and body (filters)
  *   ngx_http_policyexec_headers.c  headers between nginx and the exchange
- *   ngx_http_policyexec_stream.c   streamed bodies (pe_chain_stream_body)
+ *   ngx_http_policyexec_stream.c   streamed bodies (pe_chain_stream_body_async)
  *   ngx_http_policyexec_status.c   step counters (shared memory), status page
  */
 #ifndef NGX_HTTP_POLICYEXEC_H

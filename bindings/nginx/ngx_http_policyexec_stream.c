@@ -1,8 +1,15 @@
 /*
  * Streamed bodies: a body whose plan is PE_BODY_STREAM goes through
- * pe_chain_stream_body() one nginx buffer at a time, in the request-body
- * filter (nginx >= 1.21 has ngx_http_top_request_body_filter) and in the
- * response body filter, and what comes out is passed on at once.
+ * pe_chain_stream_body_async() one nginx buffer at a time, in the
+ * request-body filter (nginx >= 1.21 has ngx_http_top_request_body_filter)
+ * and in the response body filter, and what comes out is passed on at once.
+ *
+ * Native streamed steps complete in the call. A chunk that reaches a Python
+ * streamed step is in flight until the dispatcher completes it: its buffer
+ * and all input after it wait (ctx->stream_q) in nginx's own buffers, which
+ * stay busy, so their owners read no further; the completion records the
+ * result and moves the request along through its own read or write
+ * handler, which calls the filter again to finish the buffer and go on.
  *
  * Buffers. What the steps pass on unchanged is a view into the input
  * buffer: that buffer itself goes on, narrowed to the view (no copy). Other
