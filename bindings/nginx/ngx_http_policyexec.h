@@ -9,7 +9,7 @@
  *   ngx_http_policyexec_request.c  request headers and body (precontent)
  *   ngx_http_policyexec_filter.c   response headers and body (filters)
  *   ngx_http_policyexec_headers.c  headers between nginx and the exchange
- *   ngx_http_policyexec_stream.c   streamed bodies (pe_chain_stream_body)
+ *   ngx_http_policyexec_stream.c   streamed bodies (pe_chain_stream_body_async)
  *   ngx_http_policyexec_status.c   step counters (shared memory), status page
  */
 #ifndef NGX_HTTP_POLICYEXEC_H
@@ -100,6 +100,16 @@ struct ngx_http_pe_ctx_s {
   ngx_chain_t *stream_busy;
   off_t streamed[2];
   off_t request_in; /* request body bytes taken in (the client's) */
+  /* Non-blocking streaming (pe_chain_stream_body_async): input waiting per
+   * pe_dir, its head being the buffer whose chunk is in flight when the
+   * bit of stream_wait is set; the library writes that chunk's output to
+   * stream_o and its result code to stream_rc. */
+  ngx_chain_t *stream_q[2];
+  pe_slice stream_chunk;
+  pe_slice stream_o;
+  int stream_rc;
+  unsigned stream_wait : 2; /* bit per pe_dir */
+  unsigned stream_dir : 1;  /* the pe_dir of the chunk in flight */
   unsigned pending : 1;
   unsigned body_read : 1;
   unsigned responded : 1;    /* answered from a request phase */
@@ -128,6 +138,8 @@ ngx_http_pe_ctx_t *ngx_http_pe_ctx_create(ngx_http_request_t *r, ngx_http_pe_spe
 ngx_int_t ngx_http_pe_run(ngx_http_pe_ctx_t *ctx, pe_phase first, pe_phase last,
                           ngx_http_pe_next_pt next);
 ngx_int_t ngx_http_pe_responded(ngx_http_pe_ctx_t *ctx);
+/* Arms the timer that keeps a graceful shutdown waiting while ctx->pending. */
+void ngx_http_pe_wait_start(ngx_http_pe_ctx_t *ctx);
 void ngx_http_pe_free_live(void);
 void ngx_http_pe_log_failure(ngx_http_pe_ctx_t *ctx);
 
@@ -148,14 +160,22 @@ ngx_int_t ngx_http_pe_after_both(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx);
 
 /* ngx_http_policyexec_stream.c */
 /* Streams the buffers of @p in (body @p dir) through the chain's streamed
- * steps; *@p out receives what to pass on. NGX_OK, or NGX_DECLINED when the
- * stream stopped (pe_exchange_stream_state() says how), NGX_ERROR. */
+ * steps; *@p out receives what to pass on. NGX_OK; NGX_AGAIN when a chunk
+ * went to a Python worker: the rest of the input waits (its buffers stay
+ * busy, so their owner reads no further) until the chunk completes from
+ * the dispatcher, which then calls the filter again (with no input) through
+ * the request's own handlers; NGX_DECLINED when the stream stopped
+ * (pe_exchange_stream_state() says how); NGX_ERROR. */
 ngx_int_t ngx_http_pe_stream(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx, pe_dir dir,
                              ngx_chain_t *in, ngx_chain_t **out);
 /* After the next filter took @p out: our buffers it wrote go back to the
  * free list, and the input buffers they were copied from are released. */
 void ngx_http_pe_stream_sweep(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx, ngx_chain_t **out);
 ngx_int_t ngx_http_pe_request_body_filter_init(void);
+
+/* ngx_http_policyexec_filter.c: a streamed response chunk completed: the
+ * waiting output goes on, and the request's write handler moves along. */
+void ngx_http_pe_stream_response_resume(ngx_http_pe_ctx_t *ctx);
 
 /* ngx_http_policyexec_status.c */
 ngx_int_t ngx_http_pe_status_zone(ngx_conf_t *cf, ngx_http_pe_main_conf_t *pmcf);

@@ -42,6 +42,10 @@ static void ngx_http_pe_wait_handler(ngx_event_t *ev) {
     ngx_add_timer(ev, PE_NGX_WAIT_MS);
 }
 
+void ngx_http_pe_wait_start(ngx_http_pe_ctx_t *ctx) {
+  ngx_add_timer(&ctx->wait, PE_NGX_WAIT_MS);
+}
+
 ngx_http_pe_ctx_t *ngx_http_pe_ctx_create(ngx_http_request_t *r, ngx_http_pe_spec_t *spec) {
   ngx_pool_cleanup_t *cln = ngx_pool_cleanup_add(r->pool, 0);
   ngx_http_pe_ctx_t *ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_pe_ctx_t));
@@ -105,7 +109,7 @@ ngx_int_t ngx_http_pe_run(ngx_http_pe_ctx_t *ctx, pe_phase first, pe_phase last,
   if (rc == PE_PENDING) {
     ctx->resume = next;
     ctx->pending = 1;
-    ngx_add_timer(&ctx->wait, PE_NGX_WAIT_MS);
+    ngx_http_pe_wait_start(ctx);
     return NGX_AGAIN;
   }
   if (rc < 0) { /* nothing ran: answer as a closed failure would */

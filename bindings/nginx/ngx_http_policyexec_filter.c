@@ -89,25 +89,33 @@ static ngx_int_t ngx_http_pe_has_data(ngx_chain_t *cl) {
 }
 
 /* A streamed response body: each buffer through the streamed steps, what
- * comes out passed on; the held head goes first, with the first bytes. */
+ * comes out passed on; the held head goes first, with the first bytes.
+ * While a chunk is in flight (NGX_AGAIN) the input waits in its own, busy
+ * buffers and r->buffered keeps the request open, as for a pending phase. */
 static ngx_int_t ngx_http_pe_stream_response(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx,
                                              ngx_chain_t *in) {
   ngx_chain_t *out;
   ngx_int_t rc = ngx_http_pe_stream(r, ctx, PE_RESPONSE, in, &out);
+  if (ctx->stream_q[PE_RESPONSE])
+    r->buffered |= NGX_HTTP_POLICYEXEC_BUFFERED;
+  else
+    r->buffered &= ~NGX_HTTP_POLICYEXEC_BUFFERED;
   if (rc == NGX_DECLINED && ctx->head_held &&
       pe_exchange_stream_state(ctx->ex, PE_RESPONSE) == PE_STREAM_STOPPED_CLEAN) {
     ctx->head_held = 0; /* nothing went out: the exchange's answer does */
     return ngx_http_pe_after_both(r, ctx);
   }
-  if (rc != NGX_OK) { /* bytes went out: cut, never end the message */
+  ngx_int_t waiting = rc == NGX_AGAIN;
+  if (rc != NGX_OK && !waiting) { /* bytes went out: cut, never end the message */
     ctx->resp = PE_NGX_RESP_SENT;
+    r->keepalive = 0; /* a request finalized from a completion must not keep it */
     r->connection->error = 1;
     return NGX_ERROR;
   }
   if (ctx->head_held) {
     if (!ngx_http_pe_has_data(out)) {
       ngx_http_pe_stream_sweep(r, ctx, &out);
-      return NGX_OK;
+      return waiting ? NGX_AGAIN : NGX_OK;
     }
     ctx->head_held = 0;
     rc = ngx_http_next_header_filter(r);
@@ -119,7 +127,22 @@ static ngx_int_t ngx_http_pe_stream_response(ngx_http_request_t *r, ngx_http_pe_
   }
   rc = ngx_http_next_body_filter(r, out);
   ngx_http_pe_stream_sweep(r, ctx, &out);
-  return rc;
+  return rc == NGX_OK && waiting ? NGX_AGAIN : rc;
+}
+
+void ngx_http_pe_stream_response_resume(ngx_http_pe_ctx_t *ctx) {
+  ngx_http_request_t *r = ctx->request;
+  if (ctx->resp != PE_NGX_RESP_STREAM) { /* answered or cut meanwhile: drop what waited */
+    ngx_http_pe_consume(ctx->stream_q[PE_RESPONSE]);
+    ctx->stream_q[PE_RESPONSE] = NULL;
+    ctx->stream_wait &= ~(1u << PE_RESPONSE);
+    r->buffered &= ~NGX_HTTP_POLICYEXEC_BUFFERED;
+  } else if (ngx_http_pe_stream_response(r, ctx, NULL) == NGX_ERROR) {
+    r->connection->error = 1;
+    ngx_http_finalize_request(r, NGX_ERROR);
+    return;
+  }
+  r->write_event_handler(r);
 }
 
 /* Continuation when a response phase completes from the dispatcher: send

@@ -1,8 +1,15 @@
 /*
  * Streamed bodies: a body whose plan is PE_BODY_STREAM goes through
- * pe_chain_stream_body() one nginx buffer at a time, in the request-body
- * filter (nginx >= 1.21 has ngx_http_top_request_body_filter) and in the
- * response body filter, and what comes out is passed on at once.
+ * pe_chain_stream_body_async() one nginx buffer at a time, in the
+ * request-body filter (nginx >= 1.21 has ngx_http_top_request_body_filter)
+ * and in the response body filter, and what comes out is passed on at once.
+ *
+ * Native streamed steps complete in the call. A chunk that reaches a Python
+ * streamed step is in flight until the dispatcher completes it: its buffer
+ * and all input after it wait (ctx->stream_q) in nginx's own buffers, which
+ * stay busy, so their owners read no further; the completion records the
+ * result and moves the request along through its own read or write
+ * handler, which calls the filter again to finish the buffer and go on.
  *
  * Buffers. What the steps pass on unchanged is a view into the input
  * buffer: that buffer itself goes on, narrowed to the view (no copy). Other
@@ -118,10 +125,64 @@ static ngx_int_t ngx_http_pe_output(ngx_http_request_t *r, ngx_http_pe_ctx_t *ct
   return NGX_OK;
 }
 
+/* The chunk of @p b came back from the steps with @p rc and output @p o:
+ * its output is linked at *@p ll. NGX_OK, NGX_DECLINED (the stream
+ * stopped), NGX_ERROR. */
+static ngx_int_t ngx_http_pe_stream_result(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx,
+                                           pe_dir dir, ngx_buf_t *b, pe_slice chunk, int rc,
+                                           pe_slice o, ngx_chain_t ***ll) {
+  int last = b->last_buf ? 1 : 0;
+  if (rc != PE_OK) {
+    ngx_http_pe_log_failure(ctx);
+    if (pe_exchange_verdict(ctx->ex) != PE_VERDICT_RESPOND) /* a refused call: fail closed */
+      pe_exchange_respond(ctx->ex, NGX_HTTP_INTERNAL_SERVER_ERROR, PE_LIT(""));
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "policyexec_chain in %V: streamed %s body stopped (%s)", &ctx->spec->where,
+                  dir == PE_REQUEST ? "request" : "response", pe_strerror(rc));
+    return NGX_DECLINED;
+  }
+  ctx->streamed[dir] += (off_t)o.len;
+  if (last)
+    ctx->stream_ended |= 1u << dir;
+  ngx_chain_t *link;
+  if (ngx_http_pe_output(r, ctx, dir, b, chunk, o, last, &link) != NGX_OK)
+    return NGX_ERROR;
+  if (link) {
+    **ll = link;
+    *ll = &link->next;
+  }
+  return NGX_OK;
+}
+
+static void ngx_http_pe_stream_done(pe_exchange *ex, int rc, void *user_data);
+
 ngx_int_t ngx_http_pe_stream(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx, pe_dir dir,
                              ngx_chain_t *in, ngx_chain_t **out) {
   ngx_chain_t **ll = out;
+  ngx_int_t rc;
+  int own = 0; /* the links of `in` are ours (the queue), not the caller's */
   *out = NULL;
+  if (ctx->stream_q[dir] || ctx->pending) {
+    /* A chunk is in flight (or its result waits here): new input queues
+     * behind it, in nginx's own buffers, which stay busy meanwhile. */
+    if (in && ngx_chain_add_copy(r->pool, &ctx->stream_q[dir], in) != NGX_OK)
+      return NGX_ERROR;
+    if (ctx->pending)
+      return NGX_AGAIN;
+    in = ctx->stream_q[dir];
+    ctx->stream_q[dir] = NULL;
+    own = 1;
+    if (in && (ctx->stream_wait & (1u << dir))) {
+      ctx->stream_wait &= ~(1u << dir);
+      rc = ngx_http_pe_stream_result(r, ctx, dir, in->buf, ctx->stream_chunk, ctx->stream_rc,
+                                     ctx->stream_o, &ll);
+      if (rc != NGX_OK) {
+        ngx_http_pe_consume_from(in);
+        return rc;
+      }
+      in = in->next;
+    }
+  }
   for (ngx_chain_t *cl = in; cl; cl = cl->next) {
     ngx_buf_t *b = cl->buf;
     int last = b->last_buf ? 1 : 0;
@@ -155,31 +216,78 @@ ngx_int_t ngx_http_pe_stream(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx, pe_d
     if (dir == PE_REQUEST)
       ctx->request_in += (off_t)chunk.len;
     pe_slice o;
-    int rc = pe_chain_stream_body(ctx->spec->chain, ctx->ex, dir, chunk, last, &o);
-    if (rc != PE_OK) {
-      ngx_http_pe_log_failure(ctx);
-      if (pe_exchange_verdict(ctx->ex) != PE_VERDICT_RESPOND) /* a refused call: fail closed */
-        pe_exchange_respond(ctx->ex, NGX_HTTP_INTERNAL_SERVER_ERROR, PE_LIT(""));
-      ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                    "policyexec_chain in %V: streamed %s body stopped (%s)", &ctx->spec->where,
-                    dir == PE_REQUEST ? "request" : "response", pe_strerror(rc));
-      ngx_http_pe_consume_from(cl);
-      return NGX_DECLINED;
+    int prc =
+        pe_chain_stream_body_async(ctx->spec->chain, ctx->ex, dir, chunk, last, &ctx->stream_o,
+                                   ngx_http_pe_dispatcher(), ngx_http_pe_stream_done, ctx);
+    if (prc == PE_PENDING) {
+      /* This buffer and the rest wait, untouched, for the chunk's result. */
+      if (own) {
+        ctx->stream_q[dir] = cl;
+      } else if (ngx_chain_add_copy(r->pool, &ctx->stream_q[dir], cl) != NGX_OK) {
+        ctx->stream_q[dir] = NULL; /* the pending chunk is abandoned with the exchange */
+        return NGX_ERROR;
+      }
+      ctx->stream_chunk = chunk;
+      ctx->stream_wait |= 1u << dir;
+      ctx->stream_dir = dir;
+      ctx->pending = 1;
+      ngx_http_pe_wait_start(ctx);
+      return NGX_AGAIN;
     }
-    ctx->streamed[dir] += (off_t)o.len;
-    if (last)
-      ctx->stream_ended |= 1u << dir;
-    ngx_chain_t *link;
-    if (ngx_http_pe_output(r, ctx, dir, b, chunk, o, last, &link) != NGX_OK) {
+    o = ctx->stream_o;
+    rc = ngx_http_pe_stream_result(r, ctx, dir, b, chunk, prc, o, &ll);
+    if (rc != NGX_OK) {
       ngx_http_pe_consume_from(cl);
-      return NGX_ERROR;
-    }
-    if (link) {
-      *ll = link;
-      ll = &link->next;
+      return rc;
     }
   }
   return NGX_OK;
+}
+
+/* A chunk sent to a Python worker completed (from pe_dispatcher_dispatch):
+ * its direction is moved along through nginx's own handlers, which call
+ * our filter again; a direction whose input queued behind the other's
+ * chunk is moved along too. */
+static void ngx_http_pe_stream_kick(ngx_http_pe_ctx_t *ctx, pe_dir dir) {
+  ngx_http_request_t *r = ctx->request;
+  if (dir == PE_RESPONSE) {
+    ngx_http_pe_stream_response_resume(ctx);
+    return;
+  }
+  /* The request body reader: nginx's (ngx_http_read_client_request_body's
+   * handler) while it buffers the body, the upstream's when it sends it
+   * unbuffered; both read on through ngx_http_do_read_client_request_body,
+   * whose flush calls the request-body filters with no input. When the
+   * upstream is not connected yet (ngx_http_block_reading), it reads the
+   * body once it is. */
+  r->read_event_handler(r);
+}
+
+static void ngx_http_pe_stream_done(pe_exchange *ex, int rc, void *user_data) {
+  ngx_http_pe_ctx_t *ctx = user_data;
+  (void)ex;
+  ctx->pending = 0;
+  ctx->stream_rc = rc;
+  if (ctx->wait.timer_set)
+    ngx_del_timer(&ctx->wait);
+  if (ngx_http_pe_worker_exiting())
+    return; /* fast shutdown: the request is only freed */
+  ngx_http_request_t *r = ctx->request;
+  ngx_connection_t *c = r->connection;
+  pe_dir dir = (pe_dir)ctx->stream_dir;
+  pe_dir other = dir == PE_REQUEST ? PE_RESPONSE : PE_REQUEST;
+  if (ctx->stream_q[other] == NULL) {
+    ngx_http_pe_stream_kick(ctx, dir);
+  } else {
+    /* Two kicks: the first may end the request; our reference keeps it
+     * (and ctx) alive for the second. */
+    r->main->count++;
+    ngx_http_pe_stream_kick(ctx, dir);
+    if (!c->destroyed && !c->error && ctx->ex && !ctx->pending && ctx->stream_q[other])
+      ngx_http_pe_stream_kick(ctx, other);
+    ngx_http_finalize_request(r, NGX_DONE);
+  }
+  ngx_http_run_posted_requests(c);
 }
 
 void ngx_http_pe_stream_sweep(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx, ngx_chain_t **out) {
@@ -211,6 +319,13 @@ static ngx_int_t ngx_http_pe_request_body_filter(ngx_http_request_t *r, ngx_chai
   }
   ngx_chain_t *out;
   ngx_int_t rc = ngx_http_pe_stream(r, ctx, PE_REQUEST, in, &out);
+  if (rc == NGX_AGAIN) {
+    /* A chunk is in flight and nginx's buffers stay busy: the reader then
+     * waits (ngx_http_do_read_client_request_body returns NGX_AGAIN rather
+     * than alerting "busy buffers after request body flush"). */
+    r->request_body->filter_need_buffering = 1;
+    rc = NGX_OK;
+  }
   /* Without request buffering, a client's Content-Length has gone to the
    * upstream already: a body of another length must not follow it. */
   if (rc == NGX_OK && r->request_body_no_buffering && !r->headers_in.chunked &&

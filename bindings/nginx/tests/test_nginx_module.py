@@ -14,6 +14,8 @@ gateway tests' echo upstream:
   lifecycle   reload under load (no failed request), a killed nginx worker,
               quit: no process, socket file or "open socket" alert left
   stream      pass-through and streamed bodies (ngx_stream_tests.py)
+  pystream    bodies through Python streamed steps without blocking the
+              worker (ngx_pystream_tests.py)
 
 Usage: test_nginx_module.py --module SO --libdir DIR --plugin SO --pyworker BIN
            --python-paths DIR... --echo echo_backend.py [--test-plugin SO] SCENARIO
@@ -595,6 +597,12 @@ def scenario_stream(env):
     ngx_stream_tests.scenario_stream(env, sys.modules[__name__])
 
 
+def scenario_pystream(env):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import ngx_pystream_tests
+    ngx_pystream_tests.scenario_pystream(env, sys.modules[__name__])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--module", required=True)
@@ -606,7 +614,7 @@ def main():
     ap.add_argument("--test-plugin", help="the gateway's test policies (stream scenario)")
     ap.add_argument("--preload", help="LD_PRELOAD for nginx (sanitizer runtimes)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    ap.add_argument("scenario", choices=["e2e", "configtest", "lifecycle", "stream"])
+    ap.add_argument("scenario", choices=["e2e", "configtest", "lifecycle", "stream", "pystream"])
     args = ap.parse_args()
     if args.scenario == "stream" and not args.test_plugin:
         ap.error("the stream scenario needs --test-plugin")
@@ -614,7 +622,8 @@ def main():
     failed = False
     try:
         {"e2e": scenario_e2e, "configtest": scenario_configtest,
-         "lifecycle": scenario_lifecycle, "stream": scenario_stream}[args.scenario](env)
+         "lifecycle": scenario_lifecycle, "stream": scenario_stream,
+         "pystream": scenario_pystream}[args.scenario](env)
     except Failure as e:
         failed = True
         print(f"FAIL: {e}")

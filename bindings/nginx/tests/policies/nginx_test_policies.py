@@ -96,3 +96,43 @@ class MeasureBody(policyexec.Policy):
 
     def on_response_headers(self, ctx):
         ctx.response_headers["x-measured"] = ctx.metadata.get("measured", "none")
+
+
+class SlowStream(policyexec.Policy):
+    """A streamed step that sleeps per chunk and passes each chunk on: a
+    body through it takes long, which must not hold up the nginx worker."""
+
+    name = "ngx-test-slow-stream"
+    version = "1.0.0"
+    params = {"ms": Param(int, default=200)}
+
+    def _chunk(self, chunk):
+        time.sleep(self.params["ms"] / 1000.0)
+        chunk.forward()
+
+    def on_request_body_chunk(self, ctx, chunk):
+        self._chunk(chunk)
+
+    def on_response_body_chunk(self, ctx, chunk):
+        self._chunk(chunk)
+
+
+class RaiseStream(policyexec.Policy):
+    """A streamed step that passes `after` bytes on, then raises."""
+
+    name = "ngx-test-raise-stream"
+    version = "1.0.0"
+    params = {"after": Param(int, default=0)}
+
+    def _chunk(self, ctx, chunk):
+        seen = chunk.state or 0
+        if seen + len(chunk.data) > self.params["after"]:
+            raise RuntimeError("ngx-test-raise-stream failed on purpose")
+        chunk.state = seen + len(chunk.data)
+        chunk.forward()
+
+    def on_request_body_chunk(self, ctx, chunk):
+        self._chunk(ctx, chunk)
+
+    def on_response_body_chunk(self, ctx, chunk):
+        self._chunk(ctx, chunk)
