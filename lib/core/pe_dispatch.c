@@ -120,11 +120,10 @@ int pe__dispatch_stream_submit(pe_exchange *ex, const pe__executor *x, const pe_
   return rc;
 }
 
-int pe__dispatch_stream_done(pe_exchange *ex, int rc) {
-  pe_dispatcher *d = ex->run.dispatcher;
-  d->pending--;
-  ex->run.pending = false;
-  rc = pe__stream_resume(ex, rc);
+/* The pending step of ex came back and its run went on to rc: unless it is
+ * pending again, the host's callback gets the result. Returns the number of
+ * runs completed. */
+static int finish_or_wait(pe_exchange *ex, int rc) {
   if (rc == PE_PENDING)
     return 0;
   pe_run_done_fn done = ex->run.done;
@@ -134,18 +133,20 @@ int pe__dispatch_stream_done(pe_exchange *ex, int rc) {
   return 1;
 }
 
-int pe__dispatch_complete(pe_exchange *ex) {
-  pe_dispatcher *d = ex->run.dispatcher;
-  d->pending--;
+/* No longer pending on its dispatcher: called before the run goes on. */
+static void unpend(pe_exchange *ex) {
+  ex->run.dispatcher->pending--;
   ex->run.pending = false;
-  int rc = pe__run_continue(ex);
-  if (rc == PE_PENDING)
-    return 0;
-  pe_run_done_fn done = ex->run.done;
-  void *ud = ex->run.done_ud;
-  clear_async(ex);
-  done(ex, rc, ud);
-  return 1;
+}
+
+int pe__dispatch_stream_done(pe_exchange *ex, int rc) {
+  unpend(ex);
+  return finish_or_wait(ex, pe__stream_resume(ex, rc));
+}
+
+int pe__dispatch_complete(pe_exchange *ex) {
+  unpend(ex);
+  return finish_or_wait(ex, pe__run_continue(ex));
 }
 
 bool pe__dispatch_forget(pe_exchange *ex) {

@@ -140,6 +140,24 @@ static void watch_out(pe__py_dstate *d, pe__py_conn *c, bool on) {
   c->watching_out = on;
 }
 
+/* Call k, sent on c for ex, waits for its reply at the tail of c's calls,
+ * the dispatcher's timer armed for its deadline. */
+static int call_wait(pe__py_dstate *d, pe__py_conn *c, pe__py_call *k, pe_exchange *ex,
+                     pe__py_worker *w, const pe__batch *b) {
+  k->ex = ex;
+  k->worker = w;
+  k->deadline_ns = pe__py_batch_deadline(b, pe__now_ns());
+  k->prev = c->tail;
+  if (c->tail)
+    c->tail->next = k;
+  else
+    c->head = k;
+  c->tail = k;
+  c->calls++;
+  pe__dispatcher_arm(d->d, k->deadline_ns);
+  return PE_PENDING;
+}
+
 static void list_remove(pe__py_conn **list, pe__py_conn *c) {
   for (pe__py_conn **link = list; *link; link = &(*link)->next)
     if (*link == c) {
@@ -302,18 +320,7 @@ static int submit_to(pe__py_dstate *d, pe__py_backend *be, pe__py_worker *w, pe_
     return rc;
   }
   watch_out(d, c, rc == PE_PENDING);
-  k->ex = ex;
-  k->worker = w;
-  k->deadline_ns = pe__py_batch_deadline(b, pe__now_ns());
-  k->prev = c->tail;
-  if (c->tail)
-    c->tail->next = k;
-  else
-    c->head = k;
-  c->tail = k;
-  c->calls++;
-  pe__dispatcher_arm(d->d, k->deadline_ns);
-  return PE_PENDING;
+  return call_wait(d, c, k, ex, w, b);
 }
 
 int pe__py_submit(pe__backend *self, pe__dstate *ds, pe_exchange *ex, const pe__batch *b) {
@@ -400,20 +407,9 @@ int pe__py_stream_submit(pe__backend *self, pe__dstate *ds, pe_exchange *ex, con
     return pe__exchange_fail(ex, PE_ERR_WORKER, "python worker %zu crashed: %s", w->index, why);
   }
   watch_out(d, c, rc == PE_PENDING);
-  k->ex = ex;
-  k->worker = w;
   k->chunk = chunk;
   k->sb = sb;
-  k->deadline_ns = pe__py_batch_deadline(&b, pe__now_ns());
-  k->prev = c->tail;
-  if (c->tail)
-    c->tail->next = k;
-  else
-    c->head = k;
-  c->tail = k;
-  c->calls++;
-  pe__dispatcher_arm(d->d, k->deadline_ns);
-  return PE_PENDING;
+  return call_wait(d, c, k, ex, w, &b);
 }
 
 /* ---- dispatching ---- */
