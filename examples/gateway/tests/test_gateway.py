@@ -965,21 +965,26 @@ def pattern_digest(total, prefix=b"", suffix=b""):
     return digest.hexdigest()
 
 
+def read_digest(resp):
+    """Status, headers, length and sha256 of a response, its body read in
+    pieces (never held whole)."""
+    digest, length = hashlib.sha256(), 0
+    while True:
+        piece = resp.read(262144)
+        if not piece:
+            break
+        digest.update(piece)
+        length += len(piece)
+    return resp.status, resp.headers, length, digest.hexdigest()
+
+
 def download(gw, path):
     """GETs @path; returns status, headers, length and sha256 of the body,
     read in pieces (never held whole)."""
     conn = gw.connect()
     try:
         conn.request("GET", path)
-        resp = conn.getresponse()
-        digest, length = hashlib.sha256(), 0
-        while True:
-            piece = resp.read(262144)
-            if not piece:
-                break
-            digest.update(piece)
-            length += len(piece)
-        return resp.status, resp.headers, length, digest.hexdigest()
+        return read_digest(conn.getresponse())
     finally:
         conn.close()
 
@@ -1111,17 +1116,18 @@ def read_until_close(sock, limit_s=30):
         return got, True
 
 
-def scenario_stream_failures(args):
-    """A streamed step failing mid-body: closed before any byte went out is
-    a clean 500; closed after bytes went out cuts the connection (the
-    chunked body never ends); open skips the step and the body completes."""
+def check_stream_failures(args, policy, setup):
+    """Routes whose streamed step @policy fails after some bytes: closed
+    before any byte went out is a clean 500; closed after bytes went out
+    cuts the connection (the chunked body never ends); open skips the step
+    and the body completes; a failing request body gets the 500."""
     def failing(after, mode):
-        return [{"name": "gw-test-stream-fail", "version": "1.0.0", "params": {"after": after},
+        return [{"name": policy, "version": "1.0.0", "params": {"after": after},
                  "failure_mode": mode}]
     apis = [{"name": "early", "context": "/early", "policies": failing(10, "closed")},
             {"name": "late", "context": "/late", "policies": failing(1 << 20, "closed")},
             {"name": "open", "context": "/open", "policies": failing(1 << 20, "open")}]
-    with Setup(args, apis) as gw:
+    with Setup(args, apis, **setup) as gw:
         status, headers, body = gw.request("GET", "/early/gen?bytes=100000")
         check(status == 500, "early failure: status %d" % status)
         with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
@@ -1135,12 +1141,18 @@ def scenario_stream_failures(args):
         status, headers, length, digest = download(gw, "/open/gen?bytes=4194304")
         check(status == 200 and length == 4 << 20 and digest == pattern_digest(4 << 20),
               "open failure: %d, %d bytes" % (status, length))
-        # A request body whose stream fails: the client gets the 500.
         status, answer = upload(gw, "/early/sink", 100000)
         check(status == 500, "request stream failure: %d %r" % (status, answer))
         log = gw.gateway_log()
-        check("gw-test-stream-fail" in log and "bytes seen" in log, "the failures are logged")
+        check(policy in log and "bytes seen" in log, "the failures are logged")
         expect_plain(*gw.request("POST", "/open/echo", body=b"ok"), b"ok", "after")
+
+
+def scenario_stream_failures(args):
+    """A streamed step failing mid-body: closed before any byte went out is
+    a clean 500; closed after bytes went out cuts the connection (the
+    chunked body never ends); open skips the step and the body completes."""
+    check_stream_failures(args, "gw-test-stream-fail", {})
 
 
 def scenario_redaction(args):
@@ -1227,15 +1239,7 @@ def echo_digest(gw, path, total, chunked):
             conn.endheaders()
             for piece in echo_backend.pattern_pieces(total):
                 conn.send(piece)
-        resp = conn.getresponse()
-        digest, length = hashlib.sha256(), 0
-        while True:
-            piece = resp.read(262144)
-            if not piece:
-                break
-            digest.update(piece)
-            length += len(piece)
-        return resp.status, resp.headers, length, digest.hexdigest()
+        return read_digest(conn.getresponse())
     finally:
         conn.close()
 
@@ -1282,31 +1286,8 @@ def scenario_python_stream(args):
         check("failed in" not in log, "no step failed: %s" % log[-2000:])
     # A streamed Python step failing mid-body, as scenario_stream_failures
     # does with a native one.
-    def failing(after, mode):
-        return [{"name": "gw-test-py-stream-fail", "version": "1.0.0",
-                 "params": {"after": after}, "failure_mode": mode}]
-    apis = [{"name": "early", "context": "/early", "policies": failing(10, "closed")},
-            {"name": "late", "context": "/late", "policies": failing(1 << 20, "closed")},
-            {"name": "open", "context": "/open", "policies": failing(1 << 20, "open")}]
-    with Setup(args, apis, python=True, python_timeout_ms=30000) as gw:
-        status, headers, body = gw.request("GET", "/early/gen?bytes=100000")
-        check(status == 500, "early failure: status %d" % status)
-        with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
-            s.sendall(b"GET /late/gen?bytes=4194304 HTTP/1.1\r\nHost: x\r\n\r\n")
-            got, closed = read_until_close(s)
-        head, _, body = got.partition(b"\r\n\r\n")
-        check(closed and head.startswith(b"HTTP/1.1 200") and b"chunked" in head.lower(),
-              "late failure: closed=%s head %r" % (closed, head[:200]))
-        check(not body.endswith(b"0\r\n\r\n") and len(body) < (4 << 20),
-              "late failure: the body looks complete (%d bytes)" % len(body))
-        status, headers, length, digest = download(gw, "/open/gen?bytes=4194304")
-        check(status == 200 and length == 4 << 20 and digest == pattern_digest(4 << 20),
-              "open failure: %d, %d bytes" % (status, length))
-        status, answer = upload(gw, "/early/sink", 100000)
-        check(status == 500, "request stream failure: %d %r" % (status, answer))
-        log = gw.gateway_log()
-        check("gw-test-py-stream-fail" in log and "bytes seen" in log, "the failures are logged")
-        expect_plain(*gw.request("POST", "/open/echo", body=b"ok"), b"ok", "after")
+    check_stream_failures(args, "gw-test-py-stream-fail",
+                          {"python": True, "python_timeout_ms": 30000})
 
 
 def scenario_python_upload(args):
