@@ -37,6 +37,26 @@ START_TEST(field_value_refuses_only_cr_lf_nul_del) {
 }
 END_TEST
 
+/* The value check reads eight bytes at a time: each refused byte, and its
+ * neighbours with the high bit set (which a word-wise test could confuse
+ * with it), at every offset of values from 1 to 40 bytes. */
+START_TEST(field_value_every_offset) {
+  const unsigned char probes[] = {'\r', '\n', 0,    0x7f, 0x8d, 0x8a,
+                                  0x80, 0xff, 0x0c, 0x0e, 0x7e, 0x01};
+  char v[40];
+  for (size_t len = 1; len <= sizeof v; len++)
+    for (size_t at = 0; at < len; at++)
+      for (size_t k = 0; k < sizeof probes; k++) {
+        memset(v, 'a', sizeof v);
+        v[at] = (char)probes[k];
+        bool expected =
+            probes[k] != '\r' && probes[k] != '\n' && probes[k] != 0 && probes[k] != 0x7f;
+        ck_assert_msg(pe__is_field_value(pe_bytes(v, len)) == expected, "byte 0x%02x at %zu of %zu",
+                      probes[k], at, len);
+      }
+}
+END_TEST
+
 START_TEST(field_value_rules) {
   ck_assert(pe__is_field_value(PE_LIT("")));
   ck_assert(pe__is_field_value(pe_bytes(NULL, 0)));
@@ -76,6 +96,7 @@ static Suite *validate_suite(void) {
   tcase_add_test(tc, token_rules);
   tcase_add_test(tc, field_value_refuses_only_cr_lf_nul_del);
   tcase_add_test(tc, field_value_rules);
+  tcase_add_test(tc, field_value_every_offset);
   tcase_add_test(tc, request_target_accepts_visible_ascii);
   tcase_add_test(tc, request_target_empty);
   suite_add_tcase(s, tc);

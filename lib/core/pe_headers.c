@@ -17,15 +17,6 @@ static unsigned header_change(pe_dir dir) {
   return dir == PE_REQUEST ? PE_CHANGE_REQUEST_HEADERS : PE_CHANGE_RESPONSE_HEADERS;
 }
 
-/* Index of the first CR, LF, NUL or DEL in v (v is known to hold one). */
-static size_t bad_value_byte(pe_slice v) {
-  size_t i = 0;
-  while (i < v.len && v.ptr[i] != '\r' && v.ptr[i] != '\n' && v.ptr[i] != '\0' &&
-         v.ptr[i] != '\x7f')
-    i++;
-  return i;
-}
-
 /* Policies may not touch the headers that frame the message or the hop
  * (pe__is_framing_header): the host sets those for the connection it
  * writes, and a policy changing them (say, Content-Length on a streamed
@@ -48,7 +39,7 @@ static int write_header(pe_exchange *ex, pe_dir dir, pe_slice name, pe_slice val
     return pe__exchange_fail(ex, PE_ERR_HEADER_NAME, "%s header name '%s' is not a valid token",
                              side(dir), pe__escape(shown, sizeof shown, name));
   if (!pe__is_field_value(value)) {
-    size_t at = bad_value_byte(value);
+    size_t at = pe__field_value_bad_at(value);
     return pe__exchange_fail(ex, PE_ERR_HEADER_VALUE,
                              "value of %s header '%s' contains %s at byte %zu", side(dir),
                              pe__escape(shown, sizeof shown, name),

@@ -120,8 +120,9 @@ int pe__fields_remove(pe__fields *f, pe_slice name); /* count removed */
 
 /* ---- pe_validate.c ---- */
 
-bool pe__is_token(pe_slice s);                            /* RFC 9110 token, non-empty */
-bool pe__is_field_value(pe_slice s);                      /* no CR, LF, NUL, DEL */
+bool pe__is_token(pe_slice s);             /* RFC 9110 token, non-empty */
+bool pe__is_field_value(pe_slice s);       /* no CR, LF, NUL, DEL */
+size_t pe__field_value_bad_at(pe_slice s); /* index of the first of those, or s.len */
 bool pe__is_request_target(pe_slice s, bool allow_empty); /* visible ASCII, no space */
 /* A header that frames the message or the connection (Content-Length,
  * Transfer-Encoding and the hop-by-hop ones): the proxy's, not a policy's. */
