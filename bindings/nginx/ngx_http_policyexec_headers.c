@@ -15,7 +15,8 @@ static ngx_int_t ngx_http_pe_is(ngx_str_t *name, const char *field) {
 }
 
 static ngx_int_t ngx_http_pe_hop_by_hop(ngx_str_t *name) {
-  if (name->len >= 6 && ngx_strncasecmp(name->data, (u_char *)"proxy-", 6) == 0)
+  if (name->len >= 6 && (name->data[0] | 0x20) == 'p' &&
+      ngx_strncasecmp(name->data, (u_char *)"proxy-", 6) == 0)
     return 1;
   switch (name->len) {
   case 2:
@@ -95,11 +96,37 @@ static ngx_int_t ngx_http_pe_copy(ngx_pool_t *pool, ngx_str_t *dst, pe_slice src
   return NGX_OK;
 }
 
+/* Walks the fields of a list as ngx_http_pe_add_list filled the exchange
+ * from it, so a rebuilt list can take the fields that came back unchanged
+ * as they were (no copy, no lower-casing, no hashing: most of a rebuild's
+ * cost, callgrind showed). */
+typedef struct {
+  ngx_list_part_t *part;
+  ngx_uint_t i;
+} ngx_http_pe_cursor_t;
+
+static ngx_table_elt_t *ngx_http_pe_cursor_peek(ngx_http_pe_cursor_t *c) {
+  for (; c->part; c->part = c->part->next, c->i = 0) {
+    ngx_table_elt_t *h = c->part->elts;
+    for (; c->i < c->part->nelts; c->i++)
+      if (h[c->i].hash != 0 && !ngx_http_pe_hop_by_hop(&h[c->i].key))
+        return &h[c->i];
+  }
+  return NULL;
+}
+
+static ngx_int_t ngx_http_pe_same(ngx_str_t *s, pe_slice b) {
+  return s->len == b.len && (b.len == 0 || ngx_memcmp(s->data, b.ptr, b.len) == 0);
+}
+
 /* A fresh list of the exchange's headers of side @p dir, skipping the
- * fields nginx writes itself. */
+ * fields nginx writes itself. @p old is the list the exchange was filled
+ * from: a field that comes back unchanged, in its place, is taken from it. */
 static ngx_int_t ngx_http_pe_make_list(ngx_http_request_t *r, pe_exchange *ex, pe_dir dir,
                                        ngx_list_t *list, ngx_str_t *content_type) {
   size_t n = pe_exchange_header_count(ex, dir);
+  ngx_list_t old = *list;
+  ngx_http_pe_cursor_t cursor = {&old.part, 0};
   pe_slice name, value;
   if (ngx_list_init(list, r->pool, n ? n : 1, sizeof(ngx_table_elt_t)) != NGX_OK)
     return NGX_ERROR;
@@ -109,12 +136,23 @@ static ngx_int_t ngx_http_pe_make_list(ngx_http_request_t *r, pe_exchange *ex, p
       continue;
     if (content_type && name.len == 12 &&
         ngx_strncasecmp(key.data, (u_char *)"content-type", 12) == 0) {
-      if (ngx_http_pe_copy(r->pool, content_type, value) != NGX_OK)
+      if (ngx_http_pe_same(&r->headers_out.content_type, value))
+        *content_type = r->headers_out.content_type;
+      else if (ngx_http_pe_copy(r->pool, content_type, value) != NGX_OK)
         return NGX_ERROR;
       continue;
     }
-    ngx_table_elt_t *h = ngx_list_push(list);
-    if (h == NULL || ngx_http_pe_copy(r->pool, &h->key, name) != NGX_OK ||
+    ngx_table_elt_t *h = ngx_list_push(list), *o = ngx_http_pe_cursor_peek(&cursor);
+    if (h == NULL)
+      return NGX_ERROR;
+    if (o && ngx_http_pe_same(&o->key, name)) {
+      cursor.i++; /* this field, kept or with a new value */
+      if (o->lowcase_key && ngx_http_pe_same(&o->value, value)) {
+        *h = *o;
+        continue;
+      }
+    }
+    if (ngx_http_pe_copy(r->pool, &h->key, name) != NGX_OK ||
         ngx_http_pe_copy(r->pool, &h->value, value) != NGX_OK)
       return NGX_ERROR;
     h->lowcase_key = ngx_pnalloc(r->pool, name.len ? name.len : 1);

@@ -304,6 +304,7 @@ def e2e_locations(env):
                           'return 200 "returned\\n";'))
     locs.append(chain_loc("/prot/", [step("ngx-test-echo-path")], dead))
     locs.append(proxied("/rewrite/", [step("ngx-test-rewrite-path")]))
+    locs.append(proxied("/edit/", [step("ngx-test-edit-heads")]))
     locs.append(chain_loc("/static.txt", [step(N + "response-body")], ""))
     # An upstream failure redirected (error_page) into a location with a chain.
     locs.append(chain_loc("/redir/", CHAINS["native-4"],
@@ -437,6 +438,23 @@ def scenario_e2e(env):
           headers.get("content-type") == "text/x-rewritten" and data == b"body",
           f"rewrite: {headers} {data!r}")
     print("ok: a policy's path and header edits reach the upstream")
+
+    conn = http.client.HTTPConnection("127.0.0.1", env.port, timeout=60)
+    conn.request("POST", "/edit/x", body=b"edit", headers={
+        "Content-Type": "text/plain", "X-Drop-Me": "1", "X-Keep-Me": "k"})
+    resp = conn.getresponse()
+    data = resp.read()
+    fields = [(k.lower(), v) for k, v in resp.getheaders()]
+    conn.close()
+    names = [k for k, _ in fields]
+    check(resp.status == 200 and data == b"edit" and
+          ("content-type", "text/x-edited") in fields and
+          ("x-echo-method", "EDITED") in fields and "x-echo-length" not in names and
+          ("x-added-resp", "2") in fields and ("x-echo-path", "/edit/x") in fields and
+          names.count("server") == 1 and names.count("date") == 1 and
+          names.count("x-echo-method") == 1 and names.count("content-type") == 1,
+          f"edit: {resp.status} {fields} {data!r}")
+    print("ok: changed, removed, added and kept fields in both heads")
 
     status, headers, data = request(env.port, "GET", "/static.txt")
     check(status == 200 and data == b"[sample-response-body]" + b"static file body\n" * 4096,

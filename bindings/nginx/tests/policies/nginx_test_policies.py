@@ -136,3 +136,21 @@ class RaiseStream(policyexec.Policy):
 
     def on_response_body_chunk(self, ctx, chunk):
         self._chunk(ctx, chunk)
+
+
+class EditHeads(policyexec.Policy):
+    """Changes, removes and adds fields in both heads, keeping the rest: the
+    module rebuilds nginx's lists taking unchanged fields as they were."""
+
+    name = "ngx-test-edit-heads"
+    version = "1.0.0"
+
+    def on_request_headers(self, ctx):
+        ctx.request_headers["content-type"] = "text/x-edited"
+        del ctx.request_headers["x-drop-me"]
+        ctx.request_headers.add("x-added", "1")
+
+    def on_response_headers(self, ctx):
+        ctx.response_headers["x-echo-method"] = "EDITED"
+        del ctx.response_headers["x-echo-length"]
+        ctx.response_headers.add("x-added-resp", "2")
