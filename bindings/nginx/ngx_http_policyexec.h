@@ -48,6 +48,7 @@ typedef struct {
   ngx_uint_t python_workers;
   ngx_msec_t python_timeout;
   ngx_flag_t python_cpu_affinity;
+  ngx_flag_t sched_batch;
   size_t max_body;
   size_t max_header_bytes;
   ngx_uint_t max_headers;

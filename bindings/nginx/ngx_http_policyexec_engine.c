@@ -157,6 +157,17 @@ ngx_int_t ngx_http_pe_worker_start(ngx_cycle_t *cycle, ngx_http_pe_main_conf_t *
     if (sigaction(SIGCHLD, &sa, NULL) == -1)
       ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno, "policyexec: sigaction(SIGCHLD) failed");
   }
+  if (pmcf->sched_batch) {
+    /* Before the pool starts, so the Python workers inherit it: a woken
+     * worker then waits for this process to block instead of preempting
+     * it, and takes the calls queued meanwhile in one go (decision 10,
+     * as the gateway's "sched_batch"). */
+    struct sched_param sp;
+    ngx_memzero(&sp, sizeof sp);
+    if (sched_setscheduler(0, SCHED_BATCH, &sp) == -1)
+      ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno,
+                    "policyexec_sched_batch: sched_setscheduler failed");
+  }
   ngx_queue_init(&pe_worker.live);
   pe_worker.specs = &pmcf->specs;
   if (ngx_http_pe_engine_new(pmcf, NULL, pmcf->python_workers, &pe_worker.engine) != NGX_OK)

@@ -32,6 +32,9 @@ static ngx_command_t ngx_http_pe_commands[] = {
     {ngx_string("policyexec_python_cpu_affinity"), NGX_HTTP_MAIN_CONF | NGX_CONF_FLAG,
      ngx_conf_set_flag_slot, NGX_HTTP_MAIN_CONF_OFFSET,
      offsetof(ngx_http_pe_main_conf_t, python_cpu_affinity), NULL},
+    {ngx_string("policyexec_sched_batch"), NGX_HTTP_MAIN_CONF | NGX_CONF_FLAG,
+     ngx_conf_set_flag_slot, NGX_HTTP_MAIN_CONF_OFFSET,
+     offsetof(ngx_http_pe_main_conf_t, sched_batch), NULL},
     {ngx_string("policyexec_max_body_size"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
      ngx_conf_set_size_slot, NGX_HTTP_MAIN_CONF_OFFSET, offsetof(ngx_http_pe_main_conf_t, max_body),
      NULL},
@@ -87,6 +90,7 @@ static void *ngx_http_pe_create_main_conf(ngx_conf_t *cf) {
   pmcf->python_workers = NGX_CONF_UNSET_UINT;
   pmcf->python_timeout = NGX_CONF_UNSET_MSEC;
   pmcf->python_cpu_affinity = NGX_CONF_UNSET;
+  pmcf->sched_batch = NGX_CONF_UNSET;
   pmcf->max_body = NGX_CONF_UNSET_SIZE;
   pmcf->max_header_bytes = NGX_CONF_UNSET_SIZE;
   pmcf->max_headers = NGX_CONF_UNSET_UINT;
@@ -100,6 +104,7 @@ static char *ngx_http_pe_init_main_conf(ngx_conf_t *cf, void *conf) {
   ngx_conf_init_uint_value(pmcf->python_workers, 1);
   ngx_conf_init_msec_value(pmcf->python_timeout, 1000);
   ngx_conf_init_value(pmcf->python_cpu_affinity, 0);
+  ngx_conf_init_value(pmcf->sched_batch, 0);
   if (pmcf->python_workers < 1 || pmcf->python_workers > 256)
     return "policyexec_python_workers must be 1 .. 256";
   if (pmcf->python_timeout < 1 || pmcf->python_timeout > 3600000)

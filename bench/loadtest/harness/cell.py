@@ -83,7 +83,7 @@ def run(opts, profile, size, concurrency, cell_dir):
             proxy = nginx.start_module_proxy(os.path.join(cell_dir, "proxy"), target,
                                              opts.gateway_threads, backend_port, opts.build_dir,
                                              opts.source_dir, spec["policies"], opts.py_workers,
-                                             opts.py_timeout_ms, spec.get("sched_batch", False))
+                                             opts.py_timeout_ms, not opts.no_sched_batch)
             started.append(proxy)
             roots.append(f"gateway={proxy.pid}")
         else:

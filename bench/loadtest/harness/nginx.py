@@ -42,13 +42,13 @@ def _render(template, run_dir, values):
     return conf
 
 
-def _start(name, template, run_dir, values, port, env=None, prefix=()):
+def _start(name, template, run_dir, values, port, env=None):
     os.makedirs(run_dir, exist_ok=True)
     # nginx workers drop to an unprivileged user when started as root; they
     # must be able to reach the run dir.
     os.chmod(run_dir, 0o755)
     conf = _render(template, run_dir, dict(values, PORT=port))
-    argv = list(prefix) + [nginx_binary(), "-p", run_dir, "-c", conf, "-e", os.path.join(run_dir, "error.log")]
+    argv = [nginx_binary(), "-p", run_dir, "-c", conf, "-e", os.path.join(run_dir, "error.log")]
     proc = procs.Proc(name, argv, os.path.join(run_dir, "stdout.log"), env=env)
     proc.wait_port(port, timeout=30)
     return proc
@@ -71,7 +71,7 @@ def module_paths(build_dir):
 
 
 def start_module_proxy(run_dir, port, workers, backend_port, build_dir, source_dir, policies,
-                       py_workers, py_timeout_ms, sched_batch=False):
+                       py_workers, py_timeout_ms, sched_batch=True):
     """The anchor with ngx_http_policyexec_module and @p policies on its location."""
     import json
     from . import gateway
@@ -81,11 +81,11 @@ def start_module_proxy(run_dir, port, workers, backend_port, build_dir, source_d
               "MODULE": module_paths(build_dir)["module"], "PLUGIN": gw["plugin"],
               "PYTHON_PATH": gw["python_paths"][0], "PYWORKER": gw["worker"],
               "PY_WORKERS": max(1, py_workers // max(1, workers)),
-              "PY_TIMEOUT_MS": py_timeout_ms, "CHAIN": chain}
+              "PY_TIMEOUT_MS": py_timeout_ms, "CHAIN": chain,
+              "SCHED_BATCH": "on" if sched_batch else "off"}
     env = dict(os.environ, LD_LIBRARY_PATH=module_paths(build_dir)["libdir"])
     return _start("reverse proxy + policyexec module (nginx)", "nginx-module.conf", run_dir,
-                  values, port, env=env,
-                  prefix=("chrt", "--batch", "0") if sched_batch else ())
+                  values, port, env=env)
 def start_lookup_service(run_dir, port, workers, delay_s=0.010):
     """The python-lookup profile's lookup service: JSON after delay_s."""
     return _start("lookup service (nginx)", "nginx-lookup.conf", run_dir,

@@ -75,17 +75,8 @@ for _name, _src in (("ngx-empty", "no-policies"), ("ngx-native-4", "native-4"),
                        "title": "nginx module: " + PROFILES[_src]["title"].lower(),
                        "what": "nginx-proxy + ngx_http_policyexec_module, chain as " + _src}
 
-# Not in the default list: ngx-python-4 with nginx (and so its Python
-# workers) under SCHED_BATCH, as the gateway runs, to see what the
-# scheduling policy does to a Python chain in nginx.
-PROFILES["ngx-python-4-batch"] = dict(PROFILES["ngx-python-4"], sched_batch=True,
-                                      title="nginx module: python 4-policy, SCHED_BATCH",
-                                      what="ngx-python-4 with nginx under SCHED_BATCH "
-                                           "(chrt --batch 0)")
-
 ORDER = ["no-gateway", "nginx-proxy", "no-policies", "native-4", "python-4", "mix-4",
          "ngx-empty", "ngx-native-4", "ngx-python-4", "ngx-mix-4"]
-ORDER = ["no-gateway", "nginx-proxy", "no-policies", "native-4", "python-4", "mix-4"]
 # Not in the default matrix (its own service, its own concurrency levels):
 # bench/loadtest/run.sh --profiles python-lookup --concurrency 10,25,50
 EXTRA = ["python-lookup"]

@@ -544,11 +544,48 @@ def check_no_orphans(env, workers_expected):
              f"vs {env.nginx_workers()}", timeout=60)
 
 
+SCHED_BATCH = 3
+
+
+def sched_policy(pid):
+    """The scheduling policy of a process (field 41 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[38])
+
+
+def check_sched_batch(env, locs):
+    """policyexec_sched_batch: off by default; on puts each nginx worker and,
+    inherited, its Python workers under SCHED_BATCH, the master untouched."""
+    procs = lambda: env.nginx_workers() + [pid for pid, _ in env.pyworkers()]
+    check(all(sched_policy(p) != SCHED_BATCH for p in procs()),
+          "SCHED_BATCH without policyexec_sched_batch")
+    good = open(env.conf).read()
+    env.write_conf(env.main_conf(locs, extra_http="  policyexec_sched_batch on;"))
+    old = set(env.nginx_workers())
+    env.nginx("-s", "reload")
+    wait_for(lambda: not old & set(env.nginx_workers()) and len(env.pyworkers()) == 2,
+             "workers of the reloaded configuration")
+    batch = procs()
+    check(len(batch) == 4 and all(sched_policy(p) == SCHED_BATCH for p in batch) and
+          sched_policy(env.master_pid()) != SCHED_BATCH,
+          f"policyexec_sched_batch on: {[(p, sched_policy(p)) for p in batch]}")
+    status, _, data = request(env.port, "POST", "/python-4/x", b"batch")
+    check(data == PREFIX_BODY + b"batch", f"under SCHED_BATCH: {status} {data!r}")
+    env.write_conf(good)
+    old = set(env.nginx_workers())
+    env.nginx("-s", "reload")
+    wait_for(lambda: not old & set(env.nginx_workers()) and len(env.pyworkers()) == 2,
+             "workers of the restored configuration")
+    print("ok: policyexec_sched_batch puts nginx workers and their Python workers "
+          "under SCHED_BATCH")
+
+
 def scenario_lifecycle(env):
     locs = proxied("/python-4/", CHAINS["python-4"]) + proxied("/native-4/", CHAINS["native-4"])
     env.write_conf(env.main_conf(locs))
     env.start()
     check_no_orphans(env, 2)
+    check_sched_batch(env, locs)
     stop, errors, counts = threading.Event(), [], [0]
     threads = [threading.Thread(target=load, args=(env, stop, errors, counts,
                                                    ["/python-4/x", "/native-4/x"]))
