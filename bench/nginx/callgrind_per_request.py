@@ -36,10 +36,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
 ECHO = os.path.join(SRC, "examples", "gateway", "tests", "echo_backend.py")
 N = "sample-native-"
+P = "sample-python-"
 CHAINS = {
     "ngx-empty": [],
     "ngx-native-4": [N + "response-header", N + "request-body", N + "response-header",
                      N + "response-body"],
+    # The Python workers run outside valgrind: these count the nginx
+    # worker's own instructions around each round trip.
+    "ngx-python-4": [P + "response-header", P + "request-body", P + "response-header",
+                     P + "response-body"],
+    "ngx-mix-4": [N + "response-header", P + "request-body", N + "response-body",
+                  P + "response-header"],
 }
 PREFIX_BODY = b"[sample-response-body][sample-request-body]"
 
@@ -69,6 +76,10 @@ def conf(build, run, port, echo_port, profile):
         steps = [{"name": n, "version": "1.0.0"} for n in CHAINS[profile]]
         loc = (f"policyexec_chain '{json.dumps(steps, separators=(',', ':'))}'; " + loc)
         plugin = f"policyexec_plugin {build}/examples/policies/sample_native_policies.so;"
+        if any(n.startswith(P) for n in CHAINS[profile]):
+            plugin += (f" policyexec_python_path {SRC}/examples/policies/python;"
+                       f" policyexec_python_worker {build}/bin/policyexec-pyworker;"
+                       " policyexec_python_workers 1; policyexec_python_timeout 10000ms;")
     else:
         plugin = ""
     return f"""
@@ -100,7 +111,7 @@ http {{
 
 def client(port, n, profile):
     payload = b"x" * 50
-    want = PREFIX_BODY + payload if profile == "ngx-native-4" else payload
+    want = PREFIX_BODY + payload if CHAINS.get(profile) else payload
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     for i in range(n):
         conn.request("POST", "/p/x", body=payload)
