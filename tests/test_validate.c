@@ -15,6 +15,22 @@ START_TEST(token_accepts_exactly_tchar) {
 }
 END_TEST
 
+/* The token check reads four bytes per step: every byte value at every
+ * offset of names of 1-12 bytes. */
+START_TEST(token_every_offset) {
+  char name[12];
+  for (size_t len = 1; len <= sizeof name; len++)
+    for (size_t at = 0; at < len; at++)
+      for (int c = 0; c < 256; c++) {
+        memset(name, 'a', sizeof name);
+        name[at] = (char)c;
+        bool expected = c != 0 && strchr(tchars, c) != NULL;
+        ck_assert_msg(pe__is_token(pe_bytes(name, len)) == expected, "byte 0x%02x at %zu of %zu", c,
+                      at, len);
+      }
+}
+END_TEST
+
 START_TEST(token_rules) {
   ck_assert(pe__is_token(PE_LIT("Content-Type")));
   ck_assert(pe__is_token(PE_LIT("x-a.b_c~d|e`f^g")));
@@ -97,6 +113,7 @@ static Suite *validate_suite(void) {
   tcase_add_test(tc, field_value_refuses_only_cr_lf_nul_del);
   tcase_add_test(tc, field_value_rules);
   tcase_add_test(tc, field_value_every_offset);
+  tcase_add_test(tc, token_every_offset);
   tcase_add_test(tc, request_target_accepts_visible_ascii);
   tcase_add_test(tc, request_target_empty);
   suite_add_tcase(s, tc);
