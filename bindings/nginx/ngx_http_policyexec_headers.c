@@ -129,9 +129,10 @@ static ngx_int_t ngx_http_pe_same(ngx_str_t *s, pe_slice b) {
   return s->len == b.len && (b.len == 0 || ngx_memcmp(s->data, b.ptr, b.len) == 0);
 }
 
-/* A fresh list of the exchange's headers of side @p dir, skipping the
- * fields nginx writes itself. @p old is the list the exchange was filled
- * from: a field that comes back unchanged, in its place, is taken from it. */
+/* Replaces @p list with a fresh list of the exchange's headers of side
+ * @p dir, skipping the fields nginx writes itself. On entry @p list is the
+ * list the exchange was filled from: a field that comes back unchanged, in
+ * its place, is taken from it. */
 static ngx_int_t ngx_http_pe_make_list(ngx_http_request_t *r, pe_exchange *ex, pe_dir dir,
                                        ngx_list_t *list, ngx_str_t *content_type) {
   size_t n = pe_exchange_header_count(ex, dir);
