@@ -553,6 +553,15 @@ def sched_policy(pid):
         return int(f.read().rsplit(")", 1)[1].split()[38])
 
 
+def reload_and_settle(env):
+    """Reloads, then waits until only the new nginx workers run, each with
+    its one Python worker (the old ones may linger while they finish)."""
+    old = set(env.nginx_workers())
+    env.nginx("-s", "reload")
+    wait_for(lambda: not old & set(env.nginx_workers()), "the old nginx workers to go")
+    check_no_orphans(env, 2)
+
+
 def check_sched_batch(env, locs):
     """policyexec_sched_batch: off by default; on puts each nginx worker and,
     inherited, its Python workers under SCHED_BATCH, the master untouched."""
@@ -561,10 +570,7 @@ def check_sched_batch(env, locs):
           "SCHED_BATCH without policyexec_sched_batch")
     good = open(env.conf).read()
     env.write_conf(env.main_conf(locs, extra_http="  policyexec_sched_batch on;"))
-    old = set(env.nginx_workers())
-    env.nginx("-s", "reload")
-    wait_for(lambda: not old & set(env.nginx_workers()) and len(env.pyworkers()) == 2,
-             "workers of the reloaded configuration")
+    reload_and_settle(env)
     batch = procs()
     check(len(batch) == 4 and all(sched_policy(p) == SCHED_BATCH for p in batch) and
           sched_policy(env.master_pid()) != SCHED_BATCH,
@@ -572,10 +578,7 @@ def check_sched_batch(env, locs):
     status, _, data = request(env.port, "POST", "/python-4/x", b"batch")
     check(data == PREFIX_BODY + b"batch", f"under SCHED_BATCH: {status} {data!r}")
     env.write_conf(good)
-    old = set(env.nginx_workers())
-    env.nginx("-s", "reload")
-    wait_for(lambda: not old & set(env.nginx_workers()) and len(env.pyworkers()) == 2,
-             "workers of the restored configuration")
+    reload_and_settle(env)
     print("ok: policyexec_sched_batch puts nginx workers and their Python workers "
           "under SCHED_BATCH")
 
