@@ -385,9 +385,10 @@ typedef struct pe__py_body {
 } pe__py_body;
 
 /* The body's worker for this chunk (the one of its first chunk, or one
- * picked now and recorded in the chunk's state slot). PE_OK, or the
+ * picked now and recorded in the chunk's state slot), with one in-flight
+ * slot taken on it (pe__py_inflight_give returns it). PE_OK, or the
  * step's failure (PE_ERR_WORKER: replaced mid-body, none available;
- * PE_ERR_NOMEM) with ex->errmsg set. */
+ * PE_ERR_NOMEM; the in-flight limit's code) with ex->errmsg set. */
 int pe__py_stream_worker(pe__py_backend *be, pe_exchange *ex, pe_body_chunk *chunk,
                          pe__py_body **out);
 /* Applies the worker's answer to one chunk: PE_OK or the step's failure

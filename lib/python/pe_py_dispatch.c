@@ -368,8 +368,6 @@ int pe__py_stream_submit(pe__backend *self, pe__dstate *ds, pe_exchange *ex, con
   if (rc != PE_OK)
     return rc;
   pe__py_worker *w = sb->w;
-  if ((rc = pe__py_inflight_take(be, w)) != PE_OK)
-    return pe__exchange_fail(ex, rc, "too many python batches in flight");
   pe__py_conn *c = slot_conn(d, be, w);
   pe__batch b = {.n = 1};
   b.step[0] = step;

@@ -109,8 +109,8 @@ int pe__py_stream_apply(pe_exchange *ex, pe_body_chunk *chunk, const pe__py_resp
 
 /* The body's worker for this chunk: the one of its first chunk, or one
  * picked now. PE_OK or PE_ERR_WORKER (errmsg set). */
-int pe__py_stream_worker(pe__py_backend *be, pe_exchange *ex, pe_body_chunk *chunk,
-                         pe__py_body **out) {
+static int body_worker(pe__py_backend *be, pe_exchange *ex, pe_body_chunk *chunk,
+                       pe__py_body **out) {
   void **slot = pe_body_chunk_state(chunk);
   pe__py_body *sb = *slot;
   if (sb) {
@@ -138,6 +138,14 @@ int pe__py_stream_worker(pe__py_backend *be, pe_exchange *ex, pe_body_chunk *chu
   return PE_OK;
 }
 
+int pe__py_stream_worker(pe__py_backend *be, pe_exchange *ex, pe_body_chunk *chunk,
+                         pe__py_body **out) {
+  int rc = body_worker(be, ex, chunk, out);
+  if (rc == PE_OK && (rc = pe__py_inflight_take(be, (*out)->w)) != PE_OK)
+    return pe__exchange_fail(ex, rc, "too many python batches in flight");
+  return rc;
+}
+
 int pe__py_stream_chunk(pe__backend *self, pe_exchange *ex, const pe__step *step,
                         pe_body_chunk *chunk) {
   pe__py_backend *be = (pe__py_backend *)(void *)self;
@@ -146,8 +154,6 @@ int pe__py_stream_chunk(pe__backend *self, pe_exchange *ex, const pe__step *step
   if (rc != PE_OK)
     return rc;
   pe__py_worker *w = sb->w;
-  if ((rc = pe__py_inflight_take(be, w)) != PE_OK)
-    return pe__exchange_fail(ex, rc, "too many python batches in flight");
   pe__py_conn *c = pe__py_pool_take(be, w);
   if (!c || c->gen != sb->gen) {
     if (c)
