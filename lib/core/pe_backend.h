@@ -158,8 +158,13 @@ int pe__dispatch_complete(pe_exchange *ex);
 /* The same for a pending stream chunk (stream_submit): its step ended
  * with rc (PE_OK, or its failure with ex->errmsg set). */
 int pe__dispatch_stream_done(pe_exchange *ex, int rc);
+/* Whether x can take a chunk of ex's stream without blocking on ex's
+ * dispatcher: it has stream_submit, the dispatcher is not closing (then
+ * pe_dispatcher_free runs what is left blocking) and its state for x is
+ * attached. Otherwise the chunk runs blocking, as in pe_chain_stream_body. */
+bool pe__dispatch_can_stream(pe_exchange *ex, const pe__executor *x);
 /* Sends chunk of the pending stream of ex through step on ex's dispatcher
- * (pe_stream.c): as stream_submit. */
+ * (pe_stream.c), after pe__dispatch_can_stream: as stream_submit. */
 int pe__dispatch_stream_submit(pe_exchange *ex, const pe__executor *x, const pe__step *step,
                                pe_body_chunk *chunk);
 

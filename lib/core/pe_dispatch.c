@@ -99,19 +99,20 @@ static void clear_async(pe_exchange *ex) {
   ex->run.stream_dir = 0;
 }
 
+bool pe__dispatch_can_stream(pe_exchange *ex, const pe__executor *x) {
+  pe_dispatcher *d = ex->run.dispatcher;
+  pe__dstate *ds;
+  return x->ops->stream_submit && !d->closing && state_of(d, x, &ds) == PE_OK;
+}
+
 int pe__dispatch_stream_submit(pe_exchange *ex, const pe__executor *x, const pe__step *step,
                                pe_body_chunk *chunk) {
   pe_dispatcher *d = ex->run.dispatcher;
   pe__dstate *ds;
-  if (!x->ops->stream_submit || d->closing || state_of(d, x, &ds) != PE_OK) {
-    /* No non-blocking path: the chunk runs blocking, as in
-     * pe_chain_stream_body (pe_dispatcher_free runs what is left so). */
-    ex->run.in_step = true;
-    int rc = x->ops->stream_chunk(x->be, ex, step, chunk);
-    ex->run.in_step = false;
-    return rc;
-  }
-  int rc = x->ops->stream_submit(x->be, ds, ex, step, chunk);
+  int rc = state_of(d, x, &ds); /* attached by pe__dispatch_can_stream */
+  if (rc != PE_OK)
+    return pe__exchange_fail(ex, rc, "no dispatcher state for the executor: %s", pe_strerror(rc));
+  rc = x->ops->stream_submit(x->be, ds, ex, step, chunk);
   if (rc == PE_PENDING) {
     d->pending++;
     ex->run.exec = x;

@@ -371,7 +371,7 @@ static int stream_run(pe_exchange *ex, pe__stream *s) {
     const pe__step *step = ss->step;
     const pe__policy *p = step->policy;
     const pe__executor *x = stream_executor(ex->engine, step);
-    if (x && ex->run.dispatcher) {
+    if (x && ex->run.dispatcher && pe__dispatch_can_stream(ex, x)) {
       rc = PE_OK;
       if (s->in_buf < 0 && s->chunk.data.ptr == s->cur.ptr && s->cur.len) {
         /* The step's input is still the host's chunk, which need not
