@@ -19,22 +19,17 @@ one request with start-up and shutdown cancelled out.
 """
 
 import argparse
-import glob
 import http.client
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.dirname(os.path.dirname(HERE))
-ECHO = os.path.join(SRC, "examples", "gateway", "tests", "echo_backend.py")
+from ngx_bench import ECHO, SRC, free_port, wait_port
 N = "sample-native-"
 P = "sample-python-"
 CHAINS = {
@@ -49,23 +44,6 @@ CHAINS = {
                   P + "response-header"],
 }
 PREFIX_BODY = b"[sample-response-body][sample-request-body]"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"port {port} never opened")
 
 
 def conf(build, run, port, echo_port, profile):
@@ -134,7 +112,7 @@ def run_once(build, profile, n, echo_port, keep_dir=None):
                           "/usr/sbin/nginx", "-p", run, "-c", path, "-e", f"{run}/error.log"],
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_port(port)
+        wait_port(port, timeout=120)
         client(port, n, profile)
     finally:
         p.send_signal(signal.SIGQUIT)

@@ -18,37 +18,18 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.dirname(os.path.dirname(HERE))
-ECHO = os.path.join(SRC, "examples", "gateway", "tests", "echo_backend.py")
+from ngx_bench import ECHO, free_port, wait_port
 LOCATIONS = {
     "plain": None,
     "pass": [{"name": "sample-native-request-header", "version": "1.0.0"}],
     "stream": [{"name": "sample-native-redact", "version": "1.0.0"}],
 }
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port):
-    for _ in range(600):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"port {port} never opened")
 
 
 def size_arg(text):
