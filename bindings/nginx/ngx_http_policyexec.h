@@ -89,7 +89,6 @@ struct ngx_http_pe_ctx_s {
   ngx_http_pe_spec_t *spec;
   pe_exchange *ex;
   ngx_queue_t live;           /* in the worker's list of live exchanges */
-  ngx_event_t wait;           /* keeps a graceful quit waiting for a run */
   ngx_http_pe_next_pt resume; /* continuation of the pending run */
   ngx_chain_t *out;           /* response output saved while a phase runs */
   ngx_http_pe_req_state_t req;
@@ -130,6 +129,10 @@ ngx_int_t ngx_http_pe_worker_exiting(void);
 pe_exchange *ngx_http_pe_take_exchange(void);
 void ngx_http_pe_give_exchange(pe_exchange *ex);
 ngx_queue_t *ngx_http_pe_live_queue(void);
+/* A run of @p ctx is pending (sets ctx->pending) / is over (clears it): a
+ * graceful shutdown waits while any is. */
+void ngx_http_pe_wait_start(ngx_http_pe_ctx_t *ctx);
+void ngx_http_pe_wait_stop(ngx_http_pe_ctx_t *ctx);
 
 /* ngx_http_policyexec_ctx.c */
 ngx_http_pe_ctx_t *ngx_http_pe_ctx_create(ngx_http_request_t *r, ngx_http_pe_spec_t *spec);
@@ -139,8 +142,6 @@ ngx_http_pe_ctx_t *ngx_http_pe_ctx_create(ngx_http_request_t *r, ngx_http_pe_spe
 ngx_int_t ngx_http_pe_run(ngx_http_pe_ctx_t *ctx, pe_phase first, pe_phase last,
                           ngx_http_pe_next_pt next);
 ngx_int_t ngx_http_pe_responded(ngx_http_pe_ctx_t *ctx);
-/* Arms the timer that keeps a graceful shutdown waiting while ctx->pending. */
-void ngx_http_pe_wait_start(ngx_http_pe_ctx_t *ctx);
 void ngx_http_pe_free_live(void);
 void ngx_http_pe_log_failure(ngx_http_pe_ctx_t *ctx);
 

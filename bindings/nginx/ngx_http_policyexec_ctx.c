@@ -6,22 +6,15 @@
  */
 #include "ngx_http_policyexec.h"
 
-/* Re-armed while a run is pending: a timer that is not cancelable keeps a
- * graceful shutdown (nginx -s quit, reload) from ending the worker under a
- * request that waits for a Python worker. The library's step timeouts end
- * the run itself. */
-#define PE_NGX_WAIT_MS 60000
-
 static void ngx_http_pe_cleanup(void *data) {
   ngx_http_pe_ctx_t *ctx = data;
-  if (ctx->wait.timer_set)
-    ngx_del_timer(&ctx->wait);
   if (ctx->ex == NULL)
     return;
   ngx_queue_remove(&ctx->live);
-  if (ctx->pending)
+  if (ctx->pending) {
+    ngx_http_pe_wait_stop(ctx);
     pe_exchange_free(ctx->ex); /* cancels the run; its callback never comes */
-  else
+  } else
     ngx_http_pe_give_exchange(ctx->ex);
   ctx->ex = NULL;
 }
@@ -36,16 +29,6 @@ void ngx_http_pe_free_live(void) {
   }
 }
 
-static void ngx_http_pe_wait_handler(ngx_event_t *ev) {
-  ngx_http_pe_ctx_t *ctx = ev->data;
-  if (ctx->pending)
-    ngx_add_timer(ev, PE_NGX_WAIT_MS);
-}
-
-void ngx_http_pe_wait_start(ngx_http_pe_ctx_t *ctx) {
-  ngx_add_timer(&ctx->wait, PE_NGX_WAIT_MS);
-}
-
 ngx_http_pe_ctx_t *ngx_http_pe_ctx_create(ngx_http_request_t *r, ngx_http_pe_spec_t *spec) {
   ngx_pool_cleanup_t *cln = ngx_pool_cleanup_add(r->pool, 0);
   ngx_http_pe_ctx_t *ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_pe_ctx_t));
@@ -57,9 +40,6 @@ ngx_http_pe_ctx_t *ngx_http_pe_ctx_create(ngx_http_request_t *r, ngx_http_pe_spe
   ctx->request = r;
   ctx->spec = spec;
   ngx_queue_insert_tail(ngx_http_pe_live_queue(), &ctx->live);
-  ctx->wait.handler = ngx_http_pe_wait_handler;
-  ctx->wait.data = ctx;
-  ctx->wait.log = r->connection->log;
   cln->handler = ngx_http_pe_cleanup;
   cln->data = ctx;
   ngx_http_set_ctx(r, ctx, ngx_http_policyexec_module);
@@ -86,9 +66,7 @@ static void ngx_http_pe_done(pe_exchange *ex, int rc, void *user_data) {
   ngx_http_pe_ctx_t *ctx = user_data;
   (void)ex;
   (void)rc; /* always PE_OK: step failures show in the verdict */
-  ctx->pending = 0;
-  if (ctx->wait.timer_set)
-    ngx_del_timer(&ctx->wait);
+  ngx_http_pe_wait_stop(ctx);
   if (ngx_http_pe_worker_exiting())
     return; /* fast shutdown: the request is only freed */
   ngx_http_pe_log_failure(ctx);
@@ -108,7 +86,6 @@ ngx_int_t ngx_http_pe_run(ngx_http_pe_ctx_t *ctx, pe_phase first, pe_phase last,
                                      ngx_http_pe_dispatcher(), ngx_http_pe_done, ctx);
   if (rc == PE_PENDING) {
     ctx->resume = next;
-    ctx->pending = 1;
     ngx_http_pe_wait_start(ctx);
     return NGX_AGAIN;
   }

@@ -10,6 +10,10 @@
 /* Reset exchanges kept per worker for reuse. */
 #define PE_NGX_SPARE_EXCHANGES 256
 
+/* Period of the worker's wait timer (below); any value works, it is only
+ * re-armed. */
+#define PE_NGX_WAIT_MS 60000
+
 typedef struct {
   pe_engine *engine;
   pe_dispatcher *dispatcher;
@@ -19,6 +23,14 @@ typedef struct {
   pe_exchange *spare[PE_NGX_SPARE_EXCHANGES];
   ngx_uint_t nspare;
   ngx_flag_t exiting;
+  /* A graceful shutdown (nginx -s quit, reload) ends a worker once only
+   * cancelable timers are left. This one timer stays armed and is
+   * cancelable exactly when no request waits for a run (waiting == 0), so
+   * no worker ends under a request that waits for a Python worker; one
+   * timer per run cost two timer-tree operations per request. The
+   * library's step timeouts end the runs themselves. */
+  ngx_event_t wait;
+  ngx_uint_t waiting;
 } ngx_http_pe_worker_t;
 
 static ngx_http_pe_worker_t pe_worker;
@@ -136,6 +148,25 @@ ngx_int_t ngx_http_pe_validate(ngx_conf_t *cf, ngx_http_pe_main_conf_t *pmcf) {
   return rc;
 }
 
+static void ngx_http_pe_wait_handler(ngx_event_t *ev) {
+  if (!ngx_exiting || pe_worker.waiting > 0)
+    ngx_add_timer(ev, PE_NGX_WAIT_MS);
+}
+
+void ngx_http_pe_wait_start(ngx_http_pe_ctx_t *ctx) {
+  ctx->pending = 1;
+  if (pe_worker.waiting++ == 0)
+    pe_worker.wait.cancelable = 0;
+  if (!pe_worker.wait.timer_set) /* not re-armed once a shutdown began */
+    ngx_add_timer(&pe_worker.wait, PE_NGX_WAIT_MS);
+}
+
+void ngx_http_pe_wait_stop(ngx_http_pe_ctx_t *ctx) {
+  ctx->pending = 0;
+  if (--pe_worker.waiting == 0)
+    pe_worker.wait.cancelable = 1;
+}
+
 static void ngx_http_pe_dispatch_handler(ngx_event_t *ev) {
   (void)ev;
   if (pe_worker.dispatcher)
@@ -198,12 +229,18 @@ ngx_int_t ngx_http_pe_worker_start(ngx_cycle_t *cycle, ngx_http_pe_main_conf_t *
   c->write->log = cycle->log;
   if (ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK)
     return NGX_ERROR;
+  pe_worker.wait.handler = ngx_http_pe_wait_handler;
+  pe_worker.wait.log = cycle->log;
+  pe_worker.wait.cancelable = 1;
+  ngx_add_timer(&pe_worker.wait, PE_NGX_WAIT_MS);
   return NGX_OK;
 }
 
 void ngx_http_pe_worker_stop(ngx_cycle_t *cycle) {
   (void)cycle;
   pe_worker.exiting = 1; /* completions now only mark their requests */
+  if (pe_worker.wait.timer_set)
+    ngx_del_timer(&pe_worker.wait);
   if (pe_worker.conn) {
     /* The dispatcher owns and closes the fd; nginx must not see it as an
      * open socket left behind ("open socket #N left in connection"). */

@@ -230,7 +230,6 @@ ngx_int_t ngx_http_pe_stream(ngx_http_request_t *r, ngx_http_pe_ctx_t *ctx, pe_d
       ctx->stream_chunk = chunk;
       ctx->stream_wait |= 1u << dir;
       ctx->stream_dir = dir;
-      ctx->pending = 1;
       ngx_http_pe_wait_start(ctx);
       return NGX_AGAIN;
     }
@@ -266,10 +265,8 @@ static void ngx_http_pe_stream_kick(ngx_http_pe_ctx_t *ctx, pe_dir dir) {
 static void ngx_http_pe_stream_done(pe_exchange *ex, int rc, void *user_data) {
   ngx_http_pe_ctx_t *ctx = user_data;
   (void)ex;
-  ctx->pending = 0;
+  ngx_http_pe_wait_stop(ctx);
   ctx->stream_rc = rc;
-  if (ctx->wait.timer_set)
-    ngx_del_timer(&ctx->wait);
   if (ngx_http_pe_worker_exiting())
     return; /* fast shutdown: the request is only freed */
   ngx_http_request_t *r = ctx->request;

@@ -584,7 +584,8 @@ def check_sched_batch(env, locs):
 
 
 def scenario_lifecycle(env):
-    locs = proxied("/python-4/", CHAINS["python-4"]) + proxied("/native-4/", CHAINS["native-4"])
+    locs = (proxied("/python-4/", CHAINS["python-4"]) + proxied("/native-4/", CHAINS["native-4"]) +
+            proxied("/sleepy/", [step("ngx-test-sleep", params={"ms": 1500}, timeout_ms=10000)]))
     env.write_conf(env.main_conf(locs))
     env.start()
     check_no_orphans(env, 2)
@@ -636,9 +637,21 @@ def scenario_lifecycle(env):
     check(data == PREFIX_BODY + b"after", f"after a killed worker: {status} {data!r}")
     print("ok: a killed nginx worker leaves no Python worker behind")
 
+    # A graceful quit waits for a request whose Python phase is pending,
+    # then ends at once: nothing of the module holds a worker any longer.
     master = env.master_pid()
+    pending = []
+    slow = threading.Thread(target=lambda: pending.append(
+        request(env.port, "POST", "/sleepy/x", b"quit body", timeout=60)))
+    slow.start()
+    time.sleep(0.5)
     env.nginx("-s", "quit")
+    slow.join(60)
+    check(pending and pending[0][0] == 200 and pending[0][2] == b"quit body",
+          f"request pending at quit: {pending}")
+    done_at = time.monotonic()
     wait_for(lambda: not pid_alive(master), "nginx to quit")
+    check(time.monotonic() - done_at < 10, "nginx took more than 10 s to quit once idle")
     wait_for(lambda: not env.pyworkers(), "Python workers to exit")
     check(not env.socket_files(), f"socket files left: {env.socket_files()}")
     log = env.log()
