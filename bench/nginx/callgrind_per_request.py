@@ -7,9 +7,14 @@ This counts instructions instead (deterministic: the same build and the same
 requests give the same count within a fraction of a percent). nginx runs in
 one process (master_process off) under valgrind --tool=callgrind, in front
 of the gateway tests' echo upstream (not instrumented); a client sends N
-POSTs of 50 B on one keep-alive connection and checks every answer. Two
+POSTs (50 B unless --payload) on one keep-alive connection and checks every answer. Two
 runs, N1 and N2 requests, give (Ir(N2) - Ir(N1)) / (N2 - N1): the cost of
 one request with start-up and shutdown cancelled out.
+
+The gw-* profiles count the reference gateway the same way (all its
+threads, one Python worker outside valgrind), for comparing the module's
+cost with the gateway's: gw-no-policies, gw-native-4, gw-python-4,
+gw-mix-4.
 
   bench/nginx/callgrind_per_request.py --build-dir build [--build-dir other]
       [--profiles nginx-proxy,ngx-empty,ngx-native-4] [--n1 300 --n2 1300]
@@ -30,6 +35,9 @@ import sys
 import tempfile
 
 from ngx_bench import ECHO, SRC, free_port, wait_port
+
+sys.path.insert(0, os.path.join(SRC, "bench", "loadtest"))
+from harness import gateway  # noqa: E402
 N = "sample-native-"
 P = "sample-python-"
 CHAINS = {
@@ -43,7 +51,10 @@ CHAINS = {
     "ngx-mix-4": [N + "response-header", P + "request-body", N + "response-body",
                   P + "response-header"],
 }
+CHAINS.update({"gw-no-policies": [], "gw-native-4": CHAINS["ngx-native-4"],
+               "gw-python-4": CHAINS["ngx-python-4"], "gw-mix-4": CHAINS["ngx-mix-4"]})
 PREFIX_BODY = b"[sample-response-body][sample-request-body]"
+PAYLOAD = 50  # bytes per request body (--payload)
 
 
 def conf(build, run, port, echo_port, profile):
@@ -87,12 +98,12 @@ http {{
 """
 
 
-def client(port, n, profile):
-    payload = b"x" * 50
+def client(port, n, profile, path="/p/x"):
+    payload = b"x" * PAYLOAD
     want = PREFIX_BODY + payload if CHAINS.get(profile) else payload
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     for i in range(n):
-        conn.request("POST", "/p/x", body=payload)
+        conn.request("POST", path, body=payload)
         resp = conn.getresponse()
         body = resp.read()
         if resp.status != 200 or body != want:
@@ -100,7 +111,55 @@ def client(port, n, profile):
     conn.close()
 
 
+def total_ir(out, profile, build, keep_dir):
+    with open(out) as f:
+        m = re.search(r"^(?:summary|totals):\s+(\d+)", f.read(), re.M)
+    if keep_dir:
+        os.makedirs(keep_dir, exist_ok=True)
+        shutil.copy(out, os.path.join(keep_dir, f"callgrind.{profile}.{os.path.basename(build)}"))
+    return int(m.group(1))
+
+
+class Valgrinded:
+    """What gateway.wait_healthy() asks of a process."""
+
+    def __init__(self, popen, log_path):
+        self.popen, self.log_path = popen, log_path
+
+    def alive(self):
+        return self.popen.poll() is None
+
+
+def run_once_gateway(build, profile, n, echo_port, keep_dir=None):
+    """The gateway as the load test configures it, one thread and one Python
+    worker, unpinned; the API created through its admin API."""
+    run = tempfile.mkdtemp(prefix="pe-cg-")
+    port, admin = free_port(), free_port()
+    cfg = gateway.config(build, SRC, port, admin, 1, 1, 10000)
+    cfg["cpu_affinity"] = False
+    path = os.path.join(run, "gateway.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    out = os.path.join(run, "callgrind.out")
+    p = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                          gateway.paths(build, SRC)["binary"], "--config", path], cwd=run,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        gateway.wait_healthy(Valgrinded(p, run), admin, timeout=120)
+        gateway.create_api(admin, echo_port,
+                           [{"name": s, "version": "1.0.0"} for s in CHAINS[profile]])
+        client(port, n, profile, gateway.API_CONTEXT + "/x")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=300)
+    ir = total_ir(out, profile, build, keep_dir)
+    shutil.rmtree(run, ignore_errors=True)
+    return ir
+
+
 def run_once(build, profile, n, echo_port, keep_dir=None):
+    if profile.startswith("gw-"):
+        return run_once_gateway(build, profile, n, echo_port, keep_dir)
     run = tempfile.mkdtemp(prefix="pe-cg-")
     port = free_port()
     path = os.path.join(run, "nginx.conf")
@@ -117,13 +176,9 @@ def run_once(build, profile, n, echo_port, keep_dir=None):
     finally:
         p.send_signal(signal.SIGQUIT)
         p.wait(timeout=300)
-    with open(out) as f:
-        m = re.search(r"^(?:summary|totals):\s+(\d+)", f.read(), re.M)
-    if keep_dir:
-        os.makedirs(keep_dir, exist_ok=True)
-        shutil.copy(out, os.path.join(keep_dir, f"callgrind.{profile}.{os.path.basename(build)}"))
+    ir = total_ir(out, profile, build, keep_dir)
     shutil.rmtree(run, ignore_errors=True)
-    return int(m.group(1))
+    return ir
 
 
 def main():
@@ -133,24 +188,28 @@ def main():
     ap.add_argument("--n1", type=int, default=300)
     ap.add_argument("--n2", type=int, default=1300)
     ap.add_argument("--annotate", help="keep the N2 callgrind files in this directory")
+    ap.add_argument("--payload", type=int, default=50, help="request body bytes")
     args = ap.parse_args()
+    global PAYLOAD
+    PAYLOAD = args.payload
     echo_port = free_port()
     echo = subprocess.Popen([sys.executable, ECHO, "--port", str(echo_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(echo_port)
-        print("| build | profile | Ir per request | Ir − nginx-proxy |")
+        print("| build | profile | Ir per request | Ir − the anchor (nginx-proxy, gw-no-policies) |")
         print("|---|---|---|---|")
         for build in args.build_dir:
             build = os.path.abspath(build)
-            base = None
+            base = {}
             for profile in args.profiles.split(","):
+                family = "gw" if profile.startswith("gw-") else "ngx"
                 a = run_once(build, profile, args.n1, echo_port)
                 b = run_once(build, profile, args.n2, echo_port, args.annotate)
                 per = (b - a) / (args.n2 - args.n1)
-                if profile == "nginx-proxy":
-                    base = per
-                diff = f"{per - base:+,.0f}" if base is not None else "—"
+                if profile in ("nginx-proxy", "gw-no-policies"):
+                    base[family] = per
+                diff = f"{per - base[family]:+,.0f}" if family in base else "—"
                 print(f"| {build} | {profile} | {per:,.0f} | {diff} |", flush=True)
     finally:
         echo.terminate()
