@@ -111,12 +111,16 @@ def client(port, n, profile, path="/p/x"):
     conn.close()
 
 
-def total_ir(out, profile, build, keep_dir):
+def collect(run, profile, build, keep_dir):
+    """The run's total instruction count; its directory removed, its
+    callgrind file kept in keep_dir when given."""
+    out = os.path.join(run, "callgrind.out")
     with open(out) as f:
         m = re.search(r"^(?:summary|totals):\s+(\d+)", f.read(), re.M)
     if keep_dir:
         os.makedirs(keep_dir, exist_ok=True)
         shutil.copy(out, os.path.join(keep_dir, f"callgrind.{profile}.{os.path.basename(build)}"))
+    shutil.rmtree(run, ignore_errors=True)
     return int(m.group(1))
 
 
@@ -152,9 +156,7 @@ def run_once_gateway(build, profile, n, echo_port, keep_dir=None):
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=300)
-    ir = total_ir(out, profile, build, keep_dir)
-    shutil.rmtree(run, ignore_errors=True)
-    return ir
+    return collect(run, profile, build, keep_dir)
 
 
 def run_once(build, profile, n, echo_port, keep_dir=None):
@@ -176,9 +178,7 @@ def run_once(build, profile, n, echo_port, keep_dir=None):
     finally:
         p.send_signal(signal.SIGQUIT)
         p.wait(timeout=300)
-    ir = total_ir(out, profile, build, keep_dir)
-    shutil.rmtree(run, ignore_errors=True)
-    return ir
+    return collect(run, profile, build, keep_dir)
 
 
 def main():
