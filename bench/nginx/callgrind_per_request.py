@@ -37,23 +37,17 @@ import tempfile
 from ngx_bench import ECHO, SRC, free_port, wait_port
 
 sys.path.insert(0, os.path.join(SRC, "bench", "loadtest"))
-from harness import gateway  # noqa: E402
-N = "sample-native-"
-P = "sample-python-"
-CHAINS = {
-    "ngx-empty": [],
-    "ngx-native-4": [N + "response-header", N + "request-body", N + "response-header",
-                     N + "response-body"],
-    # The Python workers run outside valgrind: these count the nginx
-    # worker's own instructions around each round trip.
-    "ngx-python-4": [P + "response-header", P + "request-body", P + "response-header",
-                     P + "response-body"],
-    "ngx-mix-4": [N + "response-header", P + "request-body", N + "response-body",
-                  P + "response-header"],
-}
-CHAINS.update({"gw-no-policies": [], "gw-native-4": CHAINS["ngx-native-4"],
-               "gw-python-4": CHAINS["ngx-python-4"], "gw-mix-4": CHAINS["ngx-mix-4"]})
-PREFIX_BODY = b"[sample-response-body][sample-request-body]"
+from harness import gateway, payloads, profiles  # noqa: E402
+
+
+def chain(profile):
+    """The steps @p profile runs: the load test's profile of that name (gw-X:
+    the gateway's X). The Python workers run outside valgrind: Python chains
+    count the proxy's own instructions around each round trip."""
+    name = profile[3:] if profile.startswith("gw-") else profile
+    return profiles.PROFILES[name]["policies"] or []
+
+
 PAYLOAD = 50  # bytes per request body (--payload)
 
 
@@ -62,10 +56,10 @@ def conf(build, run, port, echo_port, profile):
     loc = "proxy_pass http://echo;"
     if profile != "nginx-proxy":
         module = f"load_module {build}/nginx/modules/ngx_http_policyexec_module.so;"
-        steps = [{"name": n, "version": "1.0.0"} for n in CHAINS[profile]]
+        steps = chain(profile)
         loc = (f"policyexec_chain '{json.dumps(steps, separators=(',', ':'))}'; " + loc)
         plugin = f"policyexec_plugin {build}/examples/policies/sample_native_policies.so;"
-        if any(n.startswith(P) for n in CHAINS[profile]):
+        if any(s["name"].startswith("sample-python-") for s in steps):
             plugin += (f" policyexec_python_path {SRC}/examples/policies/python;"
                        f" policyexec_python_worker {build}/bin/policyexec-pyworker;"
                        " policyexec_python_workers 1; policyexec_python_timeout 10000ms;")
@@ -100,7 +94,7 @@ http {{
 
 def client(port, n, profile, path="/p/x"):
     payload = b"x" * PAYLOAD
-    want = PREFIX_BODY + payload if CHAINS.get(profile) else payload
+    want = payloads.expected(payload, bool(chain(profile)))
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     for i in range(n):
         conn.request("POST", path, body=payload)
@@ -150,8 +144,7 @@ def run_once_gateway(build, profile, n, echo_port, keep_dir=None):
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         gateway.wait_healthy(Valgrinded(p, run), admin, timeout=120)
-        gateway.create_api(admin, echo_port,
-                           [{"name": s, "version": "1.0.0"} for s in CHAINS[profile]])
+        gateway.create_api(admin, echo_port, chain(profile))
         client(port, n, profile, gateway.API_CONTEXT + "/x")
     finally:
         p.send_signal(signal.SIGTERM)
