@@ -22,7 +22,6 @@ from ngx_stream_tests.py.
 import os
 import signal
 import socket
-import threading
 import time
 
 import ngx_stream_tests as st
@@ -51,23 +50,6 @@ def locations(h):
     ])
 
 
-class Background(threading.Thread):
-    """Runs fn() in a thread, keeping its result (or exception) and when it
-    finished."""
-
-    def __init__(self, fn):
-        super().__init__(daemon=True)
-        self.fn, self.result, self.error, self.done_at = fn, None, None, None
-        self.start()
-
-    def run(self):
-        try:
-            self.result = self.fn()
-        except Exception as e:  # reported by the check that reads it
-            self.error = e
-        self.done_at = time.monotonic()
-
-
 def fast_probe(h, env, what):
     """A request to a location without Python, timed; must be answered."""
     t0 = time.monotonic()
@@ -81,7 +63,7 @@ def check_not_blocked(h, env, slow_fn, what):
     its chunk sleeps in Python, and checks the probe came back first, well
     within the 1.9 s the chunk still sleeps (a blocked worker would answer
     only after it)."""
-    slow = Background(slow_fn)
+    slow = h.Background(slow_fn)
     time.sleep(0.6)  # the chunk reaches the Python step
     took, probe_done = fast_probe(h, env, what)
     slow.join(60)
@@ -190,7 +172,7 @@ def scenario_pystream(env, h):
 
     # A graceful quit with a chunk pending: the request completes first.
     master = env.master_pid()
-    slow = Background(lambda: h.request(env.port, "POST", "/slow/x", b"quit body", timeout=60))
+    slow = h.Background(lambda: h.request(env.port, "POST", "/slow/x", b"quit body", timeout=60))
     time.sleep(0.6)
     os.kill(master, signal.SIGQUIT)
     slow.join(60)

@@ -233,6 +233,23 @@ def processes():
     return out
 
 
+class Background(threading.Thread):
+    """Runs fn() in a thread, keeping its result (or exception) and when it
+    finished."""
+
+    def __init__(self, fn):
+        super().__init__(daemon=True)
+        self.fn, self.result, self.error, self.done_at = fn, None, None, None
+        self.start()
+
+    def run(self):
+        try:
+            self.result = self.fn()
+        except Exception as e:  # reported by the check that reads it
+            self.error = e
+        self.done_at = time.monotonic()
+
+
 def pid_alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -640,15 +657,12 @@ def scenario_lifecycle(env):
     # A graceful quit waits for a request whose Python phase is pending,
     # then ends at once: nothing of the module holds a worker any longer.
     master = env.master_pid()
-    pending = []
-    slow = threading.Thread(target=lambda: pending.append(
-        request(env.port, "POST", "/sleepy/x", b"quit body", timeout=60)))
-    slow.start()
+    slow = Background(lambda: request(env.port, "POST", "/sleepy/x", b"quit body", timeout=60))
     time.sleep(0.5)
     env.nginx("-s", "quit")
     slow.join(60)
-    check(pending and pending[0][0] == 200 and pending[0][2] == b"quit body",
-          f"request pending at quit: {pending}")
+    check(slow.error is None and slow.result[0] == 200 and slow.result[2] == b"quit body",
+          f"request pending at quit: {slow.error or slow.result}")
     done_at = time.monotonic()
     wait_for(lambda: not pid_alive(master), "nginx to quit")
     check(time.monotonic() - done_at < 10, "nginx took more than 10 s to quit once idle")
